@@ -1,0 +1,89 @@
+"""Kafka value bytes -> ``UserChange``. Pure apart from the registry lookup it is given.
+
+With a registry: Confluent wire format (magic byte 0, 4-byte big-endian schema id, Avro
+body), decoded with the writer schema and resolved against the reader schema. Without:
+Avro written with the local schema, with or without that 5-byte header. A record that can
+never be decoded raises ``InvalidRecord``; a registry outage raises ``RetriableError``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+from worker.errors import InvalidRecord
+from worker.mapping import change_from_avro
+from worker.records import UserChange
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "user_change.avsc"
+_HEADER = struct.Struct(">bI")
+
+
+def load_reader_schema(path: Path = SCHEMA_PATH) -> Any:
+    return fastavro.parse_schema(json.loads(path.read_text()))
+
+
+def _read_exactly(body: bytes, writer: Any, reader: Any | None) -> dict[str, Any]:
+    stream = io.BytesIO(body)
+    datum = fastavro.schemaless_reader(stream, writer, reader)
+    if stream.tell() != len(body):
+        raise ValueError("trailing bytes after the Avro record")
+    if not isinstance(datum, dict):
+        raise ValueError("not an Avro record")
+    return datum
+
+
+class Decoder:
+    """Decodes values; ``writer_schema`` fetches a schema by id (registry mode) or is None."""
+
+    def __init__(
+        self, reader_schema: Any, writer_schema: Callable[[int], Any] | None = None
+    ) -> None:
+        self._reader = reader_schema
+        self._writer_schema = writer_schema
+
+    def decode(self, value: bytes | None) -> UserChange:
+        if value is None:
+            raise InvalidRecord("tombstone", "record has no value")
+        if self._writer_schema is not None:
+            datum = self._decode_registry(value, self._writer_schema)
+        else:
+            datum = self._decode_local(value)
+        try:
+            change = change_from_avro(datum)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InvalidRecord("undecodable", f"decoded record has wrong shape: {exc}") from exc
+        if not change.uid.strip():
+            raise InvalidRecord("empty_uid", "uid is empty")
+        return change
+
+    def _decode_registry(self, value: bytes, writer_schema: Callable[[int], Any]) -> dict[str, Any]:
+        if len(value) < _HEADER.size or value[0] != 0:
+            raise InvalidRecord("not_wire_format", "value lacks the Confluent wire-format header")
+        _, schema_id = _HEADER.unpack_from(value)
+        writer = writer_schema(schema_id)
+        try:
+            return _read_exactly(value[_HEADER.size :], writer, self._reader)
+        except Exception as exc:  # fastavro raises many types on bad bytes
+            raise InvalidRecord(
+                "undecodable", f"Avro body does not match schema id {schema_id}: {exc}"
+            ) from exc
+
+    def _decode_local(self, value: bytes) -> dict[str, Any]:
+        # A plain Avro body can also start with 0 (an empty uid), so try both readings.
+        candidates = [value]
+        if len(value) >= _HEADER.size and value[0] == 0:
+            candidates.insert(0, value[_HEADER.size :])
+        error: Exception | None = None
+        for body in candidates:
+            try:
+                return _read_exactly(body, self._reader, None)
+            except Exception as exc:  # fastavro raises many types on bad bytes
+                error = exc
+        raise InvalidRecord("undecodable", f"value is not Avro of the local schema: {error}")

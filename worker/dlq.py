@@ -1,0 +1,137 @@
+"""The dead-letter topic: records that cannot be delivered, with their reason.
+
+Each dead letter keeps the original key, value and headers, and adds headers naming the
+error and the source (``dlq.error.code``, ``dlq.error.message``, ``dlq.source.topic``,
+``dlq.source.partition``, ``dlq.source.offset``, ``dlq.job.id``). ``on_delivered`` runs
+only once Kafka acknowledged the write (acks=all); a failed write is sent again after a
+pause, never dropped. Callbacks run on the thread that calls ``poll``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import structlog
+from confluent_kafka import KafkaError, Producer
+
+from worker.records import SourceRecord
+
+log = structlog.get_logger("worker.dlq")
+_RESEND_AFTER_S = 1.0
+
+
+class DeadLetterSink(Protocol):
+    def send(
+        self,
+        record: SourceRecord,
+        code: str,
+        message: str,
+        on_delivered: Callable[[], None],
+        job_id: str | None = None,
+    ) -> None: ...
+    def poll(self, timeout: float) -> None: ...
+    def pending(self) -> int: ...
+    def flush(self, timeout: float) -> int: ...
+
+
+def dead_letter_headers(
+    record: SourceRecord, code: str, message: str, job_id: str | None
+) -> list[tuple[str, str | bytes | None]]:
+    headers: list[tuple[str, str | bytes | None]] = list(record.headers)
+    headers += [
+        ("dlq.error.code", code.encode()),
+        ("dlq.error.message", message.encode()[:4096]),
+        ("dlq.source.topic", record.topic.encode()),
+        ("dlq.source.partition", str(record.partition).encode()),
+        ("dlq.source.offset", str(record.offset).encode()),
+    ]
+    if job_id:
+        headers.append(("dlq.job.id", job_id.encode()))
+    return headers
+
+
+class KafkaDeadLetters:
+    def __init__(self, config: dict[str, Any], topic: str) -> None:
+        self._topic = topic
+        self._producer = Producer(
+            {
+                **config,
+                "enable.idempotence": True,
+                "acks": "all",
+                # librdkafka retries internally; our own resend covers what it gives up on.
+                "message.timeout.ms": 120_000,
+                "error_cb": lambda err: log.warning("dlq_kafka_error", error=str(err)),
+            }
+        )
+        self._in_flight = 0
+        self._resend: list[tuple[float, Callable[[], None]]] = []
+
+    def send(
+        self,
+        record: SourceRecord,
+        code: str,
+        message: str,
+        on_delivered: Callable[[], None],
+        job_id: str | None = None,
+    ) -> None:
+        headers = dead_letter_headers(record, code, message, job_id)
+
+        def produce() -> None:
+            self._in_flight += 1
+            self._producer.produce(
+                self._topic,
+                value=record.value,
+                key=record.key,
+                headers=headers,
+                on_delivery=delivered,
+            )
+
+        def delivered(err: KafkaError | None, _msg: Any) -> None:
+            self._in_flight -= 1
+            if err is None:
+                on_delivered()
+                return
+            log.error(
+                "dlq_write_failed",
+                error=str(err),
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+            )
+            self._resend.append((time.monotonic() + _RESEND_AFTER_S, produce))
+
+        log.warning(
+            "dead_lettered",
+            code=code,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            job_id=job_id,
+        )
+        try:
+            produce()
+        except BufferError:
+            self._in_flight -= 1
+            self._resend.append((time.monotonic(), produce))
+
+    def poll(self, timeout: float) -> None:
+        self._producer.poll(timeout)
+        if not self._resend:
+            return
+        now = time.monotonic()
+        due = [p for at, p in self._resend if at <= now]
+        self._resend = [(at, p) for at, p in self._resend if at > now]
+        for produce in due:
+            try:
+                produce()
+            except BufferError:
+                self._in_flight -= 1
+                self._resend.append((now + _RESEND_AFTER_S, produce))
+
+    def pending(self) -> int:
+        return self._in_flight + len(self._resend)
+
+    def flush(self, timeout: float) -> int:
+        return int(self._producer.flush(timeout))

@@ -1,0 +1,146 @@
+"""FullStory v2 batch user import over HTTP: one call, one answer, errors translated.
+
+No retrying here (``importer`` owns the policy). Every failure becomes one of the
+``worker.errors`` types: 429 -> ``RateLimited`` with its Retry-After, 5xx / timeouts /
+connection errors / 401 / 403 -> ``RetriableError``, other 4xx -> ``RejectedRequest``.
+The API key is sent as ``Authorization: Basic <key>`` and appears nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from worker.config import Secret
+from worker.errors import RateLimited, RejectedRequest, RetriableError
+
+TERMINAL = ("COMPLETED", "FAILED")
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    id: str
+    status: str
+    imports: int = 0
+    errors: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True, slots=True)
+class UserError:
+    uid: str
+    code: str
+    message: str
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None  # an HTTP-date; fall back to our own backoff
+
+
+def _check(response: httpx.Response, what: str) -> dict[str, Any]:
+    status = response.status_code
+    if status == 200:
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise RetriableError(f"{what}: answer is not JSON", status=status) from exc
+        if not isinstance(body, dict):
+            raise RetriableError(f"{what}: answer is not a JSON object", status=status)
+        return body
+    if status == 429:
+        raise RateLimited(f"{what}: rate limited", _retry_after(response))
+    if status >= 500 or status in (401, 403, 408):
+        raise RetriableError(f"{what}: HTTP {status}", status=status)
+    try:
+        body = response.json()
+        code, message = str(body.get("code", "")), str(body.get("message", ""))
+    except (ValueError, AttributeError):
+        code, message = "", response.text[:200]
+    raise RejectedRequest(status, code or f"http_{status}", message)
+
+
+class FullStoryClient:
+    """Thread-safe: one ``httpx.Client`` shared by every job runner thread."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Secret,
+        *,
+        timeout_s: float = 30.0,
+        max_connections: int = 20,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Basic {api_key.reveal()}"},
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+            limits=httpx.Limits(max_connections=max_connections),
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"FullStoryClient(base_url={str(self._client.base_url)!r})"
+
+    def _send(self, method: str, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise RetriableError(f"{what}: timed out ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise RetriableError(f"{what}: {type(exc).__name__}") from exc
+        return _check(response, what)
+
+    def create_batch(self, body: bytes, idempotency_key: str) -> str:
+        """POST /v2/users/batch; returns the job id."""
+        answer = self._send(
+            "POST",
+            "/v2/users/batch",
+            "create batch",
+            content=body,
+            headers={"Content-Type": "application/json", "Idempotency-Key": idempotency_key},
+        )
+        try:
+            return str(answer["job"]["id"])
+        except (KeyError, TypeError) as exc:
+            raise RetriableError("create batch: answer has no job id") from exc
+
+    def job_status(self, job_id: str) -> JobStatus:
+        answer = self._send("GET", f"/v2/users/batch/{job_id}", "job status")
+        job = answer.get("job") or {}
+        return JobStatus(
+            id=job_id,
+            status=str(job.get("status", "")),
+            imports=int(answer.get("imports") or 0),
+            errors=int(answer.get("errors") or 0),
+        )
+
+    def job_errors(
+        self, job_id: str, page_token: str | None = None
+    ) -> tuple[list[UserError], str | None]:
+        """One page of a failed job's per-user errors, and the next page token."""
+        params = {"page_token": page_token} if page_token else None
+        answer = self._send("GET", f"/v2/users/batch/{job_id}/errors", "job errors", params=params)
+        errors = [
+            UserError(
+                uid=str((item.get("user") or {}).get("uid", "")),
+                code=str(item.get("code", "")),
+                message=str(item.get("message", "")),
+            )
+            for item in answer.get("results") or []
+        ]
+        return errors, answer.get("next_page_token") or None
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,184 @@
+"""Import one batch: POST it, follow the job to its end, read a failed job's errors.
+
+``Importer.run`` runs in a job-runner thread and returns a ``BatchOutcome``; it never
+gives up on a transient failure: 429 waits Retry-After, 5xx / timeouts / connection errors
+back off exponentially with jitter, for as long as it takes (until ``abandon`` is set at
+the shutdown deadline, which raises ``Abandoned``). A batch FullStory refuses as a whole
+(400) is split in halves until the refused users stand alone; they fail with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+import structlog
+
+from worker.batch import Batch
+from worker.errors import Abandoned, RejectedRequest, RetriableError
+from worker.fullstory import JobStatus, UserError
+from worker.idempotency import idempotency_key
+from worker.retry import Backoff
+
+T = TypeVar("T")
+log = structlog.get_logger("worker.importer")
+
+
+class FullStoryApi(Protocol):
+    def create_batch(self, body: bytes, idempotency_key: str) -> str: ...
+    def job_status(self, job_id: str) -> JobStatus: ...
+    def job_errors(
+        self, job_id: str, page_token: str | None = None
+    ) -> tuple[list[UserError], str | None]: ...
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What FullStory made of a batch: users not in ``failures`` were imported."""
+
+    batch: Batch
+    job_ids: list[str] = field(default_factory=list)
+    failures: dict[str, UserError] = field(default_factory=dict)
+
+
+def encode_body(requests: list[dict[str, Any]]) -> bytes:
+    """The exact bytes sent; the idempotency key is derived from them."""
+    return json.dumps({"requests": requests}, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class Importer:
+    def __init__(
+        self,
+        api: FullStoryApi,
+        *,
+        abandon: threading.Event,
+        poll_max_interval_s: float = 2.0,
+        poll_min_interval_s: float = 0.1,
+        new_key_after_5xx: int = 3,
+        backoff: Callable[[], Backoff] = Backoff,
+        on_api_answer: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._api = api
+        self._abandon = abandon
+        self._poll_max = poll_max_interval_s
+        self._poll_min = poll_min_interval_s
+        self._new_key_after = new_key_after_5xx
+        self._backoff = backoff
+        self._on_api_answer = on_api_answer
+
+    def run(self, batch: Batch) -> BatchOutcome:
+        outcome = BatchOutcome(batch)
+        bound = log.bind(batch_id=batch.id, partitions=sorted(batch.partitions()))
+        self._import(batch.requests(), outcome, bound)
+        return outcome
+
+    def _sleep(self, seconds: float) -> None:
+        if self._abandon.wait(seconds):
+            raise Abandoned("shutdown deadline reached")
+
+    def _import(self, requests: list[dict[str, Any]], outcome: BatchOutcome, bound: Any) -> None:
+        body = encode_body(requests)
+        try:
+            job_id = self._create(body, len(requests), bound)
+        except RejectedRequest as exc:
+            if len(requests) == 1:
+                uid = str(requests[0]["uid"])
+                bound.warning("user_rejected", status=exc.status, code=exc.code)
+                outcome.failures[uid] = UserError(uid, exc.code, exc.message)
+                return
+            bound.warning("batch_rejected_splitting", users=len(requests), code=exc.code)
+            middle = len(requests) // 2
+            self._import(requests[:middle], outcome, bound)
+            self._import(requests[middle:], outcome, bound)
+            return
+        outcome.job_ids.append(job_id)
+        job_log = bound.bind(job_id=job_id)
+        started = time.monotonic()
+        status = self._await(job_id, job_log)
+        if status.status == "FAILED":
+            for error in self._errors(job_id, job_log):
+                outcome.failures[error.uid] = error
+        job_log.info(
+            "job_completed" if status.status == "COMPLETED" else "job_failed",
+            users=len(requests),
+            imports=status.imports,
+            errors=status.errors,
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    def _create(self, body: bytes, users: int, bound: Any) -> str:
+        generation, consecutive_5xx = 0, 0
+        backoff = self._backoff()
+        while True:
+            key = idempotency_key(body, generation)
+            try:
+                job_id = self._api.create_batch(body, key)
+            except RetriableError as exc:
+                if exc.status is not None and exc.status >= 500:
+                    consecutive_5xx += 1
+                    if consecutive_5xx >= self._new_key_after:
+                        # The server may replay a saved 5xx under this key for 24 hours.
+                        generation, consecutive_5xx = generation + 1, 0
+                        bound.warning("idempotency_key_rotated", generation=generation)
+                delay = backoff.next_delay(exc)
+                bound.warning(
+                    "fullstory_retry",
+                    call="create_batch",
+                    error=str(exc),
+                    attempt=backoff.attempt,
+                    delay_s=round(delay, 3),
+                )
+                self._sleep(delay)
+                continue
+            self._on_api_answer()
+            bound.info("batch_submitted", job_id=job_id, users=users, key=key[:17])
+            return job_id
+
+    def _retrying(self, call: Callable[[], T], name: str, bound: Any) -> T:
+        backoff = self._backoff()
+        while True:
+            try:
+                result = call()
+            except (RetriableError, RejectedRequest) as exc:
+                # A 4xx while reading a job we created is FullStory's problem, not the
+                # data's: keep asking rather than drop the batch's acknowledgement.
+                delay = backoff.next_delay(exc if isinstance(exc, RetriableError) else None)
+                bound.warning(
+                    "fullstory_retry",
+                    call=name,
+                    error=str(exc),
+                    attempt=backoff.attempt,
+                    delay_s=round(delay, 3),
+                )
+                self._sleep(delay)
+                continue
+            self._on_api_answer()
+            return result
+
+    def _await(self, job_id: str, bound: Any) -> JobStatus:
+        interval = self._poll_min
+        while True:
+            status = self._retrying(partial(self._api.job_status, job_id), "job_status", bound)
+            if status.done:
+                return status
+            self._sleep(interval)
+            interval = min(self._poll_max, interval * 1.5)
+
+    def _errors(self, job_id: str, bound: Any) -> list[UserError]:
+        errors: list[UserError] = []
+        token: str | None = None
+        pages = 0
+        while True:
+            page, token = self._retrying(
+                partial(self._api.job_errors, job_id, token), "job_errors", bound
+            )
+            errors.extend(page)
+            pages += 1
+            if not token:
+                bound.info("job_errors_read", errors=len(errors), pages=pages)
+                return errors

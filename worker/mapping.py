@@ -1,0 +1,86 @@
+"""Avro user changes -> FullStory ``BatchUserImportRequest`` objects. Pure.
+
+Events are partial updates: a ``None`` field or property leaves the value as it is.
+All events of one uid in a batch fold, in offset order, into one request object whose
+``schema`` declares each property's type from its Avro value type, because FullStory
+infers every JSON number as ``real`` unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.records import PropertyValue, UserChange
+
+
+def declared_type(value: bool | int | float | str) -> str:
+    """FullStory's declared type for an Avro value (``bool`` before ``int``: it is one)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "real"
+    return "str"
+
+
+@dataclass(slots=True)
+class UserUpdate:
+    """The fold of one uid's changes: what one request object will carry."""
+
+    uid: str
+    display_name: str | None = None
+    email: str | None = None
+    properties: dict[str, bool | int | float | str] = field(default_factory=dict)
+
+    def apply(self, change: UserChange) -> None:
+        """Fold a later change on top: non-null values win, nulls leave things as they are."""
+        if change.display_name is not None:
+            self.display_name = change.display_name
+        if change.email is not None:
+            self.email = change.email
+        for name, value in change.properties.items():
+            if value is not None:
+                self.properties[name] = value
+
+    def to_request(self) -> dict[str, Any]:
+        """The ``BatchUserImportRequest`` JSON object."""
+        request: dict[str, Any] = {"uid": self.uid}
+        if self.display_name is not None:
+            request["display_name"] = self.display_name
+        if self.email is not None:
+            request["email"] = self.email
+        if self.properties:
+            request["properties"] = dict(self.properties)
+            request["schema"] = {
+                "properties": {n: declared_type(v) for n, v in self.properties.items()}
+            }
+        return request
+
+
+def fold(changes: list[UserChange]) -> UserUpdate:
+    """Merge one uid's changes, given in offset order."""
+    if not changes:
+        raise ValueError("fold needs at least one change")
+    update = UserUpdate(uid=changes[0].uid)
+    for change in changes:
+        if change.uid != update.uid:
+            raise ValueError("fold takes the changes of one uid")
+        update.apply(change)
+    return update
+
+
+def change_from_avro(datum: dict[str, Any]) -> UserChange:
+    """Build a ``UserChange`` from a datum decoded against the reader schema."""
+    changed_at = datum["changed_at"]
+    # fastavro turns timestamp-millis into an aware datetime; keep integer millis.
+    millis = changed_at if isinstance(changed_at, int) else int(changed_at.timestamp() * 1000)
+    properties: dict[str, PropertyValue] = dict(datum.get("properties") or {})
+    return UserChange(
+        uid=datum["uid"],
+        changed_at_ms=millis,
+        display_name=datum.get("display_name"),
+        email=datum.get("email"),
+        properties=properties,
+    )

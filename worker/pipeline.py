@@ -1,0 +1,258 @@
+"""The poll loop: consume -> decode -> batch -> import -> dead-letter -> commit.
+
+Only this thread touches the offset tracker and the batcher; import jobs run on a thread
+pool and hand back a ``BatchOutcome``. Delivery rules kept here:
+
+* a record is acknowledged when its user's job ended and the user was imported, or when
+  its dead letter was written; the commit is the contiguous acknowledged prefix;
+* two in-flight jobs never share a uid (the batcher holds back blocked uids);
+* when the buffer is full the loop pauses its partitions and keeps polling, so it stays in
+  the group however long FullStory takes; it never sleeps in the loop;
+* on revoke it waits (bounded) for jobs of the revoked partitions, commits their prefix,
+  and forgets them; acknowledgements arriving later for them are ignored;
+* on stop it stops fetching, waits for in-flight jobs up to the deadline, commits what is
+  acknowledged and leaves the group.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Collection
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import structlog
+
+from worker.batch import Batch, Batcher
+from worker.clock import Clock
+from worker.decode import Decoder
+from worker.dlq import DeadLetterSink
+from worker.errors import Abandoned, InvalidRecord, RetriableError
+from worker.health import Health
+from worker.importer import BatchOutcome, Importer
+from worker.offsets import OffsetTracker
+from worker.records import SourceRecord, TopicPartition
+from worker.retry import Backoff
+from worker.source import Source
+
+log = structlog.get_logger("worker.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSettings:
+    max_jobs_in_flight: int
+    poll_timeout_s: float = 0.1
+    consume_max_records: int = 1000
+    max_buffered_records: int = 20_000
+    commit_interval_s: float = 0.5
+    rebalance_drain_timeout_s: float = 10.0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        decoder: Decoder,
+        batcher: Batcher,
+        importer: Importer,
+        dlq: DeadLetterSink,
+        clock: Clock,
+        health: Health,
+        settings: LoopSettings,
+        abandon: threading.Event,
+    ) -> None:
+        self._decoder = decoder
+        self._batcher = batcher
+        self._importer = importer
+        self._dlq = dlq
+        self._clock = clock
+        self._health = health
+        self._settings = settings
+        self._abandon = abandon
+        self._tracker = OffsetTracker()
+        self._intake: deque[SourceRecord] = deque()
+        self._intake_backoff = Backoff(cap_s=10.0)
+        self._intake_retry_at = 0.0
+        self._in_flight: dict[int, tuple[Batch, Future[BatchOutcome]]] = {}
+        self._blocked: set[str] = set()
+        self._paused: set[TopicPartition] = set()
+        self._executor = ThreadPoolExecutor(
+            settings.max_jobs_in_flight, thread_name_prefix="import-job"
+        )
+        self._last_commit = 0.0
+        self._stop = threading.Event()
+        self.source: Source | None = None
+
+    # -- rebalance callbacks (run inside source.consume) -------------------------------
+
+    def on_assign(self, partitions: list[TopicPartition]) -> None:
+        self._tracker.assign(partitions)
+        self._health.joined()
+        log.info("partitions_assigned", partitions=partitions)
+
+    def on_revoke(self, partitions: list[TopicPartition]) -> None:
+        revoked = set(partitions)
+        deadline = self._clock.monotonic() + self._settings.rebalance_drain_timeout_s
+        self._drain(revoked, deadline)
+        self._commit(self._tracker.committable(revoked))
+        self._forget(revoked)
+        log.info("partitions_revoked", partitions=partitions)
+
+    def on_lost(self, partitions: list[TopicPartition]) -> None:
+        self._forget(set(partitions))
+        log.warning("partitions_lost", partitions=partitions)
+
+    def _forget(self, partitions: set[TopicPartition]) -> None:
+        self._tracker.revoke(partitions)
+        self._batcher.drop_partitions(partitions)
+        self._intake = deque(r for r in self._intake if r.tp not in partitions)
+        self._paused -= partitions
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to drain and return (safe from a signal handler)."""
+        self._stop.set()
+
+    def run(self, source: Source, shutdown_timeout_s: float) -> None:
+        self.source = source
+        log.info("worker_started")
+        while not self._stop.is_set():
+            self.step()
+        self.shutdown(shutdown_timeout_s)
+
+    def step(self) -> None:
+        source = self._require_source()
+        idle = not self._intake and not self._in_flight and not self._dlq.pending()
+        timeout = self._settings.poll_timeout_s if idle else 0.02
+        for record in source.consume(self._settings.consume_max_records, timeout):
+            if self._tracker.track(record.tp, record.offset):
+                self._intake.append(record)
+        now = self._clock.monotonic()
+        self._decode_intake(now)
+        self._collect_finished()
+        self._submit_ready(now)
+        self._apply_backpressure(source)
+        self._dlq.poll(0)
+        if now - self._last_commit >= self._settings.commit_interval_s:
+            self._commit(self._tracker.committable())
+            self._last_commit = now
+        self._health.beat()
+
+    def shutdown(self, timeout_s: float) -> None:
+        """Stop fetching, finish in-flight jobs up to ``timeout_s``, commit, leave the group."""
+        source = self._require_source()
+        deadline = self._clock.monotonic() + timeout_s
+        log.info("shutdown_started", jobs_in_flight=len(self._in_flight), timeout_s=timeout_s)
+        self._drain(None, deadline)
+        self._commit(self._tracker.committable())
+        if self._in_flight:
+            log.warning("shutdown_abandoned_jobs", jobs=len(self._in_flight))
+        self._abandon.set()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        left = self._dlq.flush(max(0.0, deadline - self._clock.monotonic()))
+        source.close()
+        log.info("shutdown_complete", dead_letters_unflushed=left)
+
+    def _require_source(self) -> Source:
+        if self.source is None:
+            raise RuntimeError("the pipeline has no source yet")
+        return self.source
+
+    # -- stages -----------------------------------------------------------------------
+
+    def _decode_intake(self, now: float) -> None:
+        if now < self._intake_retry_at:
+            return
+        while self._intake:
+            record = self._intake[0]
+            try:
+                change = self._decoder.decode(record.value)
+            except InvalidRecord as exc:
+                self._intake.popleft()
+                self._dead_letter(record, exc.code, exc.message, None)
+                continue
+            except RetriableError as exc:
+                delay = self._intake_backoff.next_delay(exc)
+                self._intake_retry_at = now + delay
+                log.warning("decode_retry", error=str(exc), delay_s=round(delay, 3))
+                return
+            self._intake.popleft()
+            self._batcher.add(record, change, now)
+        self._intake_backoff.reset()
+
+    def _submit_ready(self, now: float) -> None:
+        while (
+            not self._stop.is_set()
+            and len(self._in_flight) < self._settings.max_jobs_in_flight
+            and self._batcher.ready(now, self._blocked)
+        ):
+            batch = self._batcher.take(self._blocked)
+            if batch is None:
+                return
+            self._blocked.update(batch.uids)
+            future = self._executor.submit(self._importer.run, batch)
+            self._in_flight[batch.id] = (batch, future)
+
+    def _collect_finished(self) -> None:
+        for batch_id, (batch, future) in list(self._in_flight.items()):
+            if not future.done():
+                continue
+            del self._in_flight[batch_id]
+            self._blocked.difference_update(batch.uids)
+            try:
+                outcome = future.result()
+            except Abandoned:
+                continue  # unacknowledged: a later run gets these records again
+            job_id = outcome.job_ids[-1] if outcome.job_ids else None
+            for uid, records in batch.records.items():
+                failure = outcome.failures.get(uid)
+                for record in records:
+                    if failure is None:
+                        self._tracker.ack(record.tp, record.offset)
+                    else:
+                        self._dead_letter(record, failure.code, failure.message, job_id)
+
+    def _dead_letter(
+        self, record: SourceRecord, code: str, message: str, job_id: str | None
+    ) -> None:
+        def delivered() -> None:
+            self._tracker.ack(record.tp, record.offset)
+
+        self._dlq.send(record, code, message, on_delivered=delivered, job_id=job_id)
+
+    def _apply_backpressure(self, source: Source) -> None:
+        buffered = len(self._intake) + len(self._batcher)
+        limit = self._settings.max_buffered_records
+        if buffered >= limit:
+            to_pause = set(self._tracker.owned()) - self._paused
+            if to_pause:
+                source.pause(to_pause)
+                self._paused |= to_pause
+                log.info("partitions_paused", buffered=buffered, jobs=len(self._in_flight))
+        elif self._paused and buffered <= limit // 2:
+            source.resume(self._paused)
+            log.info("partitions_resumed", buffered=buffered)
+            self._paused.clear()
+
+    def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if offsets and self._require_source().commit(offsets):
+            self._tracker.mark_committed(offsets)
+
+    def _drain(self, partitions: Collection[TopicPartition] | None, deadline: float) -> None:
+        """Finish jobs (and dead letters) touching ``partitions`` (all if None), bounded."""
+
+        def busy() -> bool:
+            if self._dlq.pending():
+                return True
+            return any(
+                partitions is None or batch.partitions() & set(partitions)
+                for batch, _ in self._in_flight.values()
+            )
+
+        while busy() and self._clock.monotonic() < deadline:
+            self._collect_finished()
+            self._dlq.poll(0.05)
+            self._health.beat()
+        self._collect_finished()

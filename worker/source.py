@@ -1,0 +1,141 @@
+"""The Kafka side of the loop: a consumer-group member that never auto-commits.
+
+Offsets are committed only through ``commit`` with explicit values from the tracker.
+Partitions use cooperative-sticky assignment, so a rebalance revokes only what moves.
+The rebalance callbacks given to ``KafkaSource`` run inside ``consume``.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+from worker.records import SourceRecord, TopicPartition
+
+log = structlog.get_logger("worker.source")
+
+Callback = Callable[[list[TopicPartition]], None]
+
+# Chosen so a replacement replica gets a dead member's partitions within ~15 s (librdkafka
+# defaults to 45 s), while heartbeats every 3 s keep a busy member from flapping.
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    "partition.assignment.strategy": "cooperative-sticky",
+    "session.timeout.ms": 15_000,
+    "heartbeat.interval.ms": 3_000,
+    "max.poll.interval.ms": 300_000,
+}
+
+
+class Source(Protocol):
+    def consume(self, max_records: int, timeout: float) -> list[SourceRecord]: ...
+    def pause(self, partitions: Iterable[TopicPartition]) -> None: ...
+    def resume(self, partitions: Iterable[TopicPartition]) -> None: ...
+    def commit(self, offsets: dict[TopicPartition, int]) -> bool: ...
+    def close(self) -> None: ...
+
+
+def _tps(partitions: Iterable[KafkaTopicPartition]) -> list[TopicPartition]:
+    return [(p.topic, p.partition) for p in partitions]
+
+
+def _kafka_tps(partitions: Iterable[TopicPartition]) -> list[KafkaTopicPartition]:
+    return [KafkaTopicPartition(t, p) for t, p in partitions]
+
+
+def _header_items(message: Message) -> list[tuple[str, str | bytes | None]]:
+    raw = message.headers() or []
+    return list(raw.items()) if isinstance(raw, dict) else list(raw)
+
+
+class KafkaSource:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: Iterable[str],
+        *,
+        on_assign: Callback,
+        on_revoke: Callback,
+        on_lost: Callback,
+        on_error: Callable[[KafkaError], None] | None = None,
+    ) -> None:
+        def error_cb(err: KafkaError) -> None:
+            log.warning("kafka_error", error=str(err), code=err.code())
+            if on_error is not None:
+                on_error(err)
+
+        self._consumer = Consumer(
+            {
+                "client.id": f"fullstory-user-sync-{socket.gethostname()}",
+                **CONSUMER_DEFAULTS,
+                **config,
+                "error_cb": error_cb,
+            }
+        )
+        self._consumer.subscribe(
+            list(topics),
+            on_assign=lambda _c, parts: on_assign(_tps(parts)),
+            on_revoke=lambda _c, parts: on_revoke(_tps(parts)),
+            on_lost=lambda _c, parts: on_lost(_tps(parts)),
+        )
+
+    def consume(self, max_records: int, timeout: float) -> list[SourceRecord]:
+        messages: list[Message] = self._consumer.consume(max_records, timeout)
+        records: list[SourceRecord] = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume_error", error=str(error))
+                continue
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if topic is None or partition is None or offset is None:
+                continue
+            _ts_type, timestamp = message.timestamp()
+            records.append(
+                SourceRecord(
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    key=message.key(),
+                    value=message.value(),
+                    headers=tuple(
+                        (k, v.encode() if isinstance(v, str) else v)
+                        for k, v in _header_items(message)
+                    ),
+                    timestamp_ms=timestamp,
+                )
+            )
+        return records
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        self._consumer.pause(_kafka_tps(partitions))
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        self._consumer.resume(_kafka_tps(partitions))
+
+    def commit(self, offsets: dict[TopicPartition, int]) -> bool:
+        """Synchronously commit exactly these offsets; False (logged) if Kafka refused."""
+        if not offsets:
+            return True
+        try:
+            self._consumer.commit(
+                offsets=[KafkaTopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                asynchronous=False,
+            )
+        except KafkaException as exc:
+            log.warning("commit_failed", error=str(exc.args[0]))
+            return False
+        log.debug("committed", offsets={f"{t}[{p}]": o for (t, p), o in offsets.items()})
+        return True
+
+    def close(self) -> None:
+        """Leave the group (no commit here: the pipeline committed what was acknowledged)."""
+        self._consumer.close()
