@@ -1,0 +1,83 @@
+import pytest
+
+from worker.batch import Batcher
+from tests.unit.factories import change, record
+
+
+def _fill(batcher: Batcher, uids: list[str], now: float = 0.0) -> None:
+    for offset, uid in enumerate(uids):
+        batcher.add(record(offset), change(uid, plan=f"p{offset}"), now)
+
+
+def test_events_of_one_uid_merge_in_offset_order():
+    """Two events of a uid become one request object with the later value."""
+    batcher = Batcher(max_users=10, max_wait_s=1.0)
+    _fill(batcher, ["a", "b", "a"])
+    batch = batcher.take(blocked=set())
+    assert batch is not None
+    assert [r["uid"] for r in batch.requests()] == ["a", "b"]
+    assert batch.updates["a"].properties == {"plan": "p2"}
+    assert [r.offset for r in batch.records["a"]] == [0, 2]
+
+
+@pytest.mark.parametrize(
+    ("max_users", "uids", "expected_first", "left"),
+    [
+        (1, ["a", "b"], ["a"], 1),
+        (2, ["a", "b", "c", "a"], ["a", "b"], 1),
+        (2, ["a", "a", "a"], ["a"], 0),
+    ],
+    ids=["one-per-batch", "overflow-uid-waits-later-a-joins", "same-uid-counts-once"],
+)
+def test_batch_never_exceeds_max_users(max_users, uids, expected_first, left):
+    """A batch holds at most max_users distinct uids; the rest stay buffered."""
+    batcher = Batcher(max_users=max_users, max_wait_s=0)
+    _fill(batcher, uids)
+    batch = batcher.take(blocked=set())
+    assert batch is not None
+    assert list(batch.uids) == expected_first
+    assert len(batcher) == left
+
+
+def test_blocked_uid_and_its_later_events_stay_behind():
+    """A uid in an in-flight job is not put in a second job; its order is kept for later."""
+    batcher = Batcher(max_users=10, max_wait_s=0)
+    _fill(batcher, ["a", "b", "a"])
+    batch = batcher.take(blocked={"a"})
+    assert batch is not None and list(batch.uids) == ["b"]
+    later = batcher.take(blocked=set())
+    assert later is not None and [r.offset for r in later.records["a"]] == [0, 2]
+
+
+@pytest.mark.parametrize(
+    ("now", "max_users", "uids", "blocked", "ready"),
+    [
+        (0.5, 10, ["a"], set(), False),
+        (1.0, 10, ["a"], set(), True),
+        (0.0, 2, ["a", "b"], set(), True),
+        (5.0, 10, ["a"], {"a"}, False),
+        (0.0, 10, [], set(), False),
+    ],
+    ids=["too-young", "waited-enough", "full", "only-blocked", "empty"],
+)
+def test_ready_when_full_or_waited(now, max_users, uids, blocked, ready):
+    """A batch goes when full or once its oldest record waited max_wait, never when empty."""
+    batcher = Batcher(max_users=max_users, max_wait_s=1.0)
+    _fill(batcher, uids, now=0.0)
+    assert batcher.ready(now, blocked) is ready
+
+
+def test_drop_partitions_forgets_revoked_records():
+    """Records of a revoked partition leave the buffer (the new owner reads them again)."""
+    batcher = Batcher(max_users=10, max_wait_s=0)
+    batcher.add(record(0, partition=0), change("a"), 0)
+    batcher.add(record(0, partition=1), change("b"), 0)
+    assert batcher.drop_partitions({("users", 1)}) == 1
+    batch = batcher.take(blocked=set())
+    assert batch is not None and list(batch.uids) == ["a"]
+
+
+def test_max_users_is_limited_by_the_api():
+    """FullStory takes at most 50,000 request objects per batch."""
+    with pytest.raises(ValueError):
+        Batcher(max_users=50_001, max_wait_s=1)
