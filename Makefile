@@ -1,0 +1,40 @@
+# fullstory-user-sync: the README's commands. `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help venv demo test test-unit test-integration lint broker-start broker-stop clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with the worker and the test tools
+
+demo: venv ## start the local broker and sandbox, stream sample users, run the worker until drained
+	$(PY) scripts/demo.py
+
+broker-start: ## start the local Kafka broker (KRaft, 127.0.0.1:9092)
+	bash scripts/kafka.sh start
+
+broker-stop: ## stop the local Kafka broker
+	bash scripts/kafka.sh stop
+
+lint: venv ## ruff and mypy --strict on the package
+	$(VENV)/bin/ruff check worker fullstory_sandbox tests
+	$(VENV)/bin/mypy worker
+
+test-unit: venv ## pure and sandbox tests (no broker)
+	$(PY) -m pytest -q tests/unit tests/sandbox
+
+test: venv broker-start lint ## everything: lint, unit, sandbox and integration tests on the real broker
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+clean: ## stop the broker and remove local state
+	-bash scripts/kafka.sh stop
+	rm -rf $(VENV) .kafka .demo

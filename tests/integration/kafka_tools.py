@@ -1,0 +1,86 @@
+"""Test-side Kafka helpers: topics, producing events, reading offsets and the DLQ."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+@dataclass
+class Broker:
+    bootstrap: str
+
+    def admin(self) -> AdminClient:
+        return AdminClient({"bootstrap.servers": self.bootstrap})
+
+    def create_topic(self, partitions: int, prefix: str = "users") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        futures = self.admin().create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1)]
+        )
+        for future in futures.values():
+            future.result(timeout=30)
+        return name
+
+    def produce(self, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5,
+                             "enable.idempotence": True})
+        count = 0
+        for key, value in messages:
+            while True:
+                try:
+                    producer.produce(topic, key=key, value=value)
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+            count += 1
+        if producer.flush(30) != 0:
+            raise RuntimeError("messages left unflushed")
+        return count
+
+    def partitions(self, topic: str) -> list[int]:
+        metadata = self.admin().list_topics(topic, timeout=10)
+        return sorted(metadata.topics[topic].partitions)
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "offset-reader"})
+        try:
+            return {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in self.partitions(topic)
+            }
+        finally:
+            consumer.close()
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        """Committed offsets of ``group`` (-1001 when nothing is committed)."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
+        try:
+            parts = [TopicPartition(topic, p) for p in self.partitions(topic)]
+            return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=10)}
+        finally:
+            consumer.close()
+
+    def read_all(self, topic: str, expected: int, timeout_s: float = 30.0) -> list:
+        """Read ``expected`` messages from the start of ``topic`` (fewer if the time runs out)."""
+        import time
+
+        consumer = Consumer({
+            "bootstrap.servers": self.bootstrap, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest", "enable.auto.commit": False,
+        })
+        consumer.subscribe([topic])
+        messages = []
+        deadline = time.monotonic() + timeout_s
+        try:
+            while len(messages) < expected and time.monotonic() < deadline:
+                for message in consumer.consume(500, 0.5):
+                    if message.error() is None:
+                        messages.append(message)
+        finally:
+            consumer.close()
+        return messages

@@ -1,0 +1,157 @@
+"""The worker on the real broker and the sandbox, driven through its contract."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.integration.oracle import fold_events, random_events
+from tests.integration.worker_process import wait_until
+from tests.unit.avro import encode, event
+
+pytestmark = pytest.mark.integration
+
+
+def _produce_events(broker, topic, events):
+    broker.produce(topic, ((e["uid"].encode(), encode(e)) for e in events))
+
+
+def _drained(broker, group, topic):
+    end = broker.end_offsets(topic)
+    return lambda: broker.committed(group, topic) == end
+
+
+def _assert_sandbox_holds(sandbox, events):
+    expected = fold_events(events)
+    users = sandbox.users()
+    assert set(users) == set(expected)
+    for uid, want in expected.items():
+        got = users[uid]
+        assert got.get("display_name") == want["display_name"], uid
+        assert got.get("email") == want["email"], uid
+        assert got.get("properties", {}) == want["properties"], uid
+
+
+def _overlapping_jobs_with_a_shared_uid(jobs):
+    """Pairs of jobs that were running at the same time and contain the same uid."""
+    clashes = []
+    ended = [j for j in jobs if j.get("finished")]
+    for i, a in enumerate(ended):
+        for b in ended[i + 1:]:
+            if a["created"] < b["finished"] and b["created"] < a["finished"]:
+                if set(a["uids"]) & set(b["uids"]):
+                    clashes.append((a["id"], b["id"]))
+    return clashes
+
+
+def test_stream_is_folded_into_fullstory_and_offsets_reach_the_end(
+    broker, sandbox, stream, start_worker
+):
+    """Every user's final state equals the fold of its events, and the group commits to the end."""
+    topic, dlq, group = stream(3)
+    events = random_events(3000, uids=400, seed=1)
+    _produce_events(broker, topic, events)
+    worker = start_worker(topic, dlq, group, BATCH_MAX_USERS="150", MAX_JOBS_IN_FLIGHT="4")
+    wait_until(_drained(broker, group, topic), 120, "committed offsets to reach the log end")
+    _assert_sandbox_holds(sandbox, events)
+    assert _overlapping_jobs_with_a_shared_uid(sandbox.jobs()) == []
+    types = sandbox.users()["user-00001"]["types"]
+    assert types.get("visits") == "int"
+    assert worker.terminate() == 0
+
+
+def test_integer_properties_arrive_as_int_not_real(broker, sandbox, stream, start_worker):
+    """A long property is declared int, a double real, so FullStory keeps their types."""
+    topic, dlq, group = stream(1)
+    events = [event("typed", properties={"visits": 3, "spent": 2.5, "beta": True, "plan": "x"})]
+    _produce_events(broker, topic, events)
+    worker = start_worker(topic, dlq, group)
+    wait_until(_drained(broker, group, topic), 60, "the event to be committed")
+    user = sandbox.users()["typed"]
+    assert user["properties"] == {"visits": 3, "spent": 2.5, "beta": True, "plan": "x"}
+    assert user["types"] == {"visits": "int", "spent": "real", "beta": "bool", "plan": "str"}
+    assert worker.terminate() == 0
+
+
+def test_undeliverable_records_go_to_the_dlq_with_their_reason(
+    broker, sandbox, stream, start_worker
+):
+    """Garbage, an empty uid and a user FullStory rejects land in the DLQ; the rest is applied."""
+    topic, dlq, group = stream(2)
+    sandbox.set_faults(reject_uids="^rejected-")
+    good = [event("good-1", display_name="Ok"), event("good-2", email="g@x.io")]
+    broker.produce(topic, [
+        (b"good-1", encode(good[0])),
+        (b"junk", b"\x07not avro at all"),
+        (b"empty", encode(event(""))),
+        (b"rejected-1", encode(event("rejected-1", display_name="No"))),
+        (b"good-2", encode(good[1])),
+    ])
+    worker = start_worker(topic, dlq, group)
+    wait_until(_drained(broker, group, topic), 60, "all records to be acknowledged")
+    _assert_sandbox_holds(sandbox, good)
+    letters = broker.read_all(dlq, expected=3)
+    reasons = {}
+    for message in letters:
+        headers = {k: v for k, v in message.headers()}
+        reasons[message.key()] = headers
+        assert headers["dlq.source.topic"] == topic.encode()
+        assert int(headers["dlq.source.offset"]) >= 0
+    assert set(reasons) == {b"junk", b"empty", b"rejected-1"}
+    assert reasons[b"junk"]["dlq.error.code"] == b"undecodable"
+    assert reasons[b"empty"]["dlq.error.code"] == b"empty_uid"
+    assert reasons[b"rejected-1"]["dlq.error.code"] == b"invalid_user"
+    assert "dlq.job.id" in reasons[b"rejected-1"]
+    by_key = {m.key(): m.value() for m in letters}
+    assert by_key[b"junk"] == b"\x07not avro at all"
+    assert worker.terminate() == 0
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"rate_limit": {"count": 1_000_000, "retry_after_s": 1}},
+        {"server_error": {"count": 1_000_000, "status": 503}},
+    ],
+    ids=["429", "503"],
+)
+def test_nothing_is_committed_while_fullstory_refuses(
+    broker, sandbox, stream, start_worker, fault
+):
+    """While FullStory answers 429/5xx nothing is committed; once it recovers, all drains."""
+    topic, dlq, group = stream(2)
+    events = random_events(200, uids=50, seed=2)
+    _produce_events(broker, topic, events)
+    sandbox.set_faults(**fault)
+    worker = start_worker(topic, dlq, group)
+    wait_until(lambda: len(sandbox.requests()) >= 3, 30, "the worker to try FullStory")
+    time.sleep(2)
+    committed = broker.committed(group, topic)
+    assert all(offset < 1 for offset in committed.values()), committed
+    assert sandbox.users() == {}
+    assert worker.proc.poll() is None, "the worker must keep retrying, not exit"
+    sandbox.clear_faults()
+    wait_until(_drained(broker, group, topic), 90, "the backlog to drain after recovery")
+    _assert_sandbox_holds(sandbox, events)
+    assert worker.terminate() == 0
+
+
+def test_sigterm_drains_and_exits_zero_and_a_restart_resumes(
+    broker, sandbox, stream, start_worker
+):
+    """SIGTERM mid-stream exits 0; a new worker resumes from the commit and loses nothing."""
+    topic, dlq, group = stream(3)
+    events = random_events(2000, uids=300, seed=3)
+    _produce_events(broker, topic, events)
+    sandbox.set_faults(job_delay_ms=400)
+    first = start_worker(topic, dlq, group, BATCH_MAX_USERS="50", MAX_JOBS_IN_FLIGHT="2",
+                         SHUTDOWN_TIMEOUT_S="20")
+    wait_until(lambda: len(sandbox.jobs()) >= 2, 60, "the first jobs")
+    started = time.monotonic()
+    assert first.terminate(timeout=60) == 0
+    assert time.monotonic() - started < 25
+    second = start_worker(topic, dlq, group, BATCH_MAX_USERS="500")
+    wait_until(_drained(broker, group, topic), 120, "the restarted worker to drain")
+    _assert_sandbox_holds(sandbox, events)
+    assert second.terminate() == 0
