@@ -1,0 +1,103 @@
+"""The sandbox's user store: what FullStory would hold after the imports so far.
+
+Upsert contract (FullStory v2 users are upserted by `uid`):
+- a new uid creates a user with a fresh FullStory `id`; an existing uid keeps its `id`;
+- `display_name` / `email` present in the request overwrite (null clears), absent ones stay;
+- properties merge per top-level key: a key present in the request replaces that property
+  (value and the types of all its leaves), absent keys stay untouched;
+- every property leaf carries a type: the declared one, else the inferred one.
+The store also counts how often each uid was upserted, so tests can spot duplicate imports.
+Not thread-safe: callers hold the sandbox lock.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from fullstory_sandbox.messages import JsonObject
+from fullstory_sandbox.validation import ValidUser
+
+
+@dataclass
+class StoredUser:
+    """One user as FullStory holds it. `types` is keyed by dotted leaf path."""
+
+    id: str
+    uid: str
+    display_name: str | None = None
+    email: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> JsonObject:
+        return {
+            "id": self.id,
+            "display_name": self.display_name,
+            "email": self.email,
+            "properties": copy.deepcopy(self.properties),
+            "types": dict(self.types),
+        }
+
+
+class UserStore:
+    """Users by uid, with upsert counts."""
+
+    def __init__(self) -> None:
+        self._users: dict[str, StoredUser] = {}
+        self._upserts: dict[str, int] = {}
+        self._duplicates = 0
+        # Ids never repeat, even across clear(), so a stale id cannot match a new user.
+        self._ids = itertools.count(1)
+
+    def upsert(self, user: ValidUser) -> StoredUser:
+        """Applies one validated request; returns the stored user after the merge."""
+        stored = self._users.get(user.uid)
+        if stored is None:
+            stored = StoredUser(id=f"{next(self._ids)}", uid=user.uid)
+            self._users[user.uid] = stored
+        if "display_name" in user.fields:
+            stored.display_name = user.fields["display_name"]
+        if "email" in user.fields:
+            stored.email = user.fields["email"]
+        for name, value in user.properties.items():
+            stored.properties[name] = copy.deepcopy(value)
+            prefix = f"{name}."
+            for path in [p for p in stored.types if p == name or p.startswith(prefix)]:
+                del stored.types[path]
+        stored.types.update(user.types)
+        seen = self._upserts.get(user.uid, 0)
+        if seen:
+            self._duplicates += 1
+        self._upserts[user.uid] = seen + 1
+        return stored
+
+    def delete(self, uid: str) -> bool:
+        """Removes the user; False when no such uid exists."""
+        return self._users.pop(uid, None) is not None
+
+    def get(self, uid: str) -> StoredUser | None:
+        return self._users.get(uid)
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    @property
+    def duplicates(self) -> int:
+        """Upserts of a uid beyond its first (batch jobs and `POST /v2/users` alike)."""
+        return self._duplicates
+
+    @property
+    def upserts(self) -> int:
+        return sum(self._upserts.values())
+
+    def snapshot(self) -> dict[str, JsonObject]:
+        """Every user as `{uid: {"id", "display_name", "email", "properties", "types"}}`."""
+        return {uid: user.to_json() for uid, user in self._users.items()}
+
+    def clear(self) -> None:
+        self._users.clear()
+        self._upserts.clear()
+        self._duplicates = 0
