@@ -1,0 +1,195 @@
+{{/*
+Expand the name of the chart.
+*/}}
+{{- define "fullstory-user-sync.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Create a default fully qualified app name.
+Truncated at 63 chars because some Kubernetes name fields are limited to this
+(by the DNS naming spec). If the release name contains the chart name it is
+used as the full name.
+*/}}
+{{- define "fullstory-user-sync.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Chart name and version as used by the chart label.
+*/}}
+{{- define "fullstory-user-sync.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels.
+*/}}
+{{- define "fullstory-user-sync.labels" -}}
+helm.sh/chart: {{ include "fullstory-user-sync.chart" . }}
+{{ include "fullstory-user-sync.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/component: worker
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Selector labels (immutable on a Deployment: keep them minimal).
+*/}}
+{{- define "fullstory-user-sync.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fullstory-user-sync.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Name of the ServiceAccount to use.
+*/}}
+{{- define "fullstory-user-sync.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "fullstory-user-sync.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Container image reference.
+*/}}
+{{- define "fullstory-user-sync.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag | toString) }}
+{{- end }}
+
+{{/*
+Source topics as a list, whether given as a list or a comma-separated string.
+Returns JSON (use with fromJsonArray).
+*/}}
+{{- define "fullstory-user-sync.topicList" -}}
+{{- $topics := list }}
+{{- if kindIs "slice" .Values.kafka.topics }}
+{{- range .Values.kafka.topics }}
+{{- $t := toString . | trim }}
+{{- if $t }}{{- $topics = append $topics $t }}{{- end }}
+{{- end }}
+{{- else if .Values.kafka.topics }}
+{{- range splitList "," (toString .Values.kafka.topics) }}
+{{- $t := trim . }}
+{{- if $t }}{{- $topics = append $topics $t }}{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson $topics }}
+{{- end }}
+
+{{/*
+Name of the Secret this chart creates (API key and/or kafka.secretConfig).
+*/}}
+{{- define "fullstory-user-sync.secretName" -}}
+{{- include "fullstory-user-sync.fullname" . }}
+{{- end }}
+
+{{/*
+Whether the chart creates its own Secret: "true" or "".
+*/}}
+{{- define "fullstory-user-sync.createSecret" -}}
+{{- if or (and (not .Values.fullstory.existingSecret) .Values.fullstory.apiKey) .Values.kafka.secretConfig }}true{{- end }}
+{{- end }}
+
+{{/*
+librdkafka property name -> KAFKA_CFG_* env var name
+(security.protocol -> KAFKA_CFG_SECURITY_PROTOCOL).
+*/}}
+{{- define "fullstory-user-sync.kafkaCfgEnvName" -}}
+{{- printf "KAFKA_CFG_%s" (. | replace "." "_" | replace "-" "_" | upper) }}
+{{- end }}
+
+{{/*
+Effective KEDA maxReplicaCount: keda.maxReplicaCount when set, otherwise
+min(kafka.partitionCount, largest n with n * maxJobsInFlight < runningJobsLimit).
+*/}}
+{{- define "fullstory-user-sync.kedaMaxReplicas" -}}
+{{- $jobs := int .Values.maxJobsInFlight }}
+{{- $limit := int .Values.fullstory.runningJobsLimit }}
+{{- $byJobs := div (sub $limit 1) $jobs }}
+{{- $max := int (default 0 .Values.keda.maxReplicaCount) }}
+{{- if le $max 0 }}
+{{- $max = min (int .Values.kafka.partitionCount) $byJobs }}
+{{- end }}
+{{- $max }}
+{{- end }}
+
+{{/*
+Render-time checks that values.schema.json cannot express.
+Included from deployment.yaml; renders nothing, or fails the release.
+*/}}
+{{- define "fullstory-user-sync.validate" -}}
+{{- $_ := required "kafka.bootstrapServers is required" .Values.kafka.bootstrapServers }}
+{{- $topics := include "fullstory-user-sync.topicList" . | fromJsonArray }}
+{{- if not $topics }}
+{{- fail "kafka.topics is required: a list of topics (or a comma-separated string)" }}
+{{- end }}
+{{- if not (or .Values.fullstory.existingSecret .Values.fullstory.apiKey) }}
+{{- fail "a FullStory API key is required: set fullstory.existingSecret (+ existingSecretKey) or fullstory.apiKey" }}
+{{- end }}
+{{- range $k, $v := .Values.kafka.config }}
+{{- $lk := lower $k }}
+{{- if or (contains "password" $lk) (contains "secret" $lk) }}
+{{- fail (printf "kafka.config.%s looks like a credential: put it in kafka.existingSecret (as %s) or kafka.secretConfig, not in plain values" $k (include "fullstory-user-sync.kafkaCfgEnvName" $k)) }}
+{{- end }}
+{{- end }}
+{{- range $k, $v := .Values.kafka.secretConfig }}
+{{- if hasKey $.Values.kafka.config $k }}
+{{- fail (printf "%s is set in both kafka.config and kafka.secretConfig: keep one" $k) }}
+{{- end }}
+{{- end }}
+{{- $jobs := int .Values.maxJobsInFlight }}
+{{- $limit := int .Values.fullstory.runningJobsLimit }}
+{{- $parts := int .Values.kafka.partitionCount }}
+{{- if .Values.keda.enabled }}
+{{- if le $parts 0 }}
+{{- fail "keda.enabled needs kafka.partitionCount (total partitions of kafka.topics) so maxReplicaCount can be capped at it" }}
+{{- end }}
+{{- $max := int (include "fullstory-user-sync.kedaMaxReplicas" .) }}
+{{- if lt $max 1 }}
+{{- fail (printf "KEDA maxReplicaCount works out to %d: lower maxJobsInFlight (%d) or raise fullstory.runningJobsLimit (%d)" $max $jobs $limit) }}
+{{- end }}
+{{- if gt $max $parts }}
+{{- fail (printf "keda.maxReplicaCount (%d) exceeds kafka.partitionCount (%d): extra consumers would sit idle" $max $parts) }}
+{{- end }}
+{{- if ge (mul $max $jobs) $limit }}
+{{- fail (printf "keda.maxReplicaCount x maxJobsInFlight = %d x %d = %d, must stay under fullstory.runningJobsLimit (%d)" $max $jobs (mul $max $jobs) $limit) }}
+{{- end }}
+{{- if gt (int .Values.keda.minReplicaCount) $max }}
+{{- fail (printf "keda.minReplicaCount (%d) exceeds the effective maxReplicaCount (%d)" (int .Values.keda.minReplicaCount) $max) }}
+{{- end }}
+{{- else }}
+{{- $replicas := int .Values.replicaCount }}
+{{- if and (gt $parts 0) (gt $replicas $parts) }}
+{{- fail (printf "replicaCount (%d) exceeds kafka.partitionCount (%d): extra consumers would sit idle" $replicas $parts) }}
+{{- end }}
+{{- if ge (mul $replicas $jobs) $limit }}
+{{- fail (printf "replicaCount x maxJobsInFlight = %d x %d = %d, must stay under fullstory.runningJobsLimit (%d)" $replicas $jobs (mul $replicas $jobs) $limit) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+A scalar as a string. Numbers from values files arrive as float64, which
+would print 52428800 as 5.24288e+07: whole numbers are printed as integers.
+*/}}
+{{- define "fullstory-user-sync.str" -}}
+{{- if and (kindIs "float64" .) (eq (float64 (int64 .)) .) }}
+{{- int64 . }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
