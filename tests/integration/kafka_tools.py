@@ -14,8 +14,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 class Broker:
     bootstrap: str
 
+    def __post_init__(self) -> None:
+        # One long-lived client: a dropped AdminClient fails its pending futures.
+        self._admin = AdminClient({"bootstrap.servers": self.bootstrap})
+
     def admin(self) -> AdminClient:
-        return AdminClient({"bootstrap.servers": self.bootstrap})
+        return self._admin
 
     def create_topic(self, partitions: int, prefix: str = "users") -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"

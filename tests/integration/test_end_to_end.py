@@ -36,10 +36,11 @@ def _assert_sandbox_holds(sandbox, events):
 def _overlapping_jobs_with_a_shared_uid(jobs):
     """Pairs of jobs that were running at the same time and contain the same uid."""
     clashes = []
-    ended = [j for j in jobs if j.get("finished")]
+    ended = [j for j in jobs if j.get("finished_monotonic") is not None]
     for i, a in enumerate(ended):
         for b in ended[i + 1:]:
-            if a["created"] < b["finished"] and b["created"] < a["finished"]:
+            if (a["created_monotonic"] < b["finished_monotonic"]
+                    and b["created_monotonic"] < a["finished_monotonic"]):
                 if set(a["uids"]) & set(b["uids"]):
                     clashes.append((a["id"], b["id"]))
     return clashes
@@ -131,7 +132,7 @@ def test_nothing_is_committed_while_fullstory_refuses(
     assert all(offset < 1 for offset in committed.values()), committed
     assert sandbox.users() == {}
     assert worker.proc.poll() is None, "the worker must keep retrying, not exit"
-    sandbox.clear_faults()
+    sandbox.set_faults(rate_limit={"count": 0}, server_error={"count": 0})
     wait_until(_drained(broker, group, topic), 90, "the backlog to drain after recovery")
     _assert_sandbox_holds(sandbox, events)
     assert worker.terminate() == 0
