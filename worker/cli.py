@@ -1,7 +1,8 @@
-"""``fullstory-user-sync run``: wire the real adapters and run until SIGTERM/SIGINT.
+"""``fullstory-user-sync run`` wires the real adapters and runs until SIGTERM/SIGINT;
+``fullstory-user-sync replay`` moves the stopped group's offsets back.
 
-Exit status: 0 after a clean drain, 2 for a bad configuration (one line on stderr
-naming the variable), 1 for an unexpected failure.
+Exit status: 0 after a clean drain, 2 for a bad configuration or arguments (one line on
+stderr naming the variable), 1 for an unexpected failure or a refused replay.
 """
 
 from __future__ import annotations
@@ -18,16 +19,19 @@ import structlog
 
 from worker.batch import Batcher
 from worker.clock import SystemClock
-from worker.config import Settings, load_settings
+from worker.config import Settings, load_kafka_settings, load_settings
 from worker.decode import Decoder, load_reader_schema
 from worker.dlq import KafkaDeadLetters
-from worker.errors import ConfigError
+from worker.errors import ConfigError, WorkerError
 from worker.fullstory import FullStoryClient
 from worker.health import Health, HealthServer
 from worker.importer import Importer
 from worker.logs import configure_logging
 from worker.pipeline import LoopSettings, Pipeline
 from worker.registry import SchemaRegistry
+from worker.replay import Target
+from worker.replay import commit as replay_commit
+from worker.replay import plan as replay_plan
 from worker.source import KafkaSource
 
 log = structlog.get_logger("worker.cli")
@@ -52,7 +56,7 @@ def run(settings: Settings) -> int:
         timeout_s=settings.http_timeout_s,
         max_connections=settings.max_jobs_in_flight + 2,
     )
-    kafka = {"bootstrap.servers": settings.bootstrap_servers, **settings.librdkafka()}
+    kafka = settings.kafka.client_config()
     pipeline = Pipeline(
         decoder=decoder,
         batcher=Batcher(settings.batch_max_users, settings.batch_max_wait_ms / 1000),
@@ -69,8 +73,8 @@ def run(settings: Settings) -> int:
         abandon=abandon,
     )
     source = KafkaSource(
-        {**kafka, "group.id": settings.group_id},
-        settings.topics,
+        {**kafka, "group.id": settings.kafka.group_id},
+        settings.kafka.topics,
         on_assign=pipeline.on_assign,
         on_revoke=pipeline.on_revoke,
         on_lost=pipeline.on_lost,
@@ -84,8 +88,8 @@ def run(settings: Settings) -> int:
     signal.signal(signal.SIGINT, on_signal)
     log.info(
         "config_loaded",
-        topics=list(settings.topics),
-        group_id=settings.group_id,
+        topics=list(settings.kafka.topics),
+        group_id=settings.kafka.group_id,
         fullstory_api_url=settings.fullstory_api_url,
         batch_max_users=settings.batch_max_users,
         max_jobs_in_flight=settings.max_jobs_in_flight,
@@ -102,17 +106,53 @@ def run(settings: Settings) -> int:
     return 0
 
 
+def replay(args: argparse.Namespace) -> int:
+    kafka = load_kafka_settings(os.environ)
+    try:
+        target = Target.parse(args.to_earliest, args.to_offset, args.to_datetime)
+    except ValueError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 2
+    topics = tuple(args.topic) if args.topic else kafka.topics
+    partitions = set(args.partition) if args.partition else None
+    config = kafka.client_config()
+    try:
+        offsets = replay_plan(config, kafka.group_id, topics, target, partitions)
+        for (topic, partition), offset in sorted(offsets.items()):
+            print(f"{kafka.group_id} {topic}[{partition}] -> {offset}")
+        if args.execute:
+            replay_commit(config, kafka.group_id, offsets)
+            print("committed")
+        else:
+            print("dry run: add --execute to commit these offsets")
+    except WorkerError as exc:
+        print(f"replay: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fullstory-user-sync", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="consume, import into FullStory, commit; until SIGTERM")
+    rewind = commands.add_parser(
+        "replay", help="move the (stopped) group's committed offsets to replay events"
+    )
+    rewind.add_argument("--to-earliest", action="store_true", help="the start of each log")
+    rewind.add_argument("--to-offset", type=int, help="this offset in every chosen partition")
+    rewind.add_argument(
+        "--to-datetime", help="the first record at or after this ISO-8601 time (with offset)"
+    )
+    rewind.add_argument("--topic", action="append", help="limit to this topic (repeatable)")
+    rewind.add_argument("--partition", type=int, action="append", help="limit to partition")
+    rewind.add_argument("--execute", action="store_true", help="commit (default: dry run)")
     args = parser.parse_args(argv)
     try:
+        if args.command == "replay":
+            return replay(args)
         settings = load_settings(os.environ)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    if args.command == "run":
-        return run(settings)
-    return 2
+    return run(settings)

@@ -44,11 +44,22 @@ class Secret:
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class KafkaSettings:
     bootstrap_servers: str
     topics: tuple[str, ...]
-    fullstory_api_key: Secret
     group_id: str = "fullstory-user-sync"
+    extra: Mapping[str, str | Secret] = field(default_factory=dict)
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka properties with secrets revealed, for the Kafka clients only."""
+        revealed = {k: v.reveal() if isinstance(v, Secret) else v for k, v in self.extra.items()}
+        return {"bootstrap.servers": self.bootstrap_servers, **revealed}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka: KafkaSettings
+    fullstory_api_key: Secret
     schema_registry_url: str | None = None
     schema_registry_auth: Secret | None = None
     fullstory_api_url: str = "https://api.fullstory.com"
@@ -63,11 +74,6 @@ class Settings:
     liveness_timeout_s: float = 60.0
     log_level: str = "info"
     log_format: str = "json"
-    kafka_extra: Mapping[str, str | Secret] = field(default_factory=dict)
-
-    def librdkafka(self) -> dict[str, str]:
-        """Pass-through properties with secrets revealed, for the Kafka clients only."""
-        return {k: v.reveal() if isinstance(v, Secret) else v for k, v in self.kafka_extra.items()}
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -118,20 +124,29 @@ def _kafka_extra(env: Mapping[str, str]) -> dict[str, str | Secret]:
     return extra
 
 
-def load_settings(env: Mapping[str, str]) -> Settings:
-    """Build and validate the settings; raises ``ConfigError`` on the first problem."""
+def load_kafka_settings(env: Mapping[str, str]) -> KafkaSettings:
+    """The Kafka part alone (what ``replay`` needs); raises ``ConfigError``."""
     bootstrap = _required(env, "KAFKA_BOOTSTRAP_SERVERS")
     topics = tuple(t.strip() for t in _required(env, "KAFKA_TOPICS").split(",") if t.strip())
     if not topics:
         raise ConfigError("KAFKA_TOPICS", "must name at least one topic")
+    return KafkaSettings(
+        bootstrap_servers=bootstrap,
+        topics=topics,
+        group_id=env.get("KAFKA_GROUP_ID", "").strip() or "fullstory-user-sync",
+        extra=_kafka_extra(env),
+    )
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build and validate the settings; raises ``ConfigError`` on the first problem."""
+    kafka = load_kafka_settings(env)
     api_key = Secret(_required(env, "FULLSTORY_API_KEY"))
     registry_auth = env.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "").strip()
     http_port = _int(env, "HTTP_PORT", 8080, 0, 65535)
     return Settings(
-        bootstrap_servers=bootstrap,
-        topics=topics,
+        kafka=kafka,
         fullstory_api_key=api_key,
-        group_id=env.get("KAFKA_GROUP_ID", "").strip() or "fullstory-user-sync",
         schema_registry_url=_url(env, "SCHEMA_REGISTRY_URL", None),
         schema_registry_auth=Secret(registry_auth) if registry_auth else None,
         fullstory_api_url=_url(env, "FULLSTORY_API_URL", "https://api.fullstory.com")
@@ -147,5 +162,4 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         liveness_timeout_s=float(_int(env, "LIVENESS_TIMEOUT_S", 60, 1, 3600)),
         log_level=_choice(env, "LOG_LEVEL", "info", _LOG_LEVELS),
         log_format=_choice(env, "LOG_FORMAT", "json", ("json", "console")),
-        kafka_extra=_kafka_extra(env),
     )

@@ -24,7 +24,10 @@ def broker() -> Broker:
     if not bootstrap:
         done = subprocess.run(
             ["bash", str(ROOT / "scripts" / "kafka.sh"), "start"],
-            check=True, capture_output=True, text=True, timeout=600,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         bootstrap = done.stdout.strip().splitlines()[-1]
     return Broker(bootstrap)

@@ -31,8 +31,9 @@ class Broker:
         return name
 
     def produce(self, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]) -> int:
-        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5,
-                             "enable.idempotence": True})
+        producer = Producer(
+            {"bootstrap.servers": self.bootstrap, "linger.ms": 5, "enable.idempotence": True}
+        )
         count = 0
         for key, value in messages:
             while True:
@@ -73,10 +74,14 @@ class Broker:
         """Read ``expected`` messages from the start of ``topic`` (fewer if the time runs out)."""
         import time
 
-        consumer = Consumer({
-            "bootstrap.servers": self.bootstrap, "group.id": f"reader-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest", "enable.auto.commit": False,
-        })
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"reader-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
         consumer.subscribe([topic])
         messages = []
         deadline = time.monotonic() + timeout_s

@@ -9,8 +9,9 @@ from typing import Any
 def fold_events(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     users: dict[str, dict[str, Any]] = {}
     for event in events:
-        user = users.setdefault(event["uid"], {"display_name": None, "email": None,
-                                               "properties": {}})
+        user = users.setdefault(
+            event["uid"], {"display_name": None, "email": None, "properties": {}}
+        )
         for field in ("display_name", "email"):
             if event.get(field) is not None:
                 user[field] = event[field]
@@ -35,11 +36,13 @@ def random_events(count: int, uids: int, seed: int) -> list[dict[str, Any]]:
             props["plan"] = rng.choice(["free", "pro", "team", None])
         if rng.random() < 0.2:
             props["beta"] = rng.random() < 0.5
-        events.append({
-            "uid": uid,
-            "changed_at": 1_700_000_000_000 + i,
-            "display_name": rng.choice([None, None, f"Name {i}"]),
-            "email": rng.choice([None, None, None, f"u{i}@example.com"]),
-            "properties": props,
-        })
+        events.append(
+            {
+                "uid": uid,
+                "changed_at": 1_700_000_000_000 + i,
+                "display_name": rng.choice([None, None, f"Name {i}"]),
+                "email": rng.choice([None, None, None, f"u{i}@example.com"]),
+                "properties": props,
+            }
+        )
     return events

@@ -38,11 +38,13 @@ def _overlapping_jobs_with_a_shared_uid(jobs):
     clashes = []
     ended = [j for j in jobs if j.get("finished_monotonic") is not None]
     for i, a in enumerate(ended):
-        for b in ended[i + 1:]:
-            if (a["created_monotonic"] < b["finished_monotonic"]
-                    and b["created_monotonic"] < a["finished_monotonic"]):
-                if set(a["uids"]) & set(b["uids"]):
-                    clashes.append((a["id"], b["id"]))
+        for b in ended[i + 1 :]:
+            overlap = (
+                a["created_monotonic"] < b["finished_monotonic"]
+                and b["created_monotonic"] < a["finished_monotonic"]
+            )
+            if overlap and set(a["uids"]) & set(b["uids"]):
+                clashes.append((a["id"], b["id"]))
     return clashes
 
 
@@ -82,13 +84,16 @@ def test_undeliverable_records_go_to_the_dlq_with_their_reason(
     topic, dlq, group = stream(2)
     sandbox.set_faults(reject_uids="^rejected-")
     good = [event("good-1", display_name="Ok"), event("good-2", email="g@x.io")]
-    broker.produce(topic, [
-        (b"good-1", encode(good[0])),
-        (b"junk", b"\x07not avro at all"),
-        (b"empty", encode(event(""))),
-        (b"rejected-1", encode(event("rejected-1", display_name="No"))),
-        (b"good-2", encode(good[1])),
-    ])
+    broker.produce(
+        topic,
+        [
+            (b"good-1", encode(good[0])),
+            (b"junk", b"\x07not avro at all"),
+            (b"empty", encode(event(""))),
+            (b"rejected-1", encode(event("rejected-1", display_name="No"))),
+            (b"good-2", encode(good[1])),
+        ],
+    )
     worker = start_worker(topic, dlq, group)
     wait_until(_drained(broker, group, topic), 60, "all records to be acknowledged")
     _assert_sandbox_holds(sandbox, good)
@@ -117,9 +122,7 @@ def test_undeliverable_records_go_to_the_dlq_with_their_reason(
     ],
     ids=["429", "503"],
 )
-def test_nothing_is_committed_while_fullstory_refuses(
-    broker, sandbox, stream, start_worker, fault
-):
+def test_nothing_is_committed_while_fullstory_refuses(broker, sandbox, stream, start_worker, fault):
     """While FullStory answers 429/5xx nothing is committed; once it recovers, all drains."""
     topic, dlq, group = stream(2)
     events = random_events(200, uids=50, seed=2)
@@ -138,16 +141,15 @@ def test_nothing_is_committed_while_fullstory_refuses(
     assert worker.terminate() == 0
 
 
-def test_sigterm_drains_and_exits_zero_and_a_restart_resumes(
-    broker, sandbox, stream, start_worker
-):
+def test_sigterm_drains_and_exits_zero_and_a_restart_resumes(broker, sandbox, stream, start_worker):
     """SIGTERM mid-stream exits 0; a new worker resumes from the commit and loses nothing."""
     topic, dlq, group = stream(3)
     events = random_events(2000, uids=300, seed=3)
     _produce_events(broker, topic, events)
     sandbox.set_faults(job_delay_ms=400)
-    first = start_worker(topic, dlq, group, BATCH_MAX_USERS="50", MAX_JOBS_IN_FLIGHT="2",
-                         SHUTDOWN_TIMEOUT_S="20")
+    first = start_worker(
+        topic, dlq, group, BATCH_MAX_USERS="50", MAX_JOBS_IN_FLIGHT="2", SHUTDOWN_TIMEOUT_S="20"
+    )
     wait_until(lambda: len(sandbox.jobs()) >= 2, 60, "the first jobs")
     started = time.monotonic()
     assert first.terminate(timeout=60) == 0

@@ -22,5 +22,11 @@ def encode(datum: dict[str, Any], schema: Any = SCHEMA, schema_id: int | None = 
 
 
 def event(uid: str, changed_at: int = 1_700_000_000_000, **fields: Any) -> dict[str, Any]:
-    return {"uid": uid, "changed_at": changed_at, "display_name": None, "email": None,
-            "properties": {}, **fields}
+    return {
+        "uid": uid,
+        "changed_at": changed_at,
+        "display_name": None,
+        "email": None,
+        "properties": {},
+        **fields,
+    }

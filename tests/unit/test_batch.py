@@ -1,7 +1,7 @@
 import pytest
 
-from worker.batch import Batcher
 from tests.unit.factories import change, record
+from worker.batch import Batcher
 
 
 def _fill(batcher: Batcher, uids: list[str], now: float = 0.0) -> None:

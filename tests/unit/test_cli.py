@@ -6,21 +6,32 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "KAFKA_TOPICS": "t",
-        "FULLSTORY_API_KEY": "top-secret-key"}
+BASE = {
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+    "KAFKA_TOPICS": "t",
+    "FULLSTORY_API_KEY": "top-secret-key",
+}
 
 
 def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "FULLSTORY_"))}
     return subprocess.run(
-        [sys.executable, "-m", "worker", "run"], cwd=ROOT, env={**clean, **env},
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "worker", "run"],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
 @pytest.mark.parametrize(
     ("missing", "extra"),
-    [("KAFKA_TOPICS", {}), ("FULLSTORY_API_KEY", {}), ("BATCH_MAX_USERS", {"BATCH_MAX_USERS": "0"})],
+    [
+        ("KAFKA_TOPICS", {}),
+        ("FULLSTORY_API_KEY", {}),
+        ("BATCH_MAX_USERS", {"BATCH_MAX_USERS": "0"}),
+    ],
     ids=["no-topics", "no-api-key", "bad-batch-size"],
 )
 def test_bad_configuration_exits_2_with_one_line_naming_the_variable(missing, extra):

@@ -13,8 +13,8 @@ BASE = {
 def test_defaults_follow_the_contract():
     """Unset optional variables take the documented defaults."""
     settings = load_settings(BASE)
-    assert settings.topics == ("users", "more")
-    assert settings.group_id == "fullstory-user-sync"
+    assert settings.kafka.topics == ("users", "more")
+    assert settings.kafka.group_id == "fullstory-user-sync"
     assert settings.fullstory_api_url == "https://api.fullstory.com"
     assert settings.dlq_topic == "fullstory-user-sync-dlq"
     assert (settings.batch_max_users, settings.batch_max_wait_ms) == (10_000, 1_000)
@@ -55,4 +55,8 @@ def test_secrets_never_show_in_repr():
     text = repr(settings)
     assert "super-secret" not in text and "hunter2" not in text
     assert isinstance(settings.fullstory_api_key, Secret)
-    assert settings.librdkafka() == {"sasl.password": "hunter2", "security.protocol": "SASL_SSL"}
+    assert settings.kafka.client_config() == {
+        "bootstrap.servers": "127.0.0.1:9092",
+        "sasl.password": "hunter2",
+        "security.protocol": "SASL_SSL",
+    }

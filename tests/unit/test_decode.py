@@ -3,9 +3,9 @@ import json
 import fastavro
 import pytest
 
+from tests.unit.avro import SCHEMA, encode, event
 from worker.decode import Decoder
 from worker.errors import InvalidRecord, RetriableError
-from tests.unit.avro import SCHEMA, encode, event
 
 
 def test_plain_avro_with_and_without_header_decodes():
@@ -38,18 +38,35 @@ def test_empty_uid_is_invalid():
     assert info.value.code == "empty_uid"
 
 
-EVOLVED = fastavro.parse_schema(json.loads(json.dumps({
-    "type": "record", "name": "UserChange", "namespace": "usersync.v1",
-    "fields": [
-        {"name": "email", "type": ["null", "string"], "default": None},
-        {"name": "uid", "type": "string"},
-        {"name": "tier", "type": "string", "default": "free"},
-        {"name": "changed_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-        {"name": "properties", "type": {"type": "map",
-         "values": ["null", "boolean", "long", "double", "string"]}, "default": {}},
-        {"name": "display_name", "type": ["null", "string"], "default": None},
-    ],
-})))
+EVOLVED = fastavro.parse_schema(
+    json.loads(
+        json.dumps(
+            {
+                "type": "record",
+                "name": "UserChange",
+                "namespace": "usersync.v1",
+                "fields": [
+                    {"name": "email", "type": ["null", "string"], "default": None},
+                    {"name": "uid", "type": "string"},
+                    {"name": "tier", "type": "string", "default": "free"},
+                    {
+                        "name": "changed_at",
+                        "type": {"type": "long", "logicalType": "timestamp-millis"},
+                    },
+                    {
+                        "name": "properties",
+                        "type": {
+                            "type": "map",
+                            "values": ["null", "boolean", "long", "double", "string"],
+                        },
+                        "default": {},
+                    },
+                    {"name": "display_name", "type": ["null", "string"], "default": None},
+                ],
+            }
+        )
+    )
+)
 
 
 def test_registry_writer_schema_is_resolved_against_the_reader():

@@ -8,13 +8,13 @@ import threading
 import httpx
 import pytest
 
+from tests.unit.factories import change, record
 from worker.batch import Batcher
 from worker.config import Secret
 from worker.errors import Abandoned
 from worker.fullstory import FullStoryClient
 from worker.importer import Importer
 from worker.retry import Backoff
-from tests.unit.factories import change, record
 
 
 def _batch(*uids: str):
@@ -40,13 +40,13 @@ class Script:
 
 
 def _importer(script: Script, abandon: threading.Event | None = None) -> Importer:
-    client = FullStoryClient(
-        "http://fs.test", Secret("KEY"), transport=httpx.MockTransport(script)
-    )
+    client = FullStoryClient("http://fs.test", Secret("KEY"), transport=httpx.MockTransport(script))
     return Importer(
-        client, abandon=abandon or threading.Event(), poll_max_interval_s=0.01,
-        poll_min_interval_s=0.001, backoff=lambda: Backoff(base_s=0.001, cap_s=0.005,
-                                                           floor_s=0.001),
+        client,
+        abandon=abandon or threading.Event(),
+        poll_max_interval_s=0.01,
+        poll_min_interval_s=0.001,
+        backoff=lambda: Backoff(base_s=0.001, cap_s=0.005, floor_s=0.001),
     )
 
 
@@ -67,33 +67,47 @@ def test_completed_job_has_no_failures_and_sends_auth_and_key():
 
 def test_failed_job_reads_every_error_page():
     """Per-user errors of a FAILED job are read across all pages, and only those users fail."""
-    failed = httpx.Response(200, json={"imports": 1, "errors": 2,
-                                       "job": {"id": "j1", "status": "FAILED"}})
+    failed = httpx.Response(
+        200, json={"imports": 1, "errors": 2, "job": {"id": "j1", "status": "FAILED"}}
+    )
 
     def errors(request: httpx.Request) -> httpx.Response:
         token = request.url.params.get("page_token")
         uid = "b" if token is None else "c"
-        return httpx.Response(200, json={
-            "results": [{"code": "invalid_user", "message": f"bad {uid}", "user": {"uid": uid}}],
-            "total_records": "2", "next_page_token": "p2" if token is None else None,
-        })
+        return httpx.Response(
+            200,
+            json={
+                "results": [
+                    {"code": "invalid_user", "message": f"bad {uid}", "user": {"uid": uid}}
+                ],
+                "total_records": "2",
+                "next_page_token": "p2" if token is None else None,
+            },
+        )
 
-    script = Script({"POST /v2/users/batch": [JOB], "GET /v2/users/batch/j1": [failed],
-                     "GET /v2/users/batch/j1/errors": [errors]})
+    script = Script(
+        {
+            "POST /v2/users/batch": [JOB],
+            "GET /v2/users/batch/j1": [failed],
+            "GET /v2/users/batch/j1/errors": [errors],
+        }
+    )
     outcome = _importer(script).run(_batch("a", "b", "c"))
     assert {uid: e.message for uid, e in outcome.failures.items()} == {"b": "bad b", "c": "bad c"}
 
 
 def test_429_and_5xx_are_retried_with_the_same_key_until_accepted():
     """Transient failures are retried; a retried POST never carries a different key at first."""
-    script = Script({
-        "POST /v2/users/batch": [
-            httpx.Response(429, headers={"Retry-After": "0"}, json={"code": "rate_limited"}),
-            httpx.Response(503, json={"code": "unavailable"}),
-            JOB,
-        ],
-        "GET /v2/users/batch/j1": [httpx.Response(502), DONE],
-    })
+    script = Script(
+        {
+            "POST /v2/users/batch": [
+                httpx.Response(429, headers={"Retry-After": "0"}, json={"code": "rate_limited"}),
+                httpx.Response(503, json={"code": "unavailable"}),
+                JOB,
+            ],
+            "GET /v2/users/batch/j1": [httpx.Response(502), DONE],
+        }
+    )
     outcome = _importer(script).run(_batch("a"))
     assert outcome.failures == {}
     keys = {r.headers["Idempotency-Key"] for r in script.requests if r.method == "POST"}
@@ -102,8 +116,12 @@ def test_429_and_5xx_are_retried_with_the_same_key_until_accepted():
 
 def test_persistent_5xx_moves_to_a_new_key_for_the_same_body():
     """A saved 5xx replayed under one key is escaped with a new key, same body, never given up."""
-    script = Script({"POST /v2/users/batch": [httpx.Response(500)] * 3 + [JOB],
-                     "GET /v2/users/batch/j1": [DONE]})
+    script = Script(
+        {
+            "POST /v2/users/batch": [httpx.Response(500)] * 3 + [JOB],
+            "GET /v2/users/batch/j1": [DONE],
+        }
+    )
     _importer(script).run(_batch("a"))
     posts = [r for r in script.requests if r.method == "POST"]
     assert len(posts) == 4

@@ -1,7 +1,7 @@
 import pytest
 
-from worker.mapping import declared_type, fold
 from tests.unit.factories import change
+from worker.mapping import declared_type, fold
 
 
 def test_later_non_null_fields_win_and_nulls_leave_values():
@@ -23,8 +23,15 @@ def test_later_non_null_fields_win_and_nulls_leave_values():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(True, "bool"), (False, "bool"), (7, "int"), (0, "int"), (2.5, "real"), (3.0, "real"),
-     ("x", "str")],
+    [
+        (True, "bool"),
+        (False, "bool"),
+        (7, "int"),
+        (0, "int"),
+        (2.5, "real"),
+        (3.0, "real"),
+        ("x", "str"),
+    ],
     ids=["true", "false", "long", "zero", "double", "integral-double", "string"],
 )
 def test_declared_type_follows_the_avro_type(value, expected):

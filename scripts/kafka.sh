@@ -1,0 +1,404 @@
+#!/usr/bin/env bash
+# Run a real single-node Apache Kafka broker (KRaft, combined broker+controller)
+# on 127.0.0.1 for local development and the integration tests.
+#
+# The jars come from Maven Central via scripts/kafka/pom.xml (there is no Docker
+# and no apache.org tarball on our machines), resolved once into the state dir.
+#
+# Usage: scripts/kafka.sh start|stop|status|restart|wipe|logs [-f]
+#
+# Environment:
+#   KAFKA_STATE_DIR        state dir (default <repo>/.kafka): libs/, data/, config, log, pid
+#   KAFKA_PORT             PLAINTEXT client listener port (default 9092)
+#   KAFKA_CONTROLLER_PORT  KRaft controller listener port (default 9093)
+#   KAFKA_HEAP_OPTS        JVM heap flags (default "-Xms256m -Xmx768m")
+#   KAFKA_OPTS             extra JVM flags, word-split
+#   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer clients (default 90)
+#   KAFKA_PROBE_PYTHON     python with confluent_kafka to use for the readiness probe
+#   JAVA_HOME              honoured if set; otherwise `java` from PATH
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
+POM="$SCRIPT_DIR/kafka/pom.xml"
+
+STATE_DIR="${KAFKA_STATE_DIR:-$REPO_ROOT/.kafka}"
+LIBS_DIR="$STATE_DIR/libs"
+DATA_DIR="$STATE_DIR/data"
+CONFIG="$STATE_DIR/server.properties"
+LOG4J_BROKER="$STATE_DIR/log4j2.properties"
+LOG4J_TOOLS="$STATE_DIR/log4j2-tools.properties"
+LOG_FILE="$STATE_DIR/broker.log"
+PID_FILE="$STATE_DIR/broker.pid"
+CLUSTER_ID_FILE="$STATE_DIR/cluster.id"
+LIBS_STAMP="$LIBS_DIR/.pom.sha256"
+
+PORT="${KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+HOST=127.0.0.1
+BOOTSTRAP="$HOST:$PORT"
+START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+STOP_TIMEOUT=30
+
+if [[ -n "${JAVA_HOME:-}" ]]; then
+  JAVA="$JAVA_HOME/bin/java"
+else
+  JAVA=java
+fi
+
+log() { printf 'kafka.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+kafka_version() {
+  sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n1
+}
+
+# --- jars -------------------------------------------------------------------
+
+# Resolve the jars only when libs/ is missing or was made from a different pom
+# (a version bump re-resolves; otherwise no Maven at all on later starts).
+ensure_libs() {
+  local want have=""
+  want="$(sha256sum "$POM" | cut -d' ' -f1)"
+  [[ -f "$LIBS_STAMP" ]] && have="$(cat "$LIBS_STAMP")"
+  if [[ "$want" == "$have" ]] && compgen -G "$LIBS_DIR/kafka_2.13-*.jar" >/dev/null; then
+    return 0
+  fi
+  command -v mvn >/dev/null || die "mvn not found; it is needed once to fetch the Kafka jars"
+  log "resolving Kafka $(kafka_version) jars with Maven (first run only)..."
+  # Copy into a temp dir and swap, so an interrupted run never leaves half a libs/.
+  local tmp="$STATE_DIR/libs.tmp"
+  rm -rf "$tmp"
+  # Maven's output goes to a file (its -q mode still prints colour codes) and is
+  # shown only on failure.
+  if ! mvn -B -f "$POM" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$tmp" >"$STATE_DIR/maven.log" 2>&1; then
+    tail -n 40 "$STATE_DIR/maven.log" >&2
+    die "Maven could not resolve the jars in $POM (full output: $STATE_DIR/maven.log)"
+  fi
+  echo "$want" >"$tmp/.pom.sha256"
+  rm -rf "$LIBS_DIR"
+  mv "$tmp" "$LIBS_DIR"
+}
+
+# --- process bookkeeping -----------------------------------------------------
+
+# Is $1 a live JVM running kafka.Kafka on our server.properties? Reads
+# /proc/PID/cmdline: `ps -o args=` is cut to $COLUMNS when that is set (as under
+# some test runners), which made a running broker look foreign.
+is_our_broker() {
+  local cmdline
+  [[ -r "/proc/$1/cmdline" ]] || return 1
+  cmdline="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" || return 1
+  [[ "$cmdline" == *"kafka.Kafka $CONFIG"* ]] && alive "$1"
+}
+
+# PID of the broker this script started: the pid file if it still names that
+# process (guards against a reused number), else a search by command line in
+# case the pid file was lost (so stop/wipe never miss a running broker).
+broker_pid() {
+  local pid=""
+  [[ -f "$PID_FILE" ]] && pid="$(cat "$PID_FILE" 2>/dev/null || true)"
+  if [[ "$pid" =~ ^[0-9]+$ ]] && is_our_broker "$pid"; then
+    echo "$pid"
+    return 0
+  fi
+  for pid in $(pgrep -f 'kafka\.Kafka' || true); do
+    if is_our_broker "$pid"; then
+      echo "$pid" >"$PID_FILE"
+      echo "$pid"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# Alive and not a zombie (a zombie answers kill -0 until its parent reaps it).
+alive() {
+  local st
+  st="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
+  [[ "$st" != Z* ]]
+}
+
+port_open() {
+  # Only to detect someone else holding the port; readiness is a real client call.
+  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+}
+
+# --- readiness probe ---------------------------------------------------------
+
+PROBE_PY=""
+find_probe_python() {
+  local py
+  for py in "${KAFKA_PROBE_PYTHON:-}" "$REPO_ROOT/.venv/bin/python" python3; do
+    [[ -n "$py" ]] || continue
+    if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import confluent_kafka' 2>/dev/null; then
+      PROBE_PY="$py"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# A real client round-trip: a metadata request that must list our broker as
+# alive (KRaft leaves a broker out of metadata until it is unfenced).
+broker_answers() {
+  if [[ -n "$PROBE_PY" ]] || find_probe_python; then
+    "$PROBE_PY" - "$BOOTSTRAP" 2>/dev/null <<'PY'
+import sys
+from confluent_kafka.admin import AdminClient
+admin = AdminClient({"bootstrap.servers": sys.argv[1], "log_level": 0})
+md = admin.list_topics(timeout=5)
+sys.exit(0 if md.brokers else 1)
+PY
+  else
+    # No confluent_kafka: use Kafka's own CLI (slower: one JVM per probe).
+    local out
+    out="$(timeout 30 "$JAVA" -Xmx128m -Dlog4j2.configurationFile="$LOG4J_TOOLS" \
+      -cp "$LIBS_DIR/*" org.apache.kafka.tools.BrokerApiVersionsCommand \
+      --bootstrap-server "$BOOTSTRAP" 2>/dev/null)" || return 1
+    [[ "$out" == *"$BOOTSTRAP (id: 1"* && "$out" != *"isFenced: true"* ]]
+  fi
+}
+
+# --- config ------------------------------------------------------------------
+
+write_config() {
+  cat >"$CONFIG" <<EOF
+# Generated by scripts/kafka.sh on every start; edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+# Static single-voter quorum: no --standalone/dynamic-quorum dance at format time.
+controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
+controller.listener.names=CONTROLLER
+listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$PORT
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$DATA_DIR
+
+# Single node: every internal topic with replication factor 1.
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+
+# Fast tests on 2 cores: few partitions for internal topics, no rebalance delay,
+# topics only created explicitly (tests must not depend on auto-creation).
+offsets.topic.num.partitions=4
+transaction.state.log.num.partitions=4
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+num.partitions=1
+num.network.threads=2
+num.io.threads=4
+EOF
+
+  # Console only: stdout is redirected into broker.log, so JVM errors land there too.
+  cat >"$LOG4J_BROKER" <<'EOF'
+status = warn
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = STDOUT
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+EOF
+
+  cat >"$LOG4J_TOOLS" <<'EOF'
+status = warn
+appender.err.type = Console
+appender.err.name = STDERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.err.ref = STDERR
+EOF
+}
+
+# Format on first start only: data/ (and its cluster id) survive stop/start.
+format_storage_once() {
+  [[ -f "$DATA_DIR/meta.properties" ]] && return 0
+  local cluster_id
+  cluster_id="$("$JAVA" -Dlog4j2.configurationFile="$LOG4J_TOOLS" -cp "$LIBS_DIR/*" \
+    kafka.tools.StorageTool random-uuid)"
+  echo "$cluster_id" >"$CLUSTER_ID_FILE"
+  log "formatting $DATA_DIR with cluster id $cluster_id"
+  local out
+  out="$("$JAVA" -Dlog4j2.configurationFile="$LOG4J_TOOLS" -cp "$LIBS_DIR/*" \
+    kafka.tools.StorageTool format -t "$cluster_id" -c "$CONFIG" 2>&1)" \
+    || { printf '%s\n' "$out" >&2; die "storage format failed"; }
+}
+
+# --- commands ------------------------------------------------------------------
+
+cmd_start() {
+  mkdir -p "$STATE_DIR"
+  # Serialise concurrent starts/stops (e.g. parallel test sessions).
+  exec 9>"$STATE_DIR/.lock"
+  flock -w 180 9 || die "another kafka.sh holds $STATE_DIR/.lock"
+
+  local pid
+  if pid="$(broker_pid)"; then
+    if broker_answers; then
+      echo "$BOOTSTRAP"
+      return 0
+    fi
+    # Ours but not answering (still starting, or wedged): give it the same grace
+    # as a fresh start instead of spawning a second one.
+    log "broker (pid $pid) is running but not answering yet; waiting"
+    wait_ready "$pid"
+    return 0
+  fi
+  rm -f "$PID_FILE"
+
+  for p in "$PORT" "$CONTROLLER_PORT"; do
+    ! port_open "$p" || die "port $p on $HOST is already in use by a process this script did not start"
+  done
+
+  command -v "$JAVA" >/dev/null || die "java not found (set JAVA_HOME or put Java 17 on PATH)"
+  ensure_libs
+  write_config
+  format_storage_once
+
+  # Keep one previous log so a failed start can still be compared with the last good one.
+  [[ -f "$LOG_FILE" ]] && mv -f "$LOG_FILE" "$LOG_FILE.1"
+
+  local heap_opts heap_arr=() extra_opts=()
+  heap_opts="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
+  read -r -a heap_arr <<<"$heap_opts"
+  read -r -a extra_opts <<<"${KAFKA_OPTS:-}"
+
+  # 9>&-: the broker must not inherit the lock fd, or it would hold the lock forever.
+  # The inner shell writes its own PID and then execs java, so the pid file holds
+  # the JVM's PID whether or not setsid forks. setsid keeps the broker out of the
+  # caller's process group (a Ctrl-C on a test run should not kill it).
+  local launcher=()
+  command -v setsid >/dev/null && launcher=(setsid)
+  # shellcheck disable=SC2016 # $$ and $1 are for the inner shell
+  "${launcher[@]}" nohup bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PID_FILE" \
+    "$JAVA" "${heap_arr[@]}" \
+    -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$LOG4J_BROKER" \
+    ${extra_opts[@]+"${extra_opts[@]}"} \
+    -cp "$LIBS_DIR/*" kafka.Kafka "$CONFIG" \
+    >>"$LOG_FILE" 2>&1 </dev/null 9>&- &
+
+  local i
+  for ((i = 0; i < 50; i++)); do
+    pid="$(broker_pid)" && break
+    sleep 0.1
+  done
+  [[ -n "${pid:-}" ]] || fail_start "broker process did not start"
+  log "broker pid $pid, waiting up to ${START_TIMEOUT}s for it to answer on $BOOTSTRAP"
+  wait_ready "$pid"
+}
+
+wait_ready() {
+  local pid="$1" deadline=$((SECONDS + START_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    if ! alive "$pid"; then
+      rm -f "$PID_FILE"
+      fail_start "broker process $pid exited during startup"
+    fi
+    if broker_answers; then
+      echo "$BOOTSTRAP"
+      return 0
+    fi
+    sleep 0.5
+  done
+  # Don't leave a half-started JVM behind a failed start; the next start retries cleanly.
+  log "error: broker did not answer clients on $BOOTSTRAP within ${START_TIMEOUT}s; stopping it"
+  stop_pid "$pid"
+  fail_start "broker did not come up"
+}
+
+fail_start() {
+  log "error: $1"
+  if [[ -f "$LOG_FILE" ]]; then
+    log "last 40 lines of $LOG_FILE:"
+    tail -n 40 "$LOG_FILE" >&2
+  fi
+  exit 1
+}
+
+cmd_stop() {
+  mkdir -p "$STATE_DIR"
+  exec 9>"$STATE_DIR/.lock"
+  flock -w 180 9 || die "another kafka.sh holds $STATE_DIR/.lock"
+
+  local pid
+  if ! pid="$(broker_pid)"; then
+    rm -f "$PID_FILE"
+    log "not running"
+    return 0
+  fi
+  stop_pid "$pid"
+}
+
+# SIGTERM gives a controlled shutdown (clean log segments, fast next start);
+# SIGKILL only if it hangs.
+stop_pid() {
+  local pid="$1"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + STOP_TIMEOUT))
+  while alive "$pid" && ((SECONDS < deadline)); do
+    sleep 0.2
+  done
+  if alive "$pid"; then
+    log "broker (pid $pid) ignored SIGTERM for ${STOP_TIMEOUT}s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    while alive "$pid"; do sleep 0.1; done
+  fi
+  rm -f "$PID_FILE"
+  log "stopped (pid $pid)"
+}
+
+cmd_status() {
+  local pid
+  if pid="$(broker_pid)" && broker_answers; then
+    echo "running: pid $pid, $BOOTSTRAP, Kafka $(kafka_version)"
+    return 0
+  fi
+  if [[ -n "${pid:-}" ]]; then
+    echo "not answering: pid $pid is running but $BOOTSTRAP does not answer"
+  else
+    echo "not running"
+  fi
+  return 1
+}
+
+cmd_wipe() {
+  cmd_stop
+  # Keep libs/ so the next start needs no Maven; a new cluster id comes with new data.
+  rm -rf "$DATA_DIR" "$CLUSTER_ID_FILE"
+  log "wiped $DATA_DIR"
+}
+
+cmd_logs() {
+  [[ -f "$LOG_FILE" ]] || die "no log yet at $LOG_FILE"
+  if [[ "${1:-}" == "-f" ]]; then
+    exec tail -n 200 -F "$LOG_FILE"
+  fi
+  tail -n 200 "$LOG_FILE"
+}
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'
+}
+
+case "${1:-}" in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  restart) cmd_stop && cmd_start ;;
+  wipe) cmd_wipe ;;
+  logs) shift; cmd_logs "$@" ;;
+  -h | --help | help) usage ;;
+  *) usage >&2; exit 2 ;;
+esac
