@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+_LOADING = (
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+)
 
 
 @dataclass
@@ -62,18 +69,29 @@ class Broker:
             consumer.close()
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
-        """Committed offsets of ``group`` (-1001 when nothing is committed)."""
+        """Committed offsets of ``group`` (-1001 when nothing is committed).
+
+        Retries for up to 30 s while the group coordinator is still loading (a fresh broker).
+        """
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
+        deadline = time.monotonic() + 30
         try:
             parts = [TopicPartition(topic, p) for p in self.partitions(topic)]
-            return {tp.partition: tp.offset for tp in consumer.committed(parts, timeout=10)}
+            while True:
+                try:
+                    found = consumer.committed(parts, timeout=10)
+                    return {tp.partition: tp.offset for tp in found}
+                except KafkaException as exc:
+                    if not exc.args[0].retriable() and exc.args[0].code() not in _LOADING:
+                        raise
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
         finally:
             consumer.close()
 
     def read_all(self, topic: str, expected: int, timeout_s: float = 30.0) -> list:
         """Read ``expected`` messages from the start of ``topic`` (fewer if the time runs out)."""
-        import time
-
         consumer = Consumer(
             {
                 "bootstrap.servers": self.bootstrap,
