@@ -80,10 +80,11 @@ class Batcher:
         """True when a batch should go now: full, or the oldest record has waited enough."""
         if not self._pending:
             return False
+        aged = now - self._pending[0].arrived >= self.max_wait_s
+        if not aged and len(self._uid_counts) < self.max_users:
+            return False  # cheap answer for the common case, without counting blocked uids
         eligible = self._eligible_uids(blocked)
-        if eligible == 0:
-            return False
-        return eligible >= self.max_users or now - self._pending[0].arrived >= self.max_wait_s
+        return eligible > 0 and (aged or eligible >= self.max_users)
 
     def take(self, blocked: Collection[str]) -> Batch | None:
         """Cut the next batch from the buffer, leaving blocked and overflow uids behind.

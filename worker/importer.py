@@ -20,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from worker.batch import Batch
-from worker.errors import Abandoned, RejectedRequest, RetriableError
+from worker.errors import Abandoned, RateLimited, RejectedRequest, RetriableError
 from worker.fullstory import JobStatus, UserError
 from worker.idempotency import idempotency_key
 from worker.retry import Backoff
@@ -51,6 +51,22 @@ def encode_body(requests: list[dict[str, Any]]) -> bytes:
     return json.dumps({"requests": requests}, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+class RateGate:
+    """Shared by every job thread: after a 429, no request goes out before Retry-After."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._not_before = 0.0
+
+    def close_for(self, seconds: float) -> None:
+        with self._lock:
+            self._not_before = max(self._not_before, time.monotonic() + seconds)
+
+    def wait_s(self) -> float:
+        with self._lock:
+            return max(0.0, self._not_before - time.monotonic())
+
+
 class Importer:
     def __init__(
         self,
@@ -70,6 +86,7 @@ class Importer:
         self._new_key_after = new_key_after_5xx
         self._backoff = backoff
         self._on_api_answer = on_api_answer
+        self._gate = RateGate()
 
     def run(self, batch: Batch) -> BatchOutcome:
         outcome = BatchOutcome(batch)
@@ -80,6 +97,17 @@ class Importer:
     def _sleep(self, seconds: float) -> None:
         if self._abandon.wait(seconds):
             raise Abandoned("shutdown deadline reached")
+
+    def _call(self, call: Callable[[], T]) -> T:
+        """One API call, after any Retry-After another job thread was given has elapsed."""
+        while (wait := self._gate.wait_s()) > 0:
+            self._sleep(wait)
+        try:
+            return call()
+        except RateLimited as exc:
+            if exc.retry_after is not None:
+                self._gate.close_for(exc.retry_after)
+            raise
 
     def _import(self, requests: list[dict[str, Any]], outcome: BatchOutcome, bound: Any) -> None:
         body = encode_body(requests)
@@ -117,7 +145,7 @@ class Importer:
         while True:
             key = idempotency_key(body, generation)
             try:
-                job_id = self._api.create_batch(body, key)
+                job_id = self._call(partial(self._api.create_batch, body, key))
             except RetriableError as exc:
                 if exc.status is not None and exc.status >= 500:
                     consecutive_5xx += 1
@@ -143,7 +171,7 @@ class Importer:
         backoff = self._backoff()
         while True:
             try:
-                result = call()
+                result = self._call(call)
             except (RetriableError, RejectedRequest) as exc:
                 # A 4xx while reading a job we created is FullStory's problem, not the
                 # data's: keep asking rather than drop the batch's acknowledgement.

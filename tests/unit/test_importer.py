@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import httpx
 import pytest
@@ -158,3 +159,30 @@ def test_client_repr_hides_the_api_key():
     """The API key does not leak through the client's repr."""
     client = FullStoryClient("http://fs.test", Secret("SECRET-KEY"))
     assert "SECRET-KEY" not in repr(client)
+
+
+def test_retry_after_holds_back_every_job_thread():
+    """After a 429, no job thread sends anything to FullStory before Retry-After has elapsed."""
+    times: dict[str, float] = {}
+    lock = threading.Lock()
+    answered_429 = threading.Event()
+
+    def post(request: httpx.Request) -> httpx.Response:
+        with lock:
+            first = "429" not in times
+            times["429" if first else f"post-{len(times)}"] = time.monotonic()
+        if first:
+            answered_429.set()
+            return httpx.Response(429, headers={"Retry-After": "0.3"})
+        return JOB
+
+    script = Script({"POST /v2/users/batch": [post], "GET /v2/users/batch/j1": [DONE]})
+    importer = _importer(script)
+    first = threading.Thread(target=importer.run, args=(_batch("a"),))
+    first.start()
+    answered_429.wait(5)
+    importer.run(_batch("b"))
+    first.join(5)
+    later = [t for name, t in times.items() if name != "429"]
+    assert len(later) == 2
+    assert min(later) - times["429"] >= 0.3
