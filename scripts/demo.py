@@ -31,11 +31,17 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--users", type=int, default=2_000)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--batch-max-users", default="1000")
+    parser.add_argument("--job-delay-ms", type=int, default=300)
     args = parser.parse_args()
 
     print("==> starting the local Kafka broker (first run resolves its jars with Maven)")
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "kafka.sh"), "start"],
-                          check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "kafka.sh"), "start"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     broker = Broker(done.stdout.strip().splitlines()[-1])
     run_id = uuid.uuid4().hex[:6]
     topic = broker.create_topic(args.partitions, prefix=f"demo-user-changes-{run_id}")
@@ -44,44 +50,67 @@ def main() -> int:
 
     events = random_events(args.events, uids=args.users, seed=42)
     bad = [(b"broken", b"\x03not avro"), (b"", encode(event("")))]
-    print(f"==> producing {len(events)} user changes for {args.users} users "
-          f"+ {len(bad)} bad records to {topic} ({args.partitions} partitions)")
+    print(
+        f"==> producing {len(events)} user changes for {args.users} users "
+        f"+ {len(bad)} bad records to {topic} ({args.partitions} partitions)"
+    )
     broker.produce(topic, [(e["uid"].encode(), encode(e)) for e in events] + bad)
 
     api_key = "demo-key"
     log_dir = ROOT / ".demo"
     log_dir.mkdir(exist_ok=True)
-    with Sandbox(api_key=api_key, job_delay_ms=300) as sandbox:
-        print(f"==> FullStory sandbox at {sandbox.url}; starting the worker "
-              f"(log: {log_dir / 'worker.log'})")
+    with Sandbox(api_key=api_key, job_delay_ms=args.job_delay_ms) as sandbox:
+        print(
+            f"==> FullStory sandbox at {sandbox.url}; starting the worker "
+            f"(log: {log_dir / 'worker.log'})"
+        )
         (log_dir / "worker.log").unlink(missing_ok=True)
         worker = WorkerProcess(
             {
-                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "KAFKA_TOPICS": topic,
-                "KAFKA_GROUP_ID": group, "DLQ_TOPIC": dlq,
-                "FULLSTORY_API_KEY": api_key, "FULLSTORY_API_URL": sandbox.url,
-                "BATCH_MAX_USERS": "1000", "BATCH_MAX_WAIT_MS": "500", "HTTP_PORT": "0",
+                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+                "KAFKA_TOPICS": topic,
+                "KAFKA_GROUP_ID": group,
+                "DLQ_TOPIC": dlq,
+                "FULLSTORY_API_KEY": api_key,
+                "FULLSTORY_API_URL": sandbox.url,
+                "BATCH_MAX_USERS": args.batch_max_users,
+                "BATCH_MAX_WAIT_MS": "500",
+                "HTTP_PORT": "0",
             },
             log_dir / "worker.log",
         )
         started = time.monotonic()
         end = broker.end_offsets(topic)
         try:
-            wait_until(lambda: broker.committed(group, topic) == end, 300,
-                       "the worker to commit every offset")
+            wait_until(
+                lambda: broker.committed(group, topic) == end,
+                300,
+                "the worker to commit every offset",
+            )
         finally:
+            seconds = time.monotonic() - started
+            peak_rss = worker.peak_rss_mib()
             status = worker.terminate()
-        seconds = time.monotonic() - started
         users = sandbox.users()
         jobs = sandbox.jobs()
         expected = fold_events(events)
         matches = sum(
-            1 for uid, want in expected.items()
-            if uid in users and users[uid].get("properties", {}) == want["properties"]
+            1
+            for uid, want in expected.items()
+            if uid in users
+            and all(users[uid].get(k) == want[k] for k in ("display_name", "email"))
+            and users[uid].get("properties", {}) == want["properties"]
         )
-        print(f"==> drained in {seconds:.1f}s; worker exit status {status}")
-        print(f"    FullStory received {len(users)} users in {len(jobs)} import jobs; "
-              f"{matches}/{len(expected)} match the fold of their events")
+        rss = f"{peak_rss:.0f} MiB" if peak_rss is not None else "unknown"
+        print(
+            f"==> drained {len(events) + len(bad)} records in {seconds:.1f}s "
+            f"({(len(events) + len(bad)) / seconds:,.0f} records/s, worker start-up included); "
+            f"worker peak RSS {rss}; exit status {status}"
+        )
+        print(
+            f"    FullStory received {len(users)} users in {len(jobs)} import jobs; "
+            f"{matches}/{len(expected)} match the fold of their events"
+        )
         sample = sorted(users)[:3]
         for uid in sample:
             print(f"    {uid}: {json.dumps(users[uid], sort_keys=True)}")
@@ -90,9 +119,11 @@ def main() -> int:
         letters = broker.read_all(dlq, expected=len(bad), timeout_s=15)
         for message in letters:
             headers = dict(message.headers() or [])
-            print(f"    dead letter: key={message.key()!r} "
-                  f"code={headers.get('dlq.error.code', b'').decode()} "
-                  f"offset={headers.get('dlq.source.offset', b'').decode()}")
+            print(
+                f"    dead letter: key={message.key()!r} "
+                f"code={headers.get('dlq.error.code', b'').decode()} "
+                f"offset={headers.get('dlq.source.offset', b'').decode()}"
+            )
     ok = status == 0 and matches == len(expected) and len(letters) == len(bad)
     print("==> OK" if ok else "==> MISMATCH (see .demo/worker.log)")
     return 0 if ok else 1

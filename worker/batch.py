@@ -62,6 +62,7 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self._pending: list[_Pending] = []
         self._uid_counts: Counter[str] = Counter()
+        self._last_cut = float("-inf")
 
     def __len__(self) -> int:
         """Buffered records (not yet in a batch)."""
@@ -80,13 +81,18 @@ class Batcher:
         """True when a batch should go now: full, or the oldest record has waited enough."""
         if not self._pending:
             return False
-        aged = now - self._pending[0].arrived >= self.max_wait_s
+        # A partial batch goes at most once per max_wait: records held back behind a running
+        # job of their uid are old when it ends, and must not trickle out as tiny jobs.
+        aged = (
+            now - self._pending[0].arrived >= self.max_wait_s
+            and now - self._last_cut >= self.max_wait_s
+        )
         if not aged and len(self._uid_counts) < self.max_users:
             return False  # cheap answer for the common case, without counting blocked uids
         eligible = self._eligible_uids(blocked)
         return eligible > 0 and (aged or eligible >= self.max_users)
 
-    def take(self, blocked: Collection[str]) -> Batch | None:
+    def take(self, blocked: Collection[str], now: float) -> Batch | None:
         """Cut the next batch from the buffer, leaving blocked and overflow uids behind.
 
         Records of a uid that is blocked, or that did not fit, stay buffered in order;
@@ -112,7 +118,10 @@ class Batcher:
             if not self._uid_counts[uid]:
                 del self._uid_counts[uid]
         self._pending = left
-        return batch if batch.updates else None
+        if not batch.updates:
+            return None
+        self._last_cut = now
+        return batch
 
     def drop_partitions(self, partitions: Collection[TopicPartition]) -> int:
         """Forget buffered records of partitions this replica no longer owns."""

@@ -68,7 +68,7 @@ def run(settings: Settings) -> int:
         health=health,
         settings=LoopSettings(
             max_jobs_in_flight=settings.max_jobs_in_flight,
-            max_buffered_records=max(1_000, 2 * settings.batch_max_users),
+            max_buffered_records=settings.max_buffered_records,
         ),
         abandon=abandon,
     )

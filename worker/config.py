@@ -67,6 +67,7 @@ class Settings:
     batch_max_users: int = 10_000
     batch_max_wait_ms: int = 1_000
     max_jobs_in_flight: int = 10
+    max_buffered_records: int = 50_000
     shutdown_timeout_s: float = 30.0
     http_port: int = 8080
     http_timeout_s: float = 30.0
@@ -155,6 +156,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         batch_max_users=_int(env, "BATCH_MAX_USERS", 10_000, 1, 50_000),
         batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", 1_000, 0, 3_600_000),
         max_jobs_in_flight=_int(env, "MAX_JOBS_IN_FLIGHT", 10, 1, 100),
+        max_buffered_records=_int(env, "MAX_BUFFERED_RECORDS", 50_000, 100, 10_000_000),
         shutdown_timeout_s=float(_int(env, "SHUTDOWN_TIMEOUT_S", 30, 1, 3600)),
         http_port=http_port,
         http_timeout_s=float(_int(env, "FULLSTORY_HTTP_TIMEOUT_S", 30, 1, 600)),

@@ -188,7 +188,7 @@ class Pipeline:
             and len(self._in_flight) < self._settings.max_jobs_in_flight
             and self._batcher.ready(now, self._blocked)
         ):
-            batch = self._batcher.take(self._blocked)
+            batch = self._batcher.take(self._blocked, now)
             if batch is None:
                 return
             self._blocked.update(batch.uids)

@@ -36,6 +36,17 @@ class WorkerProcess:
                 continue
         return out
 
+    def peak_rss_mib(self) -> float | None:
+        """The process's peak resident memory so far (Linux VmHWM), while it runs."""
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except OSError:
+            return None
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return None
+
     def terminate(self, timeout: float = 60) -> int:
         """SIGTERM and wait; returns the exit status."""
         if self.proc.poll() is None:

@@ -13,7 +13,7 @@ def test_events_of_one_uid_merge_in_offset_order():
     """Two events of a uid become one request object with the later value."""
     batcher = Batcher(max_users=10, max_wait_s=1.0)
     _fill(batcher, ["a", "b", "a"])
-    batch = batcher.take(blocked=set())
+    batch = batcher.take(blocked=set(), now=0.0)
     assert batch is not None
     assert [r["uid"] for r in batch.requests()] == ["a", "b"]
     assert batch.updates["a"].properties == {"plan": "p2"}
@@ -33,7 +33,7 @@ def test_batch_never_exceeds_max_users(max_users, uids, expected_first, left):
     """A batch holds at most max_users distinct uids; the rest stay buffered."""
     batcher = Batcher(max_users=max_users, max_wait_s=0)
     _fill(batcher, uids)
-    batch = batcher.take(blocked=set())
+    batch = batcher.take(blocked=set(), now=0.0)
     assert batch is not None
     assert list(batch.uids) == expected_first
     assert len(batcher) == left
@@ -43,9 +43,9 @@ def test_blocked_uid_and_its_later_events_stay_behind():
     """A uid in an in-flight job is not put in a second job; its order is kept for later."""
     batcher = Batcher(max_users=10, max_wait_s=0)
     _fill(batcher, ["a", "b", "a"])
-    batch = batcher.take(blocked={"a"})
+    batch = batcher.take(blocked={"a"}, now=0.0)
     assert batch is not None and list(batch.uids) == ["b"]
-    later = batcher.take(blocked=set())
+    later = batcher.take(blocked=set(), now=0.0)
     assert later is not None and [r.offset for r in later.records["a"]] == [0, 2]
 
 
@@ -73,7 +73,7 @@ def test_drop_partitions_forgets_revoked_records():
     batcher.add(record(0, partition=0), change("a"), 0)
     batcher.add(record(0, partition=1), change("b"), 0)
     assert batcher.drop_partitions({("users", 1)}) == 1
-    batch = batcher.take(blocked=set())
+    batch = batcher.take(blocked=set(), now=0.0)
     assert batch is not None and list(batch.uids) == ["a"]
 
 
@@ -81,3 +81,14 @@ def test_max_users_is_limited_by_the_api():
     """FullStory takes at most 50,000 request objects per batch."""
     with pytest.raises(ValueError):
         Batcher(max_users=50_001, max_wait_s=1)
+
+
+def test_partial_batches_go_at_most_once_per_max_wait():
+    """Records held behind a running job do not trickle out as a stream of tiny jobs."""
+    batcher = Batcher(max_users=100, max_wait_s=1.0)
+    _fill(batcher, ["a", "b"], now=0.0)
+    assert batcher.ready(1.0, blocked={"b"})
+    batch = batcher.take(blocked={"b"}, now=1.0)
+    assert batch is not None and list(batch.uids) == ["a"]
+    assert not batcher.ready(1.5, blocked=set()), "b became eligible, but a batch just went"
+    assert batcher.ready(2.0, blocked=set())

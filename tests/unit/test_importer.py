@@ -22,7 +22,7 @@ def _batch(*uids: str):
     batcher = Batcher(max_users=100, max_wait_s=0)
     for offset, uid in enumerate(uids):
         batcher.add(record(offset), change(uid, seats=offset), 0)
-    return batcher.take(blocked=set())
+    return batcher.take(blocked=set(), now=0.0)
 
 
 class Script:
