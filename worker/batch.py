@@ -92,8 +92,12 @@ class Batcher:
         eligible = self._eligible_uids(blocked)
         return eligible > 0 and (aged or eligible >= self.max_users)
 
-    def take(self, blocked: Collection[str], now: float) -> Batch | None:
+    def take(
+        self, blocked: Collection[str], now: float, fenced: Collection[TopicPartition] = ()
+    ) -> Batch | None:
         """Cut the next batch from the buffer, leaving blocked and overflow uids behind.
+
+        Records of ``fenced`` partitions (a previous owner's jobs may still run) stay too.
 
         Records of a uid that is blocked, or that did not fit, stay buffered in order;
         records of a uid already in the batch join it even after an overflow uid, since
@@ -106,7 +110,12 @@ class Batcher:
             uid = pending.change.uid
             update = batch.updates.get(uid)
             if update is None:
-                if uid in held or uid in blocked or len(batch.updates) >= self.max_users:
+                if (
+                    uid in held
+                    or uid in blocked
+                    or len(batch.updates) >= self.max_users
+                    or pending.record.tp in fenced
+                ):
                     held.add(uid)
                     left.append(pending)
                     continue

@@ -57,12 +57,13 @@ def run(settings: Settings) -> int:
         max_connections=settings.max_jobs_in_flight + 2,
     )
     kafka = settings.kafka.client_config()
+    importer = Importer(
+        api, abandon=abandon, poll_max_interval_s=settings.job_poll_max_interval_ms / 1000
+    )
     pipeline = Pipeline(
         decoder=decoder,
         batcher=Batcher(settings.batch_max_users, settings.batch_max_wait_ms / 1000),
-        importer=Importer(
-            api, abandon=abandon, poll_max_interval_s=settings.job_poll_max_interval_ms / 1000
-        ),
+        importer=importer,
         dlq=KafkaDeadLetters(kafka, settings.dlq_topic),
         clock=SystemClock(),
         health=health,
@@ -97,6 +98,9 @@ def run(settings: Settings) -> int:
     )
     try:
         pipeline.run(source, settings.shutdown_timeout_s)
+    except Exception:
+        log.exception("worker_crashed")
+        return 1
     finally:
         api.close()
         if registry:

@@ -26,6 +26,7 @@ from worker.idempotency import idempotency_key
 from worker.retry import Backoff
 
 T = TypeVar("T")
+JobCreated = Callable[[int, str], None]
 log = structlog.get_logger("worker.importer")
 
 
@@ -88,10 +89,11 @@ class Importer:
         self._on_api_answer = on_api_answer
         self._gate = RateGate()
 
-    def run(self, batch: Batch) -> BatchOutcome:
+    def run(self, batch: Batch, on_job_created: JobCreated = lambda _b, _j: None) -> BatchOutcome:
+        """Import ``batch``; ``on_job_created(batch.id, job_id)`` as soon as a job exists."""
         outcome = BatchOutcome(batch)
         bound = log.bind(batch_id=batch.id, partitions=sorted(batch.partitions()))
-        self._import(batch.requests(), outcome, bound)
+        self._import(batch.requests(), outcome, bound, on_job_created)
         return outcome
 
     def _sleep(self, seconds: float) -> None:
@@ -109,7 +111,13 @@ class Importer:
                 self._gate.close_for(exc.retry_after)
             raise
 
-    def _import(self, requests: list[dict[str, Any]], outcome: BatchOutcome, bound: Any) -> None:
+    def _import(
+        self,
+        requests: list[dict[str, Any]],
+        outcome: BatchOutcome,
+        bound: Any,
+        on_job_created: JobCreated,
+    ) -> None:
         body = encode_body(requests)
         try:
             job_id = self._create(body, len(requests), bound)
@@ -121,10 +129,11 @@ class Importer:
                 return
             bound.warning("batch_rejected_splitting", users=len(requests), code=exc.code)
             middle = len(requests) // 2
-            self._import(requests[:middle], outcome, bound)
-            self._import(requests[middle:], outcome, bound)
+            self._import(requests[:middle], outcome, bound, on_job_created)
+            self._import(requests[middle:], outcome, bound, on_job_created)
             return
         outcome.job_ids.append(job_id)
+        on_job_created(outcome.batch.id, job_id)
         job_log = bound.bind(job_id=job_id)
         started = time.monotonic()
         status = self._await(job_id, job_log)
@@ -188,11 +197,26 @@ class Importer:
             self._on_api_answer()
             return result
 
-    def _await(self, job_id: str, bound: Any) -> JobStatus:
+    def await_jobs(self, job_ids: list[str]) -> None:
+        """Wait until each job ended (or FullStory no longer knows it): a partition fence."""
+        bound = log.bind(fence_jobs=job_ids)
+        for job_id in job_ids:
+            self._await(job_id, bound, missing_ok=True)
+
+    def _status_or_gone(self, job_id: str) -> JobStatus:
+        try:
+            return self._api.job_status(job_id)
+        except RejectedRequest as exc:
+            if exc.status == 404:
+                return JobStatus(id=job_id, status="UNKNOWN")
+            raise
+
+    def _await(self, job_id: str, bound: Any, missing_ok: bool = False) -> JobStatus:
         interval = self._poll_min
+        call = self._status_or_gone if missing_ok else self._api.job_status
         while True:
-            status = self._retrying(partial(self._api.job_status, job_id), "job_status", bound)
-            if status.done:
+            status = self._retrying(partial(call, job_id), "job_status", bound)
+            if status.done or status.status == "UNKNOWN":
                 return status
             self._sleep(interval)
             interval = min(self._poll_max, interval * 1.5)

@@ -72,6 +72,11 @@ class OffsetTracker:
         state.advance()
         return True
 
+    def position(self, tp: TopicPartition) -> int | None:
+        """The current watermark of ``tp`` (None before its first record)."""
+        state = self._parts.get(tp)
+        return state.next_offset if state else None
+
     def pending(self, tp: TopicPartition) -> int:
         state = self._parts.get(tp)
         return len(state.outstanding) if state else 0

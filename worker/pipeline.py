@@ -11,11 +11,14 @@ pool and hand back a ``BatchOutcome``. Delivery rules kept here:
 * on revoke it waits (bounded) for jobs of the revoked partitions, commits their prefix,
   and forgets them; acknowledgements arriving later for them are ignored;
 * on stop it stops fetching, waits for in-flight jobs up to the deadline, commits what is
-  acknowledged and leaves the group.
+  acknowledged and leaves the group;
+* every commit names, in its metadata, the jobs still in flight for the partition, and a new
+  owner holds a partition's records back until the jobs named there have ended (``ledger``).
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections import deque
 from collections.abc import Collection
@@ -31,6 +34,7 @@ from worker.dlq import DeadLetterSink
 from worker.errors import Abandoned, InvalidRecord, RetriableError
 from worker.health import Health
 from worker.importer import BatchOutcome, Importer
+from worker.ledger import JobLedger, decode_jobs
 from worker.offsets import OffsetTracker
 from worker.records import SourceRecord, TopicPartition
 from worker.retry import Backoff
@@ -71,6 +75,9 @@ class Pipeline:
         self._settings = settings
         self._abandon = abandon
         self._tracker = OffsetTracker()
+        self._ledger = JobLedger()
+        self._job_created: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
+        self._fences: dict[TopicPartition, Future[None]] = {}
         self._intake: deque[SourceRecord] = deque()
         self._intake_backoff = Backoff(cap_s=10.0)
         self._intake_retry_at = 0.0
@@ -86,16 +93,29 @@ class Pipeline:
 
     # -- rebalance callbacks (run inside source.consume) -------------------------------
 
+    def job_created(self, batch_id: int, job_id: str) -> None:
+        """Called from a job thread as soon as FullStory accepted a batch."""
+        self._job_created.put((batch_id, job_id))
+
     def on_assign(self, partitions: list[TopicPartition]) -> None:
         self._tracker.assign(partitions)
         self._health.joined()
         log.info("partitions_assigned", partitions=partitions)
+        if not partitions:
+            return
+        metadata = self._require_source().committed_metadata(partitions)
+        for tp, text in metadata.items():
+            jobs = decode_jobs(text)
+            if jobs:
+                # A previous owner's jobs may still run: their uids must not race ours.
+                self._fences[tp] = self._executor.submit(self._importer.await_jobs, jobs)
+                log.info("partition_fenced", partition=tp, jobs=jobs)
 
     def on_revoke(self, partitions: list[TopicPartition]) -> None:
         revoked = set(partitions)
         deadline = self._clock.monotonic() + self._settings.rebalance_drain_timeout_s
         self._drain(revoked, deadline)
-        self._commit(self._tracker.committable(revoked))
+        self._commit(revoked)
         self._forget(revoked)
         log.info("partitions_revoked", partitions=partitions)
 
@@ -105,6 +125,9 @@ class Pipeline:
 
     def _forget(self, partitions: set[TopicPartition]) -> None:
         self._tracker.revoke(partitions)
+        self._ledger.forget(partitions)
+        for tp in partitions:
+            self._fences.pop(tp, None)
         self._batcher.drop_partitions(partitions)
         self._intake = deque(r for r in self._intake if r.tp not in partitions)
         self._paused -= partitions
@@ -131,12 +154,15 @@ class Pipeline:
                 self._intake.append(record)
         now = self._clock.monotonic()
         self._decode_intake(now)
+        if self._note_created_jobs():
+            self._commit()  # name the new jobs in the partitions' metadata at once
         self._collect_finished()
+        self._lift_fences()
         self._submit_ready(now)
         self._apply_backpressure(source)
         self._dlq.poll(0)
         if now - self._last_commit >= self._settings.commit_interval_s:
-            self._commit(self._tracker.committable())
+            self._commit()
             self._last_commit = now
         self._health.beat()
 
@@ -146,7 +172,8 @@ class Pipeline:
         deadline = self._clock.monotonic() + timeout_s
         log.info("shutdown_started", jobs_in_flight=len(self._in_flight), timeout_s=timeout_s)
         self._drain(None, deadline)
-        self._commit(self._tracker.committable())
+        self._note_created_jobs()
+        self._commit()
         if self._in_flight:
             log.warning("shutdown_abandoned_jobs", jobs=len(self._in_flight))
         self._abandon.set()
@@ -188,11 +215,11 @@ class Pipeline:
             and len(self._in_flight) < self._settings.max_jobs_in_flight
             and self._batcher.ready(now, self._blocked)
         ):
-            batch = self._batcher.take(self._blocked, now)
+            batch = self._batcher.take(self._blocked, now, self._fences.keys())
             if batch is None:
                 return
             self._blocked.update(batch.uids)
-            future = self._executor.submit(self._importer.run, batch)
+            future = self._executor.submit(self._importer.run, batch, self.job_created)
             self._in_flight[batch.id] = (batch, future)
 
     def _collect_finished(self) -> None:
@@ -204,7 +231,8 @@ class Pipeline:
             try:
                 outcome = future.result()
             except Abandoned:
-                continue  # unacknowledged: a later run gets these records again
+                continue  # unacknowledged, and its jobs stay named in the commit metadata
+            self._ledger.ended(outcome.job_ids)
             job_id = outcome.job_ids[-1] if outcome.job_ids else None
             for uid, records in batch.records.items():
                 failure = outcome.failures.get(uid)
@@ -236,9 +264,39 @@ class Pipeline:
             log.info("partitions_resumed", buffered=buffered)
             self._paused.clear()
 
-    def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        if offsets and self._require_source().commit(offsets):
+    def _note_created_jobs(self) -> bool:
+        """Record jobs FullStory accepted since the last turn; True if there were any."""
+        noted = False
+        while True:
+            try:
+                batch_id, job_id = self._job_created.get_nowait()
+            except queue.Empty:
+                return noted
+            entry = self._in_flight.get(batch_id)
+            if entry is not None:  # else it already ended and was collected
+                self._ledger.started(entry[0].partitions(), job_id)
+                noted = True
+
+    def _lift_fences(self) -> None:
+        for tp, future in list(self._fences.items()):
+            if future.done():
+                del self._fences[tp]
+                log.info("partition_fence_lifted", partition=tp)
+
+    def _commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
+        """Commit moved watermarks, and partitions whose in-flight job list changed."""
+        offsets = self._tracker.committable(partitions)
+        for tp in self._ledger.dirty():
+            if tp not in offsets and (partitions is None or tp in partitions):
+                position = self._tracker.position(tp)
+                if position is not None:
+                    offsets[tp] = position
+        if not offsets:
+            return
+        metadata = {tp: self._ledger.metadata(tp) for tp in offsets}
+        if self._require_source().commit(offsets, metadata):
             self._tracker.mark_committed(offsets)
+            self._ledger.committed(offsets)
 
     def _drain(self, partitions: Collection[TopicPartition] | None, deadline: float) -> None:
         """Finish jobs (and dead letters) touching ``partitions`` (all if None), bounded."""

@@ -38,7 +38,10 @@ class Source(Protocol):
     def consume(self, max_records: int, timeout: float) -> list[SourceRecord]: ...
     def pause(self, partitions: Iterable[TopicPartition]) -> None: ...
     def resume(self, partitions: Iterable[TopicPartition]) -> None: ...
-    def commit(self, offsets: dict[TopicPartition, int]) -> bool: ...
+    def commit(
+        self, offsets: dict[TopicPartition, int], metadata: dict[TopicPartition, str]
+    ) -> bool: ...
+    def committed_metadata(self, partitions: list[TopicPartition]) -> dict[TopicPartition, str]: ...
     def close(self) -> None: ...
 
 
@@ -121,13 +124,18 @@ class KafkaSource:
     def resume(self, partitions: Iterable[TopicPartition]) -> None:
         self._consumer.resume(_kafka_tps(partitions))
 
-    def commit(self, offsets: dict[TopicPartition, int]) -> bool:
-        """Synchronously commit exactly these offsets; False (logged) if Kafka refused."""
+    def commit(
+        self, offsets: dict[TopicPartition, int], metadata: dict[TopicPartition, str]
+    ) -> bool:
+        """Synchronously commit exactly these offsets (with their metadata); False if refused."""
         if not offsets:
             return True
         try:
             self._consumer.commit(
-                offsets=[KafkaTopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                offsets=[
+                    KafkaTopicPartition(t, p, o, metadata=metadata.get((t, p), ""))
+                    for (t, p), o in offsets.items()
+                ],
                 asynchronous=False,
             )
         except KafkaException as exc:
@@ -135,6 +143,15 @@ class KafkaSource:
             return False
         log.debug("committed", offsets={f"{t}[{p}]": o for (t, p), o in offsets.items()})
         return True
+
+    def committed_metadata(self, partitions: list[TopicPartition]) -> dict[TopicPartition, str]:
+        """The commit metadata of ``partitions`` (blocking; used on assignment)."""
+        try:
+            found = self._consumer.committed(_kafka_tps(partitions), timeout=30)
+        except KafkaException as exc:
+            log.warning("committed_read_failed", error=str(exc.args[0]))
+            return {}
+        return {(tp.topic, tp.partition): tp.metadata or "" for tp in found}
 
     def close(self) -> None:
         """Leave the group (no commit here: the pipeline committed what was acknowledged)."""

@@ -69,7 +69,11 @@ class Broker:
             consumer.close()
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
-        """Committed offsets of ``group`` (-1001 when nothing is committed).
+        """Committed offsets of ``group`` (-1001 when nothing is committed)."""
+        return {p: offset for p, (offset, _) in self.committed_with_metadata(group, topic).items()}
+
+    def committed_with_metadata(self, group: str, topic: str) -> dict[int, tuple[int, str]]:
+        """Committed (offset, metadata) per partition of ``topic`` for ``group``.
 
         Retries for up to 30 s while the group coordinator is still loading (a fresh broker).
         """
@@ -80,7 +84,7 @@ class Broker:
             while True:
                 try:
                     found = consumer.committed(parts, timeout=10)
-                    return {tp.partition: tp.offset for tp in found}
+                    return {tp.partition: (tp.offset, tp.metadata or "") for tp in found}
                 except KafkaException as exc:
                     if not exc.args[0].retriable() and exc.args[0].code() not in _LOADING:
                         raise

@@ -92,3 +92,13 @@ def test_partial_batches_go_at_most_once_per_max_wait():
     assert batch is not None and list(batch.uids) == ["a"]
     assert not batcher.ready(1.5, blocked=set()), "b became eligible, but a batch just went"
     assert batcher.ready(2.0, blocked=set())
+
+
+def test_fenced_partition_records_wait():
+    """Records of a partition whose previous owner's jobs still run are held back."""
+    batcher = Batcher(max_users=10, max_wait_s=0)
+    batcher.add(record(0, partition=0), change("a"), 0)
+    batcher.add(record(0, partition=1), change("b"), 0)
+    batch = batcher.take(blocked=set(), now=0.0, fenced={("users", 1)})
+    assert batch is not None and list(batch.uids) == ["a"]
+    assert len(batcher) == 1
