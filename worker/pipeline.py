@@ -172,7 +172,6 @@ class Pipeline:
         deadline = self._clock.monotonic() + timeout_s
         log.info("shutdown_started", jobs_in_flight=len(self._in_flight), timeout_s=timeout_s)
         self._drain(None, deadline)
-        self._note_created_jobs()
         self._commit()
         if self._in_flight:
             log.warning("shutdown_abandoned_jobs", jobs=len(self._in_flight))
@@ -310,7 +309,9 @@ class Pipeline:
             )
 
         while busy() and self._clock.monotonic() < deadline:
+            self._note_created_jobs()
             self._collect_finished()
             self._dlq.poll(0.05)
             self._health.beat()
+        self._note_created_jobs()  # jobs still running get named in the final commit
         self._collect_finished()
