@@ -9,6 +9,7 @@
 #
 # Environment:
 #   KAFKA_STATE_DIR        state dir (default <repo>/.kafka): libs/, data/, config, log, pid
+#   KAFKA_LIBS_DIR         the jars (default $KAFKA_STATE_DIR/libs); a second broker may share them
 #   KAFKA_PORT             PLAINTEXT client listener port (default 9092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller listener port (default 9093)
 #   KAFKA_HEAP_OPTS        JVM heap flags (default "-Xms256m -Xmx768m")
@@ -23,7 +24,7 @@ REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 POM="$SCRIPT_DIR/kafka/pom.xml"
 
 STATE_DIR="${KAFKA_STATE_DIR:-$REPO_ROOT/.kafka}"
-LIBS_DIR="$STATE_DIR/libs"
+LIBS_DIR="${KAFKA_LIBS_DIR:-$STATE_DIR/libs}"
 DATA_DIR="$STATE_DIR/data"
 CONFIG="$STATE_DIR/server.properties"
 LOG4J_BROKER="$STATE_DIR/log4j2.properties"

@@ -92,7 +92,9 @@ class Importer:
     def run(self, batch: Batch, on_job_created: JobCreated = lambda _b, _j: None) -> BatchOutcome:
         """Import ``batch``; ``on_job_created(batch.id, job_id)`` as soon as a job exists."""
         outcome = BatchOutcome(batch)
-        bound = log.bind(batch_id=batch.id, partitions=sorted(batch.partitions()))
+        bound = log.bind(
+            batch_id=batch.id, partitions=sorted(batch.partitions()), records=batch.record_count()
+        )
         self._import(batch.requests(), outcome, bound, on_job_created)
         return outcome
 
