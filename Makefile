@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help venv demo bench test test-unit test-integration lint broker-start broker-stop clean
+.PHONY: help venv demo bench test test-unit test-faults test-integration lint broker-start broker-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -35,7 +35,10 @@ lint: venv ## ruff and mypy --strict on the package
 test-unit: venv ## pure and sandbox tests (no broker)
 	$(PY) -m pytest -q tests/unit tests/sandbox
 
-test: venv broker-start lint ## everything: lint, unit, sandbox and integration tests on the real broker
+test-faults: venv broker-start ## the fault suite alone: crashes, rebalances, broker restarts, API storms
+	$(PY) -m pytest -q -p no:cacheprovider tests/integration/faults
+
+test: venv broker-start lint ## everything: lint, unit, sandbox, integration and fault tests on the real broker
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 clean: ## stop the broker and remove local state

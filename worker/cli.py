@@ -26,7 +26,8 @@ from worker.errors import ConfigError, WorkerError
 from worker.fullstory import FullStoryClient
 from worker.health import Health, HealthServer
 from worker.importer import Importer
-from worker.logs import configure_logging
+from worker.logs import configure_logging, kafka_logger
+from worker.metrics import Metrics
 from worker.pipeline import LoopSettings, Pipeline
 from worker.registry import SchemaRegistry
 from worker.replay import Target
@@ -40,9 +41,11 @@ log = structlog.get_logger("worker.cli")
 def run(settings: Settings) -> int:
     abandon = threading.Event()
     health = Health(settings.liveness_timeout_s)
+    metrics = Metrics()
     http = None
     if settings.http_port:
-        http = HealthServer(health, os.environ.get("HTTP_HOST", "0.0.0.0"), settings.http_port)
+        host = os.environ.get("HTTP_HOST", "0.0.0.0")
+        http = HealthServer(health, host, settings.http_port, metrics.exposition)
         http.start()
     registry = (
         SchemaRegistry(settings.schema_registry_url, auth=settings.schema_registry_auth)
@@ -56,9 +59,14 @@ def run(settings: Settings) -> int:
         timeout_s=settings.http_timeout_s,
         max_connections=settings.max_jobs_in_flight + 2,
     )
-    kafka = settings.kafka.client_config()
+    kafka: dict[str, object] = {**settings.kafka.client_config(), "logger": kafka_logger()}
     importer = Importer(
-        api, abandon=abandon, poll_max_interval_s=settings.job_poll_max_interval_ms / 1000
+        api,
+        abandon=abandon,
+        poll_max_interval_s=settings.job_poll_max_interval_ms / 1000,
+        on_api_answer=health.api_answered,
+        on_api_failure=health.api_failed,
+        metrics=metrics,
     )
     pipeline = Pipeline(
         decoder=decoder,
@@ -72,6 +80,7 @@ def run(settings: Settings) -> int:
             max_buffered_records=settings.max_buffered_records,
         ),
         abandon=abandon,
+        metrics=metrics,
     )
     source = KafkaSource(
         {**kafka, "group.id": settings.kafka.group_id},
@@ -79,6 +88,7 @@ def run(settings: Settings) -> int:
         on_assign=pipeline.on_assign,
         on_revoke=pipeline.on_revoke,
         on_lost=pipeline.on_lost,
+        on_error=lambda err: pipeline.on_kafka_error(err.code()),
     )
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -1,52 +1,107 @@
-"""Liveness and readiness, served over HTTP for Kubernetes probes.
+"""Liveness and readiness (and ``/metrics``), served over HTTP for Kubernetes.
 
-``/healthz`` is 200 while the poll loop has turned within ``liveness_timeout_s`` (a stuck
-loop gets the pod restarted); ``/readyz`` is 200 once the consumer joined its group.
+``/healthz`` (liveness) is 200 while the poll loop has turned within ``liveness_timeout_s``:
+a stuck loop gets the pod restarted; a broker or FullStory outage does not (restarting would
+not help, and the loop keeps turning through both).
+
+``/readyz`` is 200 when all of these hold:
+
+* the consumer joined its group (with or without partitions: a replica beyond the partition
+  count is idle, not broken);
+* Kafka is reachable (no "all brokers down" since the last sign of life);
+* records decode (the schema registry, if used, answers);
+* FullStory answers: its latest call got an HTTP answer, or it has failed for less than
+  ``api_grace_s`` (a short blip does not flap readiness).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from worker.clock import Clock, SystemClock
 
 
 class Health:
-    def __init__(self, liveness_timeout_s: float) -> None:
+    """Thread-safe enough: each flag is written by one thread and read by the HTTP server."""
+
+    def __init__(
+        self, liveness_timeout_s: float, api_grace_s: float = 30.0, clock: Clock | None = None
+    ) -> None:
+        self._clock = clock or SystemClock()
         self._liveness_timeout = liveness_timeout_s
-        self._last_beat = time.monotonic()
+        self._api_grace = api_grace_s
+        self._last_beat = self._clock.monotonic()
         self._joined = False
+        self._kafka_ok = True
+        self._decoding_ok = True
+        self._api_failing_since: float | None = None
 
     def beat(self) -> None:
-        self._last_beat = time.monotonic()
+        self._last_beat = self._clock.monotonic()
 
     def joined(self) -> None:
         self._joined = True
 
+    def kafka(self, reachable: bool) -> None:
+        self._kafka_ok = reachable
+
+    @property
+    def kafka_ok(self) -> bool:
+        return self._kafka_ok
+
+    def decoding(self, ok: bool) -> None:
+        self._decoding_ok = ok
+
+    def api_answered(self) -> None:
+        self._api_failing_since = None
+
+    def api_failed(self) -> None:
+        if self._api_failing_since is None:
+            self._api_failing_since = self._clock.monotonic()
+
     def live(self) -> tuple[bool, dict[str, object]]:
-        age = time.monotonic() - self._last_beat
+        age = self._clock.monotonic() - self._last_beat
         return age <= self._liveness_timeout, {"loop_age_s": round(age, 3)}
 
     def ready(self) -> tuple[bool, dict[str, object]]:
-        return self._joined, {"joined_group": self._joined}
+        failing = self._api_failing_since
+        api_ok = failing is None or self._clock.monotonic() - failing < self._api_grace
+        checks = {
+            "joined_group": self._joined,
+            "kafka_reachable": self._kafka_ok,
+            "decoding": self._decoding_ok,
+            "fullstory_answering": api_ok,
+        }
+        return all(checks.values()), dict(checks)
 
 
 class HealthServer:
     """A small threaded HTTP server; ``port=0`` picks a free one."""
 
-    def __init__(self, health: Health, host: str, port: int) -> None:
+    def __init__(
+        self, health: Health, host: str, port: int, metrics: Callable[[], bytes] | None = None
+    ) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                if path == "/metrics" and metrics is not None:
+                    self._answer(200, metrics(), "text/plain; version=0.0.4; charset=utf-8")
+                    return
                 checks = {"/healthz": health.live, "/readyz": health.ready}
-                check = checks.get(self.path.split("?")[0])
+                check = checks.get(path)
                 if check is None:
                     self.send_error(404)
                     return
                 ok, detail = check()
                 body = json.dumps({"ok": ok, **detail}).encode()
-                self.send_response(200 if ok else 503)
-                self.send_header("Content-Type", "application/json")
+                self._answer(200 if ok else 503, body, "application/json")
+
+            def _answer(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -23,6 +23,7 @@ from worker.batch import Batch
 from worker.errors import Abandoned, RateLimited, RejectedRequest, RetriableError
 from worker.fullstory import JobStatus, UserError
 from worker.idempotency import idempotency_key
+from worker.metrics import Metrics, retry_reason
 from worker.retry import Backoff
 
 T = TypeVar("T")
@@ -79,6 +80,8 @@ class Importer:
         new_key_after_5xx: int = 3,
         backoff: Callable[[], Backoff] = Backoff,
         on_api_answer: Callable[[], None] = lambda: None,
+        on_api_failure: Callable[[], None] = lambda: None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._api = api
         self._abandon = abandon
@@ -87,6 +90,8 @@ class Importer:
         self._new_key_after = new_key_after_5xx
         self._backoff = backoff
         self._on_api_answer = on_api_answer
+        self._on_api_failure = on_api_failure
+        self._metrics = metrics or Metrics()
         self._gate = RateGate()
 
     def run(self, batch: Batch, on_job_created: JobCreated = lambda _b, _j: None) -> BatchOutcome:
@@ -107,11 +112,23 @@ class Importer:
         while (wait := self._gate.wait_s()) > 0:
             self._sleep(wait)
         try:
-            return call()
+            result = call()
         except RateLimited as exc:
             if exc.retry_after is not None:
                 self._gate.close_for(exc.retry_after)
+            self._on_api_answer()
             raise
+        except RetriableError as exc:
+            if exc.status is None or exc.status >= 500:
+                self._on_api_failure()
+            else:
+                self._on_api_answer()
+            raise
+        except RejectedRequest:
+            self._on_api_answer()
+            raise
+        self._on_api_answer()
+        return result
 
     def _import(
         self,
@@ -142,12 +159,16 @@ class Importer:
         if status.status == "FAILED":
             for error in self._errors(job_id, job_log):
                 outcome.failures[error.uid] = error
+        seconds = time.monotonic() - started
+        self._metrics.jobs.labels(status.status).inc()
+        self._metrics.job_duration.observe(seconds)
+        self._metrics.batch_users.observe(len(requests))
         job_log.info(
             "job_completed" if status.status == "COMPLETED" else "job_failed",
             users=len(requests),
             imports=status.imports,
             errors=status.errors,
-            seconds=round(time.monotonic() - started, 3),
+            seconds=round(seconds, 3),
         )
 
     def _create(self, body: bytes, users: int, bound: Any) -> str:
@@ -164,19 +185,25 @@ class Importer:
                         # The server may replay a saved 5xx under this key for 24 hours.
                         generation, consecutive_5xx = generation + 1, 0
                         bound.warning("idempotency_key_rotated", generation=generation)
-                delay = backoff.next_delay(exc)
-                bound.warning(
-                    "fullstory_retry",
-                    call="create_batch",
-                    error=str(exc),
-                    attempt=backoff.attempt,
-                    delay_s=round(delay, 3),
-                )
-                self._sleep(delay)
+                self._back_off(backoff, exc, "create_batch", bound)
                 continue
-            self._on_api_answer()
             bound.info("batch_submitted", job_id=job_id, users=users, key=key[:17])
             return job_id
+
+    def _back_off(
+        self, backoff: Backoff, exc: RetriableError | RejectedRequest, call: str, bound: Any
+    ) -> None:
+        """Log the failed call, count it, and wait its backoff (or Retry-After)."""
+        delay = backoff.next_delay(exc if isinstance(exc, RetriableError) else None)
+        self._metrics.api_retries.labels(call, retry_reason(exc.status)).inc()
+        bound.warning(
+            "fullstory_retry",
+            call=call,
+            error=str(exc),
+            attempt=backoff.attempt,
+            delay_s=round(delay, 3),
+        )
+        self._sleep(delay)
 
     def _retrying(self, call: Callable[[], T], name: str, bound: Any) -> T:
         backoff = self._backoff()
@@ -186,17 +213,8 @@ class Importer:
             except (RetriableError, RejectedRequest) as exc:
                 # A 4xx while reading a job we created is FullStory's problem, not the
                 # data's: keep asking rather than drop the batch's acknowledgement.
-                delay = backoff.next_delay(exc if isinstance(exc, RetriableError) else None)
-                bound.warning(
-                    "fullstory_retry",
-                    call=name,
-                    error=str(exc),
-                    attempt=backoff.attempt,
-                    delay_s=round(delay, 3),
-                )
-                self._sleep(delay)
+                self._back_off(backoff, exc, name, bound)
                 continue
-            self._on_api_answer()
             return result
 
     def await_jobs(self, job_ids: list[str]) -> None:

@@ -1,4 +1,8 @@
-"""structlog set-up: JSON lines in production, readable console output for people."""
+"""structlog set-up: JSON lines in production, readable console output for people.
+
+librdkafka's own log lines are routed through structlog too (event ``librdkafka``), so
+a JSON log stays one JSON object per line.
+"""
 
 from __future__ import annotations
 
@@ -28,3 +32,24 @@ def configure_logging(level: str, fmt: str) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+class _ToStructlog(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self._log = structlog.get_logger("librdkafka")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = record.levelname.lower()
+        method = getattr(self._log, level if level != "critical" else "error", self._log.info)
+        method("librdkafka", message=record.getMessage())
+
+
+def kafka_logger() -> logging.Logger:
+    """A stdlib logger for confluent-kafka's ``logger`` setting, forwarding to structlog."""
+    logger = logging.getLogger("worker.librdkafka")
+    if not logger.handlers:
+        logger.addHandler(_ToStructlog())
+        logger.propagate = False
+        logger.setLevel(logging.DEBUG)
+    return logger

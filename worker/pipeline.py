@@ -26,6 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import structlog
+from confluent_kafka import KafkaError
 
 from worker.batch import Batch, Batcher
 from worker.clock import Clock
@@ -35,10 +36,13 @@ from worker.errors import Abandoned, InvalidRecord, RetriableError
 from worker.health import Health
 from worker.importer import BatchOutcome, Importer
 from worker.ledger import JobLedger, decode_jobs
+from worker.metrics import Metrics
 from worker.offsets import OffsetTracker
 from worker.records import SourceRecord, TopicPartition
 from worker.retry import Backoff
 from worker.source import Source
+
+_PROBE_EVERY_S = 2.0
 
 log = structlog.get_logger("worker.pipeline")
 
@@ -65,7 +69,9 @@ class Pipeline:
         health: Health,
         settings: LoopSettings,
         abandon: threading.Event,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._decoder = decoder
         self._batcher = batcher
         self._importer = importer
@@ -88,10 +94,18 @@ class Pipeline:
             settings.max_jobs_in_flight, thread_name_prefix="import-job"
         )
         self._last_commit = 0.0
+        self._next_probe = 0.0
         self._stop = threading.Event()
         self.source: Source | None = None
 
     # -- rebalance callbacks (run inside source.consume) -------------------------------
+
+    def on_kafka_error(self, code: int) -> None:
+        """librdkafka's error callback (runs inside ``consume``)."""
+        if code == KafkaError._ALL_BROKERS_DOWN:
+            if self._health.kafka_ok:
+                log.warning("kafka_unreachable")
+            self._health.kafka(False)
 
     def job_created(self, batch_id: int, job_id: str) -> None:
         """Called from a job thread as soon as FullStory accepted a batch."""
@@ -149,10 +163,18 @@ class Pipeline:
         source = self._require_source()
         idle = not self._intake and not self._in_flight and not self._dlq.pending()
         timeout = self._settings.poll_timeout_s if idle else 0.02
-        for record in source.consume(self._settings.consume_max_records, timeout):
+        records = source.consume(self._settings.consume_max_records, timeout)
+        self._metrics.records_consumed.inc(len(records))
+        for record in records:
             if self._tracker.track(record.tp, record.offset):
                 self._intake.append(record)
         now = self._clock.monotonic()
+        if records:
+            self._kafka_reachable()
+        elif not self._health.kafka_ok and now >= self._next_probe:
+            self._next_probe = now + _PROBE_EVERY_S
+            if source.reachable(timeout=1.0):
+                self._kafka_reachable()
         self._decode_intake(now)
         if self._note_created_jobs():
             self._commit()  # name the new jobs in the partitions' metadata at once
@@ -164,6 +186,7 @@ class Pipeline:
         if now - self._last_commit >= self._settings.commit_interval_s:
             self._commit()
             self._last_commit = now
+        self._update_gauges()
         self._health.beat()
 
     def shutdown(self, timeout_s: float) -> None:
@@ -202,11 +225,13 @@ class Pipeline:
             except RetriableError as exc:
                 delay = self._intake_backoff.next_delay(exc)
                 self._intake_retry_at = now + delay
+                self._health.decoding(False)
                 log.warning("decode_retry", error=str(exc), delay_s=round(delay, 3))
                 return
             self._intake.popleft()
             self._batcher.add(record, change, now)
         self._intake_backoff.reset()
+        self._health.decoding(True)
 
     def _submit_ready(self, now: float) -> None:
         while (
@@ -238,6 +263,7 @@ class Pipeline:
                 for record in records:
                     if failure is None:
                         self._tracker.ack(record.tp, record.offset)
+                        self._metrics.records_acknowledged.labels("imported").inc()
                     else:
                         self._dead_letter(record, failure.code, failure.message, job_id)
 
@@ -246,6 +272,8 @@ class Pipeline:
     ) -> None:
         def delivered() -> None:
             self._tracker.ack(record.tp, record.offset)
+            self._metrics.records_acknowledged.labels("dead_lettered").inc()
+            self._metrics.dead_letters.labels(code).inc()
 
         self._dlq.send(record, code, message, on_delivered=delivered, job_id=job_id)
 
@@ -276,6 +304,11 @@ class Pipeline:
                 self._ledger.started(entry[0].partitions(), job_id)
                 noted = True
 
+    def _kafka_reachable(self) -> None:
+        if not self._health.kafka_ok:
+            log.info("kafka_reachable")
+        self._health.kafka(True)
+
     def _lift_fences(self) -> None:
         for tp, future in list(self._fences.items()):
             if future.done():
@@ -293,9 +326,22 @@ class Pipeline:
         if not offsets:
             return
         metadata = {tp: self._ledger.metadata(tp) for tp in offsets}
-        if self._require_source().commit(offsets, metadata):
-            self._tracker.mark_committed(offsets)
-            self._ledger.committed(offsets)
+        if not self._require_source().commit(offsets, metadata):
+            self._metrics.commits.labels("failed").inc()
+            return
+        self._tracker.mark_committed(offsets)
+        self._ledger.committed(offsets)
+        self._kafka_reachable()
+        self._metrics.commits.labels("ok").inc()
+        self._metrics.last_commit.set_to_current_time()
+
+    def _update_gauges(self) -> None:
+        metrics = self._metrics
+        metrics.jobs_in_flight.set(len(self._in_flight))
+        metrics.buffered_records.set(len(self._intake) + len(self._batcher))
+        metrics.partitions.labels("assigned").set(len(self._tracker.owned()))
+        metrics.partitions.labels("paused").set(len(self._paused))
+        metrics.partitions.labels("fenced").set(len(self._fences))
 
     def _drain(self, partitions: Collection[TopicPartition] | None, deadline: float) -> None:
         """Finish jobs (and dead letters) touching ``partitions`` (all if None), bounded."""

@@ -42,6 +42,7 @@ class Source(Protocol):
         self, offsets: dict[TopicPartition, int], metadata: dict[TopicPartition, str]
     ) -> bool: ...
     def committed_metadata(self, partitions: list[TopicPartition]) -> dict[TopicPartition, str]: ...
+    def reachable(self, timeout: float) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -152,6 +153,14 @@ class KafkaSource:
             log.warning("committed_read_failed", error=str(exc.args[0]))
             return {}
         return {(tp.topic, tp.partition): tp.metadata or "" for tp in found}
+
+    def reachable(self, timeout: float) -> bool:
+        """Whether a broker answers a metadata request within ``timeout`` seconds."""
+        try:
+            self._consumer.list_topics(timeout=timeout)
+        except KafkaException:
+            return False
+        return True
 
     def close(self) -> None:
         """Leave the group (no commit here: the pipeline committed what was acknowledged)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +34,53 @@ def broker() -> Broker:
     return Broker(bootstrap)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PrivateBroker:
+    """A second single-node broker of the test's own, so a test may stop and start it."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._env = {
+            **os.environ,
+            "KAFKA_STATE_DIR": str(state_dir),
+            "KAFKA_LIBS_DIR": str(ROOT / ".kafka" / "libs"),
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_CONTROLLER_PORT": str(free_port()),
+        }
+
+    def _script(self, command: str) -> None:
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "kafka.sh"), command],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=self._env,
+        )
+
+    def start(self) -> None:
+        self._script("start")
+
+    def stop(self) -> None:
+        self._script("stop")
+
+
+@pytest.fixture
+def private_broker(broker: Broker, tmp_path: Path) -> Iterator[PrivateBroker]:
+    """Not started: the test starts and stops it. Shares the jars of the session broker."""
+    if not (ROOT / ".kafka" / "libs").is_dir():
+        pytest.fail("the session broker's jars are missing (.kafka/libs)")
+    private = PrivateBroker(tmp_path / "kafka")
+    yield private
+    private.stop()
+
+
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     with Sandbox(api_key=API_KEY, job_delay_ms=100) as sb:
@@ -46,10 +94,12 @@ def start_worker(
     """Start ``python -m worker run`` against the broker and the sandbox; stopped at teardown."""
     started: list[WorkerProcess] = []
 
-    def start(topic: str, dlq: str, group: str, **env: str) -> WorkerProcess:
+    def start(
+        topic: str, dlq: str, group: str, bootstrap: str | None = None, **env: str
+    ) -> WorkerProcess:
         process = WorkerProcess(
             {
-                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap or broker.bootstrap,
                 "KAFKA_TOPICS": topic,
                 "KAFKA_GROUP_ID": group,
                 "DLQ_TOPIC": dlq,

@@ -15,7 +15,7 @@ from typing import Any
 
 
 class Registry:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.schemas: dict[int, str] = {}
         self.fetches = 0
         registry = self
@@ -39,7 +39,7 @@ class Registry:
             def log_message(self, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -110,8 +110,9 @@ def test_replay_from_a_point_in_time_and_from_the_start(broker, sandbox, stream,
     assert worker.terminate() == 0
 
 
-def test_health_and_readiness_endpoints(broker, sandbox, stream, start_worker):
-    """/healthz answers while the loop turns; /readyz turns ready once the group is joined."""
+def test_health_readiness_and_metrics_endpoints(broker, sandbox, stream, start_worker):
+    """/healthz answers while the loop turns, /readyz turns ready once the group is joined,
+    and /metrics counts what was consumed, imported and dead-lettered."""
     topic, dlq, group = stream(1)
     port = _free_port()
     worker = start_worker(topic, dlq, group, HTTP_PORT=str(port), HTTP_HOST="127.0.0.1")
@@ -125,6 +126,20 @@ def test_health_and_readiness_endpoints(broker, sandbox, stream, start_worker):
 
     wait_until(lambda: answers("/healthz", 200), 30, "/healthz to answer 200")
     wait_until(lambda: answers("/readyz", 200), 60, "/readyz to turn ready")
+    events = random_events(50, uids=10, seed=9)
+    broker.produce(topic, [(e["uid"].encode(), encode(e)) for e in events] + [(b"x", b"junk")])
+    wait_until(_drained(broker, group, topic), 60, "the events to be committed")
+    text = httpx.get(base + "/metrics", timeout=2).text
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples["fsus_records_consumed_total"] == 51
+    assert samples['fsus_records_acknowledged_total{outcome="imported"}'] == 50
+    assert samples['fsus_dead_letters_total{code="undecodable"}'] == 1
+    assert samples['fsus_import_jobs_total{status="COMPLETED"}'] >= 1
+    assert samples['fsus_offset_commits_total{result="ok"}'] >= 1
     assert worker.terminate() == 0
 
 

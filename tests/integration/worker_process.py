@@ -71,3 +71,13 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, step: f
             return
         time.sleep(step)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def probe(port: int, path: str) -> int | None:
+    """The worker's health endpoint status, or None when it does not answer."""
+    import httpx
+
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code
+    except httpx.HTTPError:
+        return None

@@ -1,0 +1,89 @@
+"""Scenario 8: start-up while the broker or the schema registry is unreachable."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.integration.conftest import free_port
+from tests.integration.kafka_tools import Broker
+from tests.integration.oracle import random_events
+from tests.integration.registry import Registry
+from tests.integration.test_end_to_end import _assert_sandbox_holds, _drained, _produce_events
+from tests.integration.worker_process import ROOT, probe, wait_until
+from tests.unit.avro import encode
+
+pytestmark = pytest.mark.integration
+
+
+def test_start_with_the_broker_down_waits_then_consumes(private_broker, sandbox, start_worker):
+    """With no broker the worker neither exits nor crash-loops: /healthz is live, /readyz is
+    not ready; when the broker comes up it joins, turns ready and imports everything."""
+    private_broker.start()
+    kafka = Broker(private_broker.bootstrap)
+    topic, dlq = kafka.create_topic(2), kafka.create_topic(1, prefix="dlq")
+    events = random_events(1000, uids=200, seed=81)
+    _produce_events(kafka, topic, events)
+    private_broker.stop()
+
+    port = free_port()
+    worker = start_worker(
+        topic,
+        dlq,
+        "late-broker",
+        bootstrap=private_broker.bootstrap,
+        HTTP_PORT=str(port),
+        HTTP_HOST="127.0.0.1",
+    )
+    wait_until(lambda: probe(port, "/healthz") == 200, 30, "/healthz to answer")
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        assert worker.proc.poll() is None, "the worker must wait, not exit"
+        assert probe(port, "/readyz") == 503
+        time.sleep(0.5)
+
+    private_broker.start()
+    kafka = Broker(private_broker.bootstrap)
+    wait_until(lambda: probe(port, "/readyz") == 200, 90, "/readyz once consuming")
+    wait_until(_drained(kafka, "late-broker", topic), 90, "the backlog to drain")
+    _assert_sandbox_holds(sandbox, events)
+    assert worker.terminate() == 0
+
+
+def test_start_with_the_registry_down_holds_records_until_it_answers(
+    broker, sandbox, stream, start_worker
+):
+    """Records whose writer schema cannot be fetched wait (not dead-lettered, not committed)
+    and /readyz says not ready; once the registry answers they are imported."""
+    import json
+
+    topic, dlq, group = stream(1)
+    schema = json.loads((ROOT / "schemas" / "user_change.avsc").read_text())
+    events = random_events(300, uids=50, seed=82)
+    broker.produce(topic, [(e["uid"].encode(), encode(e, schema_id=1)) for e in events])
+    registry_port, port = free_port(), free_port()
+    worker = start_worker(
+        topic,
+        dlq,
+        group,
+        SCHEMA_REGISTRY_URL=f"http://127.0.0.1:{registry_port}",
+        HTTP_PORT=str(port),
+        HTTP_HOST="127.0.0.1",
+    )
+    wait_until(
+        lambda: any(e.get("event") == "decode_retry" for e in worker.events()),
+        30,
+        "the worker to find the registry unreachable",
+    )
+    assert probe(port, "/readyz") == 503
+    assert probe(port, "/healthz") == 200
+    assert all(offset <= 0 for offset in broker.committed(group, topic).values())
+    assert sandbox.users() == {}
+    with Registry(port=registry_port) as registry:
+        registry.register(1, schema)
+        wait_until(_drained(broker, group, topic), 60, "the held records to import")
+        wait_until(lambda: probe(port, "/readyz") == 200, 30, "/readyz to recover")
+    _assert_sandbox_holds(sandbox, events)
+    assert broker.read_all(dlq, expected=1, timeout_s=3) == []
+    assert worker.terminate() == 0

@@ -1,0 +1,55 @@
+from worker.health import Health
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_not_ready_until_joined_then_ready_without_partitions():
+    """A replica beyond the partition count is ready (idle), but not before it joined."""
+    health = Health(liveness_timeout_s=60, clock=FakeClock())
+    assert health.ready()[0] is False
+    health.joined()
+    assert health.ready()[0] is True
+
+
+def test_liveness_fails_when_the_loop_stops_turning():
+    """A stuck poll loop makes /healthz fail so Kubernetes restarts the pod."""
+    clock = FakeClock()
+    health = Health(liveness_timeout_s=60, clock=clock)
+    clock.now += 59
+    assert health.live()[0] is True
+    clock.now += 2
+    assert health.live()[0] is False
+    health.beat()
+    assert health.live()[0] is True
+
+
+def test_fullstory_outage_turns_not_ready_only_after_the_grace():
+    """A short FullStory blip does not flap readiness; a lasting outage shows."""
+    clock = FakeClock()
+    health = Health(liveness_timeout_s=60, api_grace_s=30, clock=clock)
+    health.joined()
+    health.api_failed()
+    clock.now += 29
+    assert health.ready()[0] is True
+    clock.now += 2
+    ready, detail = health.ready()
+    assert ready is False and detail["fullstory_answering"] is False
+    health.api_answered()
+    assert health.ready()[0] is True
+
+
+def test_kafka_or_registry_outage_is_not_ready():
+    """While brokers are down or records cannot be decoded, the replica is not ready."""
+    health = Health(liveness_timeout_s=60, clock=FakeClock())
+    health.joined()
+    health.kafka(False)
+    assert health.ready()[1]["kafka_reachable"] is False and not health.ready()[0]
+    health.kafka(True)
+    health.decoding(False)
+    assert health.ready()[0] is False

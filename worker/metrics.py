@@ -1,0 +1,85 @@
+"""Prometheus metrics, served on ``/metrics`` next to the probes.
+
+Names are prefixed ``fsus_``. Each worker owns a ``CollectorRegistry`` (no global state),
+so tests and several pipelines in one process do not share counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+_USER_BUCKETS = (1, 10, 100, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records_consumed = Counter(
+            "fsus_records_consumed", "Records read from the source topics.", registry=r
+        )
+        self.records_acknowledged = Counter(
+            "fsus_records_acknowledged",
+            "Records acknowledged (imported by FullStory or written to the DLQ).",
+            ["outcome"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "fsus_dead_letters",
+            "Records written to the dead-letter topic.",
+            ["code"],
+            registry=r,
+        )
+        self.jobs = Counter(
+            "fsus_import_jobs",
+            "FullStory import jobs that ended, by status.",
+            ["status"],
+            registry=r,
+        )
+        self.job_duration = Histogram(
+            "fsus_import_job_duration_seconds",
+            "From job creation to its terminal status.",
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.batch_users = Histogram(
+            "fsus_batch_users", "Users per import job.", buckets=_USER_BUCKETS, registry=r
+        )
+        self.api_retries = Counter(
+            "fsus_fullstory_retries",
+            "FullStory calls retried, by call and reason.",
+            ["call", "reason"],
+            registry=r,
+        )
+        self.commits = Counter(
+            "fsus_offset_commits", "Offset commits, by result.", ["result"], registry=r
+        )
+        self.last_commit = Gauge(
+            "fsus_last_commit_timestamp_seconds",
+            "Unix time of the last successful commit.",
+            registry=r,
+        )
+        self.jobs_in_flight = Gauge(
+            "fsus_jobs_in_flight", "Import jobs this replica has open.", registry=r
+        )
+        self.buffered_records = Gauge(
+            "fsus_buffered_records", "Decoded records waiting for a batch.", registry=r
+        )
+        self.partitions = Gauge(
+            "fsus_partitions", "Partitions owned, by state.", ["state"], registry=r
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def retry_reason(status: int | None) -> str:
+    """A low-cardinality label for why a call is retried."""
+    if status is None:
+        return "network"
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "server_error"
+    return f"http_{status}"
