@@ -77,10 +77,15 @@ class Batcher:
             return len(self._uid_counts) - sum(1 for uid in blocked if uid in self._uid_counts)
         return sum(1 for uid in self._uid_counts if uid not in blocked)
 
-    def ready(self, now: float, blocked: Collection[str]) -> bool:
-        """True when a batch should go now: full, or the oldest record has waited enough."""
+    def ready(self, now: float, blocked: Collection[str], force: bool = False) -> bool:
+        """True when a batch should go now: full, or the oldest record has waited enough.
+
+        ``force`` (draining before a stop or a revoke): whenever any uid is eligible.
+        """
         if not self._pending:
             return False
+        if force:
+            return self._eligible_uids(blocked) > 0
         # A partial batch goes at most once per max_wait: records held back behind a running
         # job of their uid are old when it ends, and must not trickle out as tiny jobs.
         aged = (
@@ -93,11 +98,16 @@ class Batcher:
         return eligible > 0 and (aged or eligible >= self.max_users)
 
     def take(
-        self, blocked: Collection[str], now: float, fenced: Collection[TopicPartition] = ()
+        self,
+        blocked: Collection[str],
+        now: float,
+        fenced: Collection[TopicPartition] = (),
+        only: Collection[TopicPartition] | None = None,
     ) -> Batch | None:
         """Cut the next batch from the buffer, leaving blocked and overflow uids behind.
 
-        Records of ``fenced`` partitions (a previous owner's jobs may still run) stay too.
+        Records of ``fenced`` partitions (a previous owner's jobs may still run) stay too,
+        and so do records outside ``only`` when it is given.
 
         Records of a uid that is blocked, or that did not fit, stay buffered in order;
         records of a uid already in the batch join it even after an overflow uid, since
@@ -115,6 +125,7 @@ class Batcher:
                     or uid in blocked
                     or len(batch.updates) >= self.max_users
                     or pending.record.tp in fenced
+                    or (only is not None and pending.record.tp not in only)
                 ):
                     held.add(uid)
                     left.append(pending)
@@ -131,6 +142,10 @@ class Batcher:
             return None
         self._last_cut = now
         return batch
+
+    def buffered_for(self, partitions: Collection[TopicPartition]) -> int:
+        """Buffered records of ``partitions``."""
+        return sum(1 for p in self._pending if p.record.tp in partitions)
 
     def drop_partitions(self, partitions: Collection[TopicPartition]) -> int:
         """Forget buffered records of partitions this replica no longer owns."""

@@ -38,7 +38,21 @@ from worker.source import KafkaSource
 log = structlog.get_logger("worker.cli")
 
 
+def _stop_on_signals() -> threading.Event:
+    """SIGTERM/SIGINT set the returned event (installed first: a stop during start-up counts)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
 def run(settings: Settings) -> int:
+    stop = _stop_on_signals()
     abandon = threading.Event()
     health = Health(settings.liveness_timeout_s)
     metrics = Metrics()
@@ -80,6 +94,7 @@ def run(settings: Settings) -> int:
             max_buffered_records=settings.max_buffered_records,
         ),
         abandon=abandon,
+        stop=stop,
         metrics=metrics,
     )
     source = KafkaSource(
@@ -90,13 +105,6 @@ def run(settings: Settings) -> int:
         on_lost=pipeline.on_lost,
         on_error=lambda err: pipeline.on_kafka_error(err.code()),
     )
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal_received", signal=signal.Signals(signum).name)
-        pipeline.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     log.info(
         "config_loaded",
         topics=list(settings.kafka.topics),

@@ -52,12 +52,31 @@ def dead_letter_headers(
     return headers
 
 
+# KAFKA_CFG_* reaches the consumer and this producer both; these would only draw warnings.
+_CONSUMER_ONLY = (
+    "group.",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "auto.offset.reset",
+    "enable.auto.",
+    "auto.commit.",
+    "partition.assignment.strategy",
+    "fetch.",
+    "isolation.level",
+    "check.crcs",
+    "queued.",
+    "max.partition.fetch.bytes",
+)
+
+
 class KafkaDeadLetters:
     def __init__(self, config: dict[str, Any], topic: str) -> None:
         self._topic = topic
+        shared = {k: v for k, v in config.items() if not k.startswith(_CONSUMER_ONLY)}
         self._producer = Producer(
             {
-                **config,
+                **shared,
                 "enable.idempotence": True,
                 "acks": "all",
                 # librdkafka retries internally; our own resend covers what it gives up on.

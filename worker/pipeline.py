@@ -69,6 +69,7 @@ class Pipeline:
         health: Health,
         settings: LoopSettings,
         abandon: threading.Event,
+        stop: threading.Event | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
@@ -87,6 +88,7 @@ class Pipeline:
         self._intake: deque[SourceRecord] = deque()
         self._intake_backoff = Backoff(cap_s=10.0)
         self._intake_retry_at = 0.0
+        self._decoding_ok = True
         self._in_flight: dict[int, tuple[Batch, Future[BatchOutcome]]] = {}
         self._blocked: set[str] = set()
         self._paused: set[TopicPartition] = set()
@@ -95,7 +97,8 @@ class Pipeline:
         )
         self._last_commit = 0.0
         self._next_probe = 0.0
-        self._stop = threading.Event()
+        self._stop = stop or threading.Event()
+        self._closed = False
         self.source: Source | None = None
 
     # -- rebalance callbacks (run inside source.consume) -------------------------------
@@ -127,8 +130,9 @@ class Pipeline:
 
     def on_revoke(self, partitions: list[TopicPartition]) -> None:
         revoked = set(partitions)
-        deadline = self._clock.monotonic() + self._settings.rebalance_drain_timeout_s
-        self._drain(revoked, deadline)
+        if not self._closed:  # closing the consumer revokes too, after shutdown drained
+            deadline = self._clock.monotonic() + self._settings.rebalance_drain_timeout_s
+            self._drain(revoked, deadline)
         self._commit(revoked)
         self._forget(revoked)
         log.info("partitions_revoked", partitions=partitions)
@@ -199,6 +203,7 @@ class Pipeline:
         if self._in_flight:
             log.warning("shutdown_abandoned_jobs", jobs=len(self._in_flight))
         self._abandon.set()
+        self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
         left = self._dlq.flush(max(0.0, deadline - self._clock.monotonic()))
         source.close()
@@ -226,20 +231,24 @@ class Pipeline:
                 delay = self._intake_backoff.next_delay(exc)
                 self._intake_retry_at = now + delay
                 self._health.decoding(False)
+                self._decoding_ok = False
                 log.warning("decode_retry", error=str(exc), delay_s=round(delay, 3))
                 return
             self._intake.popleft()
             self._batcher.add(record, change, now)
         self._intake_backoff.reset()
         self._health.decoding(True)
+        self._decoding_ok = True
 
-    def _submit_ready(self, now: float) -> None:
-        while (
-            not self._stop.is_set()
-            and len(self._in_flight) < self._settings.max_jobs_in_flight
-            and self._batcher.ready(now, self._blocked)
-        ):
-            batch = self._batcher.take(self._blocked, now, self._fences.keys())
+    def _submit_ready(self, now: float, flush: Collection[TopicPartition] | None = None) -> None:
+        """Start jobs for ready batches; ``flush``: send those partitions' records now."""
+        while len(self._in_flight) < self._settings.max_jobs_in_flight:
+            if flush is None:
+                if self._stop.is_set() or not self._batcher.ready(now, self._blocked):
+                    return
+            elif not self._batcher.ready(now, self._blocked, force=True):
+                return
+            batch = self._batcher.take(self._blocked, now, self._fences.keys(), only=flush)
             if batch is None:
                 return
             self._blocked.update(batch.uids)
@@ -344,19 +353,28 @@ class Pipeline:
         metrics.partitions.labels("fenced").set(len(self._fences))
 
     def _drain(self, partitions: Collection[TopicPartition] | None, deadline: float) -> None:
-        """Finish jobs (and dead letters) touching ``partitions`` (all if None), bounded."""
+        """Before a stop or a revoke, bounded by ``deadline``: send the buffered records of
+        ``partitions`` (all if None) and finish their jobs and dead letters, so the commit
+        reaches as far as was consumed and the next owner repeats as little as possible."""
+        owned = set(self._tracker.owned()) if partitions is None else set(partitions)
 
         def busy() -> bool:
+            targets = owned - self._fences.keys()  # fenced records cannot go yet
             if self._dlq.pending():
                 return True
-            return any(
-                partitions is None or batch.partitions() & set(partitions)
-                for batch, _ in self._in_flight.values()
-            )
+            if any(batch.partitions() & owned for batch, _ in self._in_flight.values()):
+                return True
+            if self._decoding_ok and any(r.tp in targets for r in self._intake):
+                return True
+            return self._batcher.buffered_for(targets) > 0
 
         while busy() and self._clock.monotonic() < deadline:
+            now = self._clock.monotonic()
+            self._decode_intake(now)
             self._note_created_jobs()
             self._collect_finished()
+            self._lift_fences()
+            self._submit_ready(now, flush=owned - self._fences.keys())
             self._dlq.poll(0.05)
             self._health.beat()
         self._note_created_jobs()  # jobs still running get named in the final commit

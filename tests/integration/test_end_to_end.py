@@ -155,6 +155,11 @@ def test_sigterm_drains_and_exits_zero_and_a_restart_resumes(broker, sandbox, st
     assert first.terminate(timeout=60) == 0
     assert time.monotonic() - started < 25
     second = start_worker(topic, dlq, group, BATCH_MAX_USERS="500")
+    wait_until(
+        lambda: any(e.get("event") == "partitions_assigned" for e in second.events()),
+        60,
+        "the restarted worker to join",
+    )
     wait_until(_drained(broker, group, topic), 120, "the restarted worker to drain")
     _assert_sandbox_holds(sandbox, events)
     assert second.terminate() == 0

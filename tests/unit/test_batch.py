@@ -102,3 +102,15 @@ def test_fenced_partition_records_wait():
     batch = batcher.take(blocked=set(), now=0.0, fenced={("users", 1)})
     assert batch is not None and list(batch.uids) == ["a"]
     assert len(batcher) == 1
+
+
+def test_flush_sends_young_records_of_the_draining_partitions_only():
+    """Before a stop or revoke, buffered records go at once, but only the leaving partitions'."""
+    batcher = Batcher(max_users=10, max_wait_s=60)
+    batcher.add(record(0, partition=0), change("a"), 0)
+    batcher.add(record(0, partition=1), change("b"), 0)
+    assert not batcher.ready(0.0, blocked=set())
+    assert batcher.ready(0.0, blocked=set(), force=True)
+    batch = batcher.take(blocked=set(), now=0.0, only={("users", 1)})
+    assert batch is not None and list(batch.uids) == ["b"]
+    assert batcher.buffered_for({("users", 0)}) == 1

@@ -1,0 +1,106 @@
+"""Scenario 5: FullStory fails jobs with per-user errors; those users go to the DLQ."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tests.integration.faults.checker import check, publish
+from tests.integration.faults.commits import CommitWatcher, wait_for_commits
+from tests.integration.faults.jobs import job_errors
+from tests.integration.faults.topics import StreamProducer
+from tests.integration.oracle import random_events
+from tests.unit.avro import event
+
+pytestmark = pytest.mark.integration
+
+# uid prefix -> (what breaks FullStory's rules, the sandbox's error code)
+BAD_USERS = {
+    "bad": ({}, "invalid_user"),  # the sandbox's reject_uids fault
+    "numeric": ({"9lives": 9}, "invalid_property_name"),  # not ^[A-Za-z][A-Za-z0-9_]*$
+    "huge": ({"bio": "x" * 9_000}, "property_too_large"),  # a value over 8192 bytes
+}
+POISONED = [f"user-{n:05d}" for n in (3, 17, 42, 99, 123)]  # good users with one bad event
+
+
+def _stream(seed: int) -> list[dict]:
+    """Good changes with bad users' changes and a few poisoned changes of good users mixed in."""
+    rng = random.Random(seed)
+    events = random_events(3_000, uids=400, seed=seed)
+    bad = []
+    for prefix, (properties, _code) in BAD_USERS.items():
+        for n in range(8):
+            for _ in range(2):
+                bad.append(
+                    event(f"{prefix}-{n}", display_name=f"{prefix} {n}", properties=properties)
+                )
+    bad += [event(uid, properties={"9lives": 1, "visits": 5}) for uid in POISONED]
+    for change in bad:
+        events.insert(rng.randrange(len(events)), change)
+    return events
+
+
+def test_users_fullstory_rejects_go_to_the_dlq_with_its_error_and_the_rest_is_applied(
+    broker, sandbox, stream, start_worker, capsys, record_property
+):
+    """Jobs end FAILED for some users (a rejected uid, a property name FullStory refuses, a
+    value over 8192 bytes; errors read over several pages): exactly those users' records land
+    in the DLQ with FullStory's code, message and job id, nothing else does, every other change
+    is applied in order, and the offsets reach the log end."""
+    topic, dlq, group = stream(2)
+    sandbox.set_faults(reject_uids="^bad-", page_size=3, job_delay_ms=200)
+    events = _stream(seed=51)
+    producer = StreamProducer(broker.bootstrap, topic)
+    with CommitWatcher(broker.bootstrap, group, topic) as watcher:
+        producer.send(events)
+        worker = start_worker(topic, dlq, group, BATCH_MAX_USERS="60", MAX_JOBS_IN_FLIGHT="3")
+        wait_for_commits(watcher, broker.end_offsets(topic), 120, "the stream to drain")
+        verdict = check(
+            bootstrap=broker.bootstrap,
+            sandbox=sandbox,
+            topic=topic,
+            dlq=dlq,
+            group=group,
+            watcher=watcher,
+            workers=[worker],
+            started_s=producer.started_s,
+        )
+    assert worker.terminate() == 0
+
+    errors = {
+        (job_id, error["user"]["uid"]): error
+        for job_id, found in job_errors(sandbox, sandbox.jobs()).items()
+        for error in found
+    }
+    letters = broker.read_all(dlq, expected=len(errors) + 100, timeout_s=10)
+    by_uid: dict[str, list[dict[str, bytes]]] = {}
+    for letter in letters:
+        headers = dict(letter.headers())
+        by_uid.setdefault(letter.key().decode(), []).append(headers)
+        error = errors.get((headers["dlq.job.id"].decode(), letter.key().decode()))
+        assert error is not None, f"a dead letter names no failed user of its job: {headers}"
+        assert headers["dlq.error.code"].decode() == error["code"]
+        assert headers["dlq.error.message"].decode() == error["message"]
+        assert headers["dlq.source.topic"] == topic.encode()
+    for prefix, (_properties, code) in BAD_USERS.items():
+        for n in range(8):
+            uid = f"{prefix}-{n}"
+            assert [h["dlq.error.code"].decode() for h in by_uid[uid]] == [code, code], uid
+            assert uid not in sandbox.users()
+    for uid in POISONED:
+        assert "invalid_property_name" in {h["dlq.error.code"].decode() for h in by_uid[uid]}
+        # Absent when every change of the user sat in the failed batch with the bad one.
+        assert "9lives" not in sandbox.users().get(uid, {}).get("properties", {})
+    assert set(by_uid) == {f"{p}-{n}" for p in BAD_USERS for n in range(8)} | set(POISONED)
+
+    error_pages = max(len(found) for found in job_errors(sandbox, sandbox.jobs()).values())
+    publish(
+        capsys,
+        record_property,
+        "rejected users",
+        {**verdict.numbers, "failed_jobs": len({j for j, _ in errors}), "most_errors": error_pages},
+    )
+    assert error_pages > 3, "no failed job had more than one page of errors"
+    assert verdict.problems == []
+    assert verdict.numbers["duplicates"] == 0

@@ -1,0 +1,188 @@
+"""The stream's Kafka side for the fault suite: producing events, reading topics back.
+
+``StreamProducer`` keys events by uid and keeps each partition's order (idempotent producer);
+``source_records`` and ``dead_letters`` read a topic from the start to its current end, with
+each record's Kafka CreateTime, which the oracle compares with commit and job times.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import fastavro
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from tests.unit.avro import SCHEMA, encode
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One source record as read back from Kafka; ``event`` is None when it does not decode."""
+
+    partition: int
+    offset: int
+    produced_s: float
+    event: dict[str, Any] | None
+
+    @property
+    def uid(self) -> str | None:
+        return None if self.event is None else self.event["uid"] or None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    source_partition: int
+    source_offset: int
+    written_s: float
+    key: bytes | None
+    headers: dict[str, bytes]
+
+
+def _consumer(bootstrap: str) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"checker-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+        }
+    )
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any]:
+    """Every message of ``topic`` up to its current end (assign, no group membership)."""
+    consumer = _consumer(bootstrap)
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        ends = {}
+        for partition in metadata.topics[topic].partitions:
+            _low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=10
+            )
+            if high > 0:
+                ends[partition] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        messages: list[Any] = []
+        left = dict(ends)
+        deadline = time.monotonic() + timeout_s
+        while left and time.monotonic() < deadline:
+            for message in consumer.consume(1000, 0.5):
+                if message.error() is not None:
+                    continue
+                messages.append(message)
+                if message.offset() + 1 >= ends[message.partition()]:
+                    left.pop(message.partition(), None)
+        if left:
+            raise AssertionError(f"could not read {topic} to its end: partitions {sorted(left)}")
+        return messages
+    finally:
+        consumer.close()
+
+
+def _decode(value: bytes | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        datum = fastavro.schemaless_reader(io.BytesIO(value), SCHEMA)
+    except Exception:  # any decoding failure makes it a record the worker must dead-letter
+        return None
+    return datum if isinstance(datum, dict) else None
+
+
+def source_records(bootstrap: str, topic: str) -> list[Record]:
+    """The source topic read back, in (partition, offset) order, with produce times."""
+    records = [
+        Record(m.partition(), m.offset(), m.timestamp()[1] / 1000, _decode(m.value()))
+        for m in read_topic(bootstrap, topic)
+    ]
+    return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+def dead_letters(bootstrap: str, dlq: str, source_topic: str) -> dict[tuple[int, int], DeadLetter]:
+    """The DLQ's letters for ``source_topic``, by source (partition, offset)."""
+    letters: dict[tuple[int, int], DeadLetter] = {}
+    for message in read_topic(bootstrap, dlq):
+        headers = {k: v for k, v in (message.headers() or [])}
+        if headers.get("dlq.source.topic") != source_topic.encode():
+            continue
+        letter = DeadLetter(
+            source_partition=int(headers["dlq.source.partition"]),
+            source_offset=int(headers["dlq.source.offset"]),
+            written_s=message.timestamp()[1] / 1000,
+            key=message.key(),
+            headers=headers,
+        )
+        first = letters.setdefault((letter.source_partition, letter.source_offset), letter)
+        if letter.written_s < first.written_s:
+            letters[(letter.source_partition, letter.source_offset)] = letter
+    return letters
+
+
+class StreamProducer:
+    """Produces events keyed by uid (idempotent producer: per-partition order kept).
+
+    ``start_background`` sends them in chunks with a pause between, from a thread, so the
+    stream keeps arriving while the worker runs; bounded by the number of chunks.
+    """
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._producer = Producer(
+            {"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True}
+        )
+        self._topic = topic
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self.started_s: float | None = None
+
+    def send(self, events: Iterable[dict[str, Any]]) -> int:
+        if self.started_s is None:
+            self.started_s = time.time()
+        count = 0
+        for event in events:
+            for _ in range(1000):  # bounded: each try waits up to 0.1 s for queue room
+                try:
+                    self._producer.produce(
+                        self._topic, key=event["uid"].encode(), value=encode(event)
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.1)
+            else:
+                raise RuntimeError("the producer queue stayed full")
+            count += 1
+        if self._producer.flush(30) != 0:
+            raise RuntimeError("messages left unflushed")
+        return count
+
+    def start_background(
+        self, events: Sequence[dict[str, Any]], chunk: int, pause_s: float
+    ) -> None:
+        def run() -> None:
+            try:
+                for start in range(0, len(events), chunk):
+                    self.send(events[start : start + chunk])
+                    if self._stop.wait(pause_s):
+                        return
+            except BaseException as exc:  # reported by join()
+                self.error = exc
+
+        self._thread = threading.Thread(target=run, name="stream-producer", daemon=True)
+        self._thread.start()
+
+    def done(self) -> bool:
+        return self._thread is None or not self._thread.is_alive()
+
+    def join(self, timeout_s: float = 120.0) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                self._stop.set()
+                raise AssertionError("the producer thread did not finish in time")
+        if self.error is not None:
+            raise AssertionError(f"producing failed: {self.error!r}")
