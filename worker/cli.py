@@ -104,6 +104,7 @@ def run(settings: Settings) -> int:
         on_revoke=pipeline.on_revoke,
         on_lost=pipeline.on_lost,
         on_error=lambda err: pipeline.on_kafka_error(err.code()),
+        on_commit=pipeline.on_commit,
     )
     log.info(
         "config_loaded",

@@ -74,6 +74,10 @@ class JobLedger:
             if not self._jobs.get(tp):
                 self._jobs.pop(tp, None)
 
+    def recommit(self, partitions: Iterable[TopicPartition]) -> None:
+        """A commit failed: these partitions' metadata must be written again."""
+        self._dirty.update(tp for tp in partitions if tp in self._jobs)
+
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:
             self._jobs.pop(tp, None)

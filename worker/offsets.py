@@ -94,6 +94,13 @@ class OffsetTracker:
                 result[tp] = state.next_offset
         return result
 
+    def uncommit(self, partitions: Iterable[TopicPartition]) -> None:
+        """A commit failed: offer these partitions' watermarks again."""
+        for tp in partitions:
+            state = self._parts.get(tp)
+            if state is not None:
+                state.committed = None
+
     def mark_committed(self, offsets: dict[TopicPartition, int]) -> None:
         for tp, offset in offsets.items():
             state = self._parts.get(tp)

@@ -133,7 +133,7 @@ class Pipeline:
         if not self._closed:  # closing the consumer revokes too, after shutdown drained
             deadline = self._clock.monotonic() + self._settings.rebalance_drain_timeout_s
             self._drain(revoked, deadline)
-        self._commit(revoked)
+        self._commit(revoked, wait=True)
         self._forget(revoked)
         log.info("partitions_revoked", partitions=partitions)
 
@@ -173,11 +173,11 @@ class Pipeline:
             if self._tracker.track(record.tp, record.offset):
                 self._intake.append(record)
         now = self._clock.monotonic()
-        if records:
-            self._kafka_reachable()
-        elif not self._health.kafka_ok and now >= self._next_probe:
+        # Records may come from librdkafka's prefetch queue after the brokers went away, so
+        # only a commit or a metadata round trip proves Kafka is reachable again.
+        if not self._health.kafka_ok and now >= self._next_probe:
             self._next_probe = now + _PROBE_EVERY_S
-            if source.reachable(timeout=1.0):
+            if source.reachable(timeout=0.5):
                 self._kafka_reachable()
         self._decode_intake(now)
         if self._note_created_jobs():
@@ -199,7 +199,7 @@ class Pipeline:
         deadline = self._clock.monotonic() + timeout_s
         log.info("shutdown_started", jobs_in_flight=len(self._in_flight), timeout_s=timeout_s)
         self._drain(None, deadline)
-        self._commit()
+        self._commit(wait=True)
         if self._in_flight:
             log.warning("shutdown_abandoned_jobs", jobs=len(self._in_flight))
         self._abandon.set()
@@ -324,8 +324,14 @@ class Pipeline:
                 del self._fences[tp]
                 log.info("partition_fence_lifted", partition=tp)
 
-    def _commit(self, partitions: Collection[TopicPartition] | None = None) -> None:
-        """Commit moved watermarks, and partitions whose in-flight job list changed."""
+    def _commit(
+        self, partitions: Collection[TopicPartition] | None = None, wait: bool = False
+    ) -> None:
+        """Commit moved watermarks, and partitions whose in-flight job list changed.
+
+        The loop's own commits do not wait (results come back through ``on_commit``), so an
+        absent coordinator never stalls polling; revoke and shutdown wait for the answer.
+        """
         offsets = self._tracker.committable(partitions)
         for tp in self._ledger.dirty():
             if tp not in offsets and (partitions is None or tp in partitions):
@@ -335,11 +341,21 @@ class Pipeline:
         if not offsets:
             return
         metadata = {tp: self._ledger.metadata(tp) for tp in offsets}
-        if not self._require_source().commit(offsets, metadata):
+        if not self._require_source().commit(offsets, metadata, wait=wait):
             self._metrics.commits.labels("failed").inc()
             return
         self._tracker.mark_committed(offsets)
         self._ledger.committed(offsets)
+        if wait:
+            self.on_commit(None, list(offsets))
+
+    def on_commit(self, error: object | None, partitions: list[TopicPartition]) -> None:
+        """The result of a commit (librdkafka's callback, run inside ``consume``)."""
+        if error is not None:
+            self._metrics.commits.labels("failed").inc()
+            self._tracker.uncommit(partitions)
+            self._ledger.recommit(partitions)
+            return
         self._kafka_reachable()
         self._metrics.commits.labels("ok").inc()
         self._metrics.last_commit.set_to_current_time()

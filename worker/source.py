@@ -39,7 +39,10 @@ class Source(Protocol):
     def pause(self, partitions: Iterable[TopicPartition]) -> None: ...
     def resume(self, partitions: Iterable[TopicPartition]) -> None: ...
     def commit(
-        self, offsets: dict[TopicPartition, int], metadata: dict[TopicPartition, str]
+        self,
+        offsets: dict[TopicPartition, int],
+        metadata: dict[TopicPartition, str],
+        wait: bool,
     ) -> bool: ...
     def committed_metadata(self, partitions: list[TopicPartition]) -> dict[TopicPartition, str]: ...
     def reachable(self, timeout: float) -> bool: ...
@@ -69,11 +72,21 @@ class KafkaSource:
         on_revoke: Callback,
         on_lost: Callback,
         on_error: Callable[[KafkaError], None] | None = None,
+        on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None,
     ) -> None:
         def error_cb(err: KafkaError) -> None:
             log.warning("kafka_error", error=str(err), code=err.code())
             if on_error is not None:
                 on_error(err)
+
+        def commit_cb(err: KafkaError | None, partitions: list[KafkaTopicPartition]) -> None:
+            failed = [p for p in partitions if p.error is not None]
+            if err is None and failed:
+                err = failed[0].error
+            if err is not None:
+                log.warning("commit_failed", error=str(err))
+            if on_commit is not None:
+                on_commit(err, _tps(partitions))
 
         self._consumer = Consumer(
             {
@@ -81,6 +94,7 @@ class KafkaSource:
                 **CONSUMER_DEFAULTS,
                 **config,
                 "error_cb": error_cb,
+                "on_commit": commit_cb,
             }
         )
         self._consumer.subscribe(
@@ -126,24 +140,35 @@ class KafkaSource:
         self._consumer.resume(_kafka_tps(partitions))
 
     def commit(
-        self, offsets: dict[TopicPartition, int], metadata: dict[TopicPartition, str]
+        self,
+        offsets: dict[TopicPartition, int],
+        metadata: dict[TopicPartition, str],
+        wait: bool,
     ) -> bool:
-        """Synchronously commit exactly these offsets (with their metadata); False if refused."""
+        """Commit exactly these offsets (with their metadata).
+
+        ``wait=False`` queues the commit and returns at once (the loop must never block on
+        an absent coordinator); its result reaches ``on_commit``. ``wait=True`` (revoke,
+        shutdown) blocks for the answer. False when Kafka refused or the queue is full.
+        """
         if not offsets:
             return True
+        kafka_offsets = [
+            KafkaTopicPartition(t, p, o, metadata=metadata.get((t, p), ""))
+            for (t, p), o in offsets.items()
+        ]
         try:
-            self._consumer.commit(
-                offsets=[
-                    KafkaTopicPartition(t, p, o, metadata=metadata.get((t, p), ""))
-                    for (t, p), o in offsets.items()
-                ],
-                asynchronous=False,
-            )
+            if not wait:
+                self._consumer.commit(offsets=kafka_offsets, asynchronous=True)
+                return True
+            done = self._consumer.commit(offsets=kafka_offsets, asynchronous=False)
         except KafkaException as exc:
             log.warning("commit_failed", error=str(exc.args[0]))
             return False
-        log.debug("committed", offsets={f"{t}[{p}]": o for (t, p), o in offsets.items()})
-        return True
+        failed = [tp for tp in done or [] if tp.error is not None]
+        if failed:
+            log.warning("commit_failed", error=str(failed[0].error))
+        return not failed
 
     def committed_metadata(self, partitions: list[TopicPartition]) -> dict[TopicPartition, str]:
         """The commit metadata of ``partitions`` (blocking; used on assignment)."""

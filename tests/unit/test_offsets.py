@@ -55,3 +55,14 @@ def test_commit_offers_only_moved_partitions():
     tracker.track(TP, 1)
     tracker.ack(TP, 1)
     assert tracker.committable() == {TP: 2}
+
+
+def test_a_failed_commit_is_offered_again():
+    """When Kafka reports a queued commit failed, the same watermark is committed again."""
+    tracker = _tracker(0)
+    tracker.ack(TP, 0)
+    offsets = tracker.committable()
+    tracker.mark_committed(offsets)
+    assert tracker.committable() == {}
+    tracker.uncommit([TP])
+    assert tracker.committable() == {TP: 1}
