@@ -105,6 +105,7 @@ def run(settings: Settings) -> int:
         on_lost=pipeline.on_lost,
         on_error=lambda err: pipeline.on_kafka_error(err.code()),
         on_commit=pipeline.on_commit,
+        on_stats=pipeline.on_kafka_stats,
     )
     log.info(
         "config_loaded",

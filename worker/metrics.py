@@ -70,6 +70,13 @@ class Metrics:
             "fsus_partitions", "Partitions owned, by state.", ["state"], registry=r
         )
 
+        self.consumer_lag = Gauge(
+            "fsus_consumer_lag",
+            "Records between the consumer's position and the log end (librdkafka statistics).",
+            ["topic", "partition"],
+            registry=r,
+        )
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 

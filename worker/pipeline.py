@@ -35,14 +35,13 @@ from worker.dlq import DeadLetterSink
 from worker.errors import Abandoned, InvalidRecord, RetriableError
 from worker.health import Health
 from worker.importer import BatchOutcome, Importer
+from worker.kafka_stats import KafkaStats
 from worker.ledger import JobLedger, decode_jobs
 from worker.metrics import Metrics
 from worker.offsets import OffsetTracker
 from worker.records import SourceRecord, TopicPartition
 from worker.retry import Backoff
 from worker.source import Source
-
-_PROBE_EVERY_S = 2.0
 
 log = structlog.get_logger("worker.pipeline")
 
@@ -96,7 +95,6 @@ class Pipeline:
             settings.max_jobs_in_flight, thread_name_prefix="import-job"
         )
         self._last_commit = 0.0
-        self._next_probe = 0.0
         self._stop = stop or threading.Event()
         self._closed = False
         self.source: Source | None = None
@@ -109,6 +107,19 @@ class Pipeline:
             if self._health.kafka_ok:
                 log.warning("kafka_unreachable")
             self._health.kafka(False)
+
+    def on_kafka_stats(self, stats: KafkaStats) -> None:
+        """librdkafka's periodic statistics (inside ``consume``): reachability and lag.
+
+        Records alone prove nothing (they may come from the prefetch queue after the brokers
+        went away), and "all brokers down" is not always reported, so broker states decide.
+        """
+        if stats.brokers_up:
+            self._kafka_reachable()
+        else:
+            self.on_kafka_error(KafkaError._ALL_BROKERS_DOWN)
+        for (topic, partition), lag in stats.lag.items():
+            self._metrics.consumer_lag.labels(topic, str(partition)).set(lag)
 
     def job_created(self, batch_id: int, job_id: str) -> None:
         """Called from a job thread as soon as FullStory accepted a batch."""
@@ -173,12 +184,6 @@ class Pipeline:
             if self._tracker.track(record.tp, record.offset):
                 self._intake.append(record)
         now = self._clock.monotonic()
-        # Records may come from librdkafka's prefetch queue after the brokers went away, so
-        # only a commit or a metadata round trip proves Kafka is reachable again.
-        if not self._health.kafka_ok and now >= self._next_probe:
-            self._next_probe = now + _PROBE_EVERY_S
-            if source.reachable(timeout=0.5):
-                self._kafka_reachable()
         self._decode_intake(now)
         if self._note_created_jobs():
             self._commit()  # name the new jobs in the partitions' metadata at once

@@ -15,6 +15,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
+from worker.kafka_stats import KafkaStats, parse_stats
 from worker.records import SourceRecord, TopicPartition
 
 log = structlog.get_logger("worker.source")
@@ -31,6 +32,8 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "session.timeout.ms": 15_000,
     "heartbeat.interval.ms": 3_000,
     "max.poll.interval.ms": 300_000,
+    # Broker states for readiness and the lag gauge, delivered inside consume().
+    "statistics.interval.ms": 5_000,
 }
 
 
@@ -45,7 +48,6 @@ class Source(Protocol):
         wait: bool,
     ) -> bool: ...
     def committed_metadata(self, partitions: list[TopicPartition]) -> dict[TopicPartition, str]: ...
-    def reachable(self, timeout: float) -> bool: ...
     def close(self) -> None: ...
 
 
@@ -73,6 +75,7 @@ class KafkaSource:
         on_lost: Callback,
         on_error: Callable[[KafkaError], None] | None = None,
         on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None,
+        on_stats: Callable[[KafkaStats], None] | None = None,
     ) -> None:
         def error_cb(err: KafkaError) -> None:
             log.warning("kafka_error", error=str(err), code=err.code())
@@ -88,6 +91,10 @@ class KafkaSource:
             if on_commit is not None:
                 on_commit(err, _tps(partitions))
 
+        def stats_cb(text: str) -> None:
+            if on_stats is not None:
+                on_stats(parse_stats(text))
+
         self._consumer = Consumer(
             {
                 "client.id": f"fullstory-user-sync-{socket.gethostname()}",
@@ -95,6 +102,7 @@ class KafkaSource:
                 **config,
                 "error_cb": error_cb,
                 "on_commit": commit_cb,
+                "stats_cb": stats_cb,
             }
         )
         self._consumer.subscribe(
@@ -178,14 +186,6 @@ class KafkaSource:
             log.warning("committed_read_failed", error=str(exc.args[0]))
             return {}
         return {(tp.topic, tp.partition): tp.metadata or "" for tp in found}
-
-    def reachable(self, timeout: float) -> bool:
-        """Whether a broker answers a metadata request within ``timeout`` seconds."""
-        try:
-            self._consumer.list_topics(timeout=timeout)
-        except KafkaException:
-            return False
-        return True
 
     def close(self) -> None:
         """Leave the group (no commit here: the pipeline committed what was acknowledged)."""
