@@ -8,7 +8,7 @@ not help, and the loop keeps turning through both).
 
 * the consumer joined its group (with or without partitions: a replica beyond the partition
   count is idle, not broken);
-* Kafka is reachable (no "all brokers down" since the last sign of life);
+* Kafka is reachable (a broker connection is up in librdkafka's latest statistics);
 * records decode (the schema registry, if used, answers);
 * FullStory answers: its latest call got an HTTP answer, or it has failed for less than
   ``api_grace_s`` (a short blip does not flap readiness).
