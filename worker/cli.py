@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import TypeVar
 
 import structlog
+from confluent_kafka import KafkaException
 
 from worker.batch import Batcher
 from worker.clock import SystemClock
@@ -36,19 +39,33 @@ from worker.replay import plan as replay_plan
 from worker.source import KafkaSource
 
 log = structlog.get_logger("worker.cli")
+T = TypeVar("T")
 
 
 def _stop_on_signals() -> threading.Event:
     """SIGTERM/SIGINT set the returned event (installed first: a stop during start-up counts)."""
     stop = threading.Event()
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal_received", signal=signal.Signals(signum).name)
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        # Only set the flag: logging here could deadlock on the logger's lock if the signal
+        # lands while the main thread holds it. The loop logs ``stop_requested``.
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     return stop
+
+
+def _kafka_client(make: Callable[[], T]) -> T:
+    """Build a Kafka client; librdkafka refusing a KAFKA_CFG_* value is a ConfigError."""
+    try:
+        return make()
+    except KafkaException as exc:
+        found = re.search(r'property "([^"]+)"', str(exc.args[0]))
+        name = found.group(1) if found else "?"
+        variable = "KAFKA_CFG_" + name.upper().replace(".", "_")
+        # The value is not echoed: it may be a secret.
+        raise ConfigError(variable, f"librdkafka rejects this value for {name}") from exc
 
 
 def run(settings: Settings) -> int:
@@ -86,7 +103,7 @@ def run(settings: Settings) -> int:
         decoder=decoder,
         batcher=Batcher(settings.batch_max_users, settings.batch_max_wait_ms / 1000),
         importer=importer,
-        dlq=KafkaDeadLetters(kafka, settings.dlq_topic),
+        dlq=_kafka_client(lambda: KafkaDeadLetters(kafka, settings.dlq_topic)),
         clock=SystemClock(),
         health=health,
         settings=LoopSettings(
@@ -97,15 +114,17 @@ def run(settings: Settings) -> int:
         stop=stop,
         metrics=metrics,
     )
-    source = KafkaSource(
-        {**kafka, "group.id": settings.kafka.group_id},
-        settings.kafka.topics,
-        on_assign=pipeline.on_assign,
-        on_revoke=pipeline.on_revoke,
-        on_lost=pipeline.on_lost,
-        on_error=lambda err: pipeline.on_kafka_error(err.code()),
-        on_commit=pipeline.on_commit,
-        on_stats=pipeline.on_kafka_stats,
+    source = _kafka_client(
+        lambda: KafkaSource(
+            {**kafka, "group.id": settings.kafka.group_id},
+            settings.kafka.topics,
+            on_assign=pipeline.on_assign,
+            on_revoke=pipeline.on_revoke,
+            on_lost=pipeline.on_lost,
+            on_error=lambda err: pipeline.on_kafka_error(err.code()),
+            on_commit=pipeline.on_commit,
+            on_stats=pipeline.on_kafka_stats,
+        )
     )
     log.info(
         "config_loaded",
@@ -120,6 +139,7 @@ def run(settings: Settings) -> int:
         pipeline.run(source, settings.shutdown_timeout_s)
     except Exception:
         log.exception("worker_crashed")
+        pipeline.abort()
         return 1
     finally:
         api.close()
@@ -175,8 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "replay":
             return replay(args)
         settings = load_settings(os.environ)
+        configure_logging(settings.log_level, settings.log_format)
+        return run(settings)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format)
-    return run(settings)

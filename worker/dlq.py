@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import structlog
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from worker.records import SourceRecord
 
@@ -85,7 +85,9 @@ class KafkaDeadLetters:
             }
         )
         self._in_flight = 0
-        self._resend: list[tuple[float, Callable[[], None]]] = []
+        self._resend: list[
+            tuple[float, tuple[Callable[[], None], Callable[[KafkaError], None]]]
+        ] = []
 
     def send(
         self,
@@ -96,22 +98,16 @@ class KafkaDeadLetters:
         job_id: str | None = None,
     ) -> None:
         headers = dead_letter_headers(record, code, message, job_id)
+        value = record.value
 
         def produce() -> None:
             self._in_flight += 1
             self._producer.produce(
-                self._topic,
-                value=record.value,
-                key=record.key,
-                headers=headers,
-                on_delivery=delivered,
+                self._topic, value=value, key=record.key, headers=headers, on_delivery=delivered
             )
 
-        def delivered(err: KafkaError | None, _msg: Any) -> None:
-            self._in_flight -= 1
-            if err is None:
-                on_delivered()
-                return
+        def failed(err: KafkaError) -> None:
+            nonlocal value
             log.error(
                 "dlq_write_failed",
                 error=str(err),
@@ -119,7 +115,19 @@ class KafkaDeadLetters:
                 partition=record.partition,
                 offset=record.offset,
             )
-            self._resend.append((time.monotonic() + _RESEND_AFTER_S, produce))
+            delay = _RESEND_AFTER_S
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and value is not None:
+                # Never drop the letter: keep its key, headers and source coordinates.
+                headers.append(("dlq.value.omitted", f"{len(value)} bytes: too large".encode()))
+                value, delay = None, 0.0
+            self._resend.append((time.monotonic() + delay, (produce, failed)))
+
+        def delivered(err: KafkaError | None, _msg: Any) -> None:
+            self._in_flight -= 1
+            if err is None:
+                on_delivered()
+            else:
+                failed(err)
 
         log.warning(
             "dead_lettered",
@@ -129,25 +137,28 @@ class KafkaDeadLetters:
             offset=record.offset,
             job_id=job_id,
         )
+        self._attempt(produce, failed)
+
+    def _attempt(self, produce: Callable[[], None], failed: Callable[[KafkaError], None]) -> None:
+        """Produce now, or schedule a resend: a dead letter is never given up."""
         try:
             produce()
         except BufferError:
             self._in_flight -= 1
-            self._resend.append((time.monotonic(), produce))
+            self._resend.append((time.monotonic() + 0.1, (produce, failed)))
+        except KafkaException as exc:
+            self._in_flight -= 1
+            failed(exc.args[0])
 
     def poll(self, timeout: float) -> None:
         self._producer.poll(timeout)
         if not self._resend:
             return
         now = time.monotonic()
-        due = [p for at, p in self._resend if at <= now]
-        self._resend = [(at, p) for at, p in self._resend if at > now]
-        for produce in due:
-            try:
-                produce()
-            except BufferError:
-                self._in_flight -= 1
-                self._resend.append((now + _RESEND_AFTER_S, produce))
+        due = [attempt for at, attempt in self._resend if at <= now]
+        self._resend = [(at, attempt) for at, attempt in self._resend if at > now]
+        for produce, failed in due:
+            self._attempt(produce, failed)
 
     def pending(self) -> int:
         return self._in_flight + len(self._resend)

@@ -5,7 +5,7 @@ WorkerError
 ├── InvalidRecord        this record can never be delivered: it goes to the DLQ
 ├── RetriableError       try again later (network, 5xx, registry down); never data loss
 │   └── RateLimited      429: wait ``retry_after`` seconds before the next request
-├── RejectedRequest      FullStory answered 4xx to a whole request (invalid input)
+├── RejectedRequest      FullStory refused a whole request body (400, 413, 422)
 └── Abandoned            the worker is shutting down; stop retrying
 """
 
@@ -51,7 +51,7 @@ class RateLimited(RetriableError):
 
 
 class RejectedRequest(WorkerError):
-    """FullStory refused a whole request as invalid (4xx other than 401/403/404/429)."""
+    """FullStory refused a whole request body as invalid (400, 413 or 422)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"{status} {code}: {message}")

@@ -1,8 +1,9 @@
 """FullStory v2 batch user import over HTTP: one call, one answer, errors translated.
 
 No retrying here (``importer`` owns the policy). Every failure becomes one of the
-``worker.errors`` types: 429 -> ``RateLimited`` with its Retry-After, 5xx / timeouts /
-connection errors / 401 / 403 -> ``RetriableError``, other 4xx -> ``RejectedRequest``.
+``worker.errors`` types: 429 -> ``RateLimited`` with its Retry-After; 400 / 413 / 422 (the
+body is invalid) -> ``RejectedRequest``; everything else (5xx, timeouts, connection errors,
+401 / 403, a wrong URL's 3xx / 404 / 405) -> ``RetriableError``.
 The API key is sent as ``Authorization: Basic <key>`` and appears nowhere else.
 """
 
@@ -17,6 +18,8 @@ from worker.config import Secret
 from worker.errors import RateLimited, RejectedRequest, RetriableError
 
 TERMINAL = ("COMPLETED", "FAILED")
+# Answers that blame the request body: only these split a batch and dead-letter its users.
+_INVALID_INPUT = (400, 413, 422)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +63,9 @@ def _check(response: httpx.Response, what: str) -> dict[str, Any]:
         return body
     if status == 429:
         raise RateLimited(f"{what}: rate limited", _retry_after(response))
-    if status >= 500 or status in (401, 403, 408):
+    if status not in _INVALID_INPUT:
+        # 5xx, 401/403 (credentials), 408, and anything that says the URL or the API is
+        # wrong (3xx, 404, 405, 415): waiting and alerting beats dead-lettering every user.
         raise RetriableError(f"{what}: HTTP {status}", status=status)
     try:
         body = response.json()
@@ -98,7 +103,7 @@ class FullStoryClient:
             response = self._client.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
             raise RetriableError(f"{what}: timed out ({type(exc).__name__})") from exc
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:  # transport errors, bad encodings, ...
             raise RetriableError(f"{what}: {type(exc).__name__}") from exc
         return _check(response, what)
 
@@ -118,13 +123,16 @@ class FullStoryClient:
 
     def job_status(self, job_id: str) -> JobStatus:
         answer = self._send("GET", f"/v2/users/batch/{job_id}", "job status")
-        job = answer.get("job") or {}
-        return JobStatus(
-            id=job_id,
-            status=str(job.get("status", "")),
-            imports=int(answer.get("imports") or 0),
-            errors=int(answer.get("errors") or 0),
-        )
+        try:
+            return JobStatus(
+                id=job_id,
+                status=str(answer["job"]["status"]),
+                # The SDK's models type these counts as strings; accept both.
+                imports=int(answer.get("imports") or 0),
+                errors=int(answer.get("errors") or 0),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RetriableError("job status: answer has an unexpected shape") from exc
 
     def job_errors(
         self, job_id: str, page_token: str | None = None
@@ -132,15 +140,19 @@ class FullStoryClient:
         """One page of a failed job's per-user errors, and the next page token."""
         params = {"page_token": page_token} if page_token else None
         answer = self._send("GET", f"/v2/users/batch/{job_id}/errors", "job errors", params=params)
-        errors = [
-            UserError(
-                uid=str((item.get("user") or {}).get("uid", "")),
-                code=str(item.get("code", "")),
-                message=str(item.get("message", "")),
-            )
-            for item in answer.get("results") or []
-        ]
-        return errors, answer.get("next_page_token") or None
+        try:
+            errors = [
+                UserError(
+                    uid=str((item.get("user") or {}).get("uid", "")),
+                    code=str(item.get("code", "")),
+                    message=str(item.get("message", "")),
+                )
+                for item in answer.get("results") or []
+            ]
+        except AttributeError as exc:
+            raise RetriableError("job errors: answer has an unexpected shape") from exc
+        token = answer.get("next_page_token")
+        return errors, str(token) if token else None
 
     def close(self) -> None:
         self._client.close()

@@ -28,6 +28,7 @@ from worker.retry import Backoff
 
 T = TypeVar("T")
 JobCreated = Callable[[int, str], None]
+_ERROR_READS = 5
 log = structlog.get_logger("worker.importer")
 
 
@@ -93,9 +94,19 @@ class Importer:
         self._on_api_failure = on_api_failure
         self._metrics = metrics or Metrics()
         self._gate = RateGate()
+        self._local = threading.local()
 
-    def run(self, batch: Batch, on_job_created: JobCreated = lambda _b, _j: None) -> BatchOutcome:
-        """Import ``batch``; ``on_job_created(batch.id, job_id)`` as soon as a job exists."""
+    def run(
+        self,
+        batch: Batch,
+        on_job_created: JobCreated = lambda _b, _j: None,
+        cancel: threading.Event | None = None,
+    ) -> BatchOutcome:
+        """Import ``batch``; ``on_job_created(batch.id, job_id)`` as soon as a job exists.
+
+        Setting ``cancel`` (or the importer's ``abandon``) ends any wait with ``Abandoned``.
+        """
+        self._local.cancel = cancel
         outcome = BatchOutcome(batch)
         bound = log.bind(
             batch_id=batch.id, partitions=sorted(batch.partitions()), records=batch.record_count()
@@ -104,13 +115,16 @@ class Importer:
         return outcome
 
     def _sleep(self, seconds: float) -> None:
-        if self._abandon.wait(seconds):
-            raise Abandoned("shutdown deadline reached")
+        cancel: threading.Event | None = getattr(self._local, "cancel", None)
+        stopped = cancel.wait(seconds) if cancel is not None else self._abandon.wait(seconds)
+        if stopped or self._abandon.is_set():
+            raise Abandoned("cancelled, or the shutdown deadline was reached")
 
     def _call(self, call: Callable[[], T]) -> T:
         """One API call, after any Retry-After another job thread was given has elapsed."""
         while (wait := self._gate.wait_s()) > 0:
             self._sleep(wait)
+        self._sleep(0)  # raises if cancelled meanwhile
         try:
             result = call()
         except RateLimited as exc:
@@ -157,7 +171,7 @@ class Importer:
         started = time.monotonic()
         status = self._await(job_id, job_log)
         if status.status == "FAILED":
-            for error in self._errors(job_id, job_log):
+            for error in self._errors(job_id, status.errors, job_log):
                 outcome.failures[error.uid] = error
         seconds = time.monotonic() - started
         self._metrics.jobs.labels(status.status).inc()
@@ -217,8 +231,9 @@ class Importer:
                 continue
             return result
 
-    def await_jobs(self, job_ids: list[str]) -> None:
+    def await_jobs(self, job_ids: list[str], cancel: threading.Event | None = None) -> None:
         """Wait until each job ended (or FullStory no longer knows it): a partition fence."""
+        self._local.cancel = cancel
         bound = log.bind(fence_jobs=job_ids)
         for job_id in job_ids:
             self._await(job_id, bound, missing_ok=True)
@@ -226,8 +241,8 @@ class Importer:
     def _status_or_gone(self, job_id: str) -> JobStatus:
         try:
             return self._api.job_status(job_id)
-        except RejectedRequest as exc:
-            if exc.status == 404:
+        except RetriableError as exc:
+            if exc.status == 404:  # expired or unknown: nothing left to wait for
                 return JobStatus(id=job_id, status="UNKNOWN")
             raise
 
@@ -241,7 +256,24 @@ class Importer:
             self._sleep(interval)
             interval = min(self._poll_max, interval * 1.5)
 
-    def _errors(self, job_id: str, bound: Any) -> list[UserError]:
+    def _errors(self, job_id: str, expected: int, bound: Any) -> list[UserError]:
+        """Every per-user error of a FAILED job, across all pages.
+
+        Users not listed count as imported, so a listing shorter than the job's ``errors``
+        count (an answer not yet complete) is read again a few times before it is believed.
+        """
+        backoff = self._backoff()
+        for attempt in range(1, _ERROR_READS + 1):
+            errors = self._error_pages(job_id, bound)
+            if len(errors) >= expected or attempt == _ERROR_READS:
+                break
+            bound.warning("job_errors_incomplete", listed=len(errors), expected=expected)
+            self._sleep(backoff.next_delay())
+        if len(errors) < expected:
+            bound.error("job_errors_missing", listed=len(errors), expected=expected)
+        return errors
+
+    def _error_pages(self, job_id: str, bound: Any) -> list[UserError]:
         errors: list[UserError] = []
         token: str | None = None
         pages = 0

@@ -6,6 +6,8 @@ so tests and several pipelines in one process do not share counters.
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -76,6 +78,11 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Stop reporting a partition this replica no longer owns."""
+        with contextlib.suppress(KeyError):  # never reported
+            self.consumer_lag.remove(topic, str(partition))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

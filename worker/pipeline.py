@@ -83,12 +83,14 @@ class Pipeline:
         self._tracker = OffsetTracker()
         self._ledger = JobLedger()
         self._job_created: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
-        self._fences: dict[TopicPartition, Future[None]] = {}
+        self._fences: dict[TopicPartition, tuple[Future[None], list[str]]] = {}
         self._intake: deque[SourceRecord] = deque()
         self._intake_backoff = Backoff(cap_s=10.0)
         self._intake_retry_at = 0.0
         self._decoding_ok = True
         self._in_flight: dict[int, tuple[Batch, Future[BatchOutcome]]] = {}
+        self._cancels: dict[int, threading.Event] = {}
+        self._job_ids: dict[int, list[str]] = {}
         self._blocked: set[str] = set()
         self._paused: set[TopicPartition] = set()
         self._executor = ThreadPoolExecutor(
@@ -135,8 +137,12 @@ class Pipeline:
         for tp, text in metadata.items():
             jobs = decode_jobs(text)
             if jobs:
-                # A previous owner's jobs may still run: their uids must not race ours.
-                self._fences[tp] = self._executor.submit(self._importer.await_jobs, jobs)
+                # A previous owner's jobs may still run: their uids must not race ours, and
+                # our commits keep naming them until they end, in case the partition moves on.
+                for job in jobs:
+                    self._ledger.started([tp], job)
+                wait = self._executor.submit(self._importer.await_jobs, jobs, threading.Event())
+                self._fences[tp] = (wait, jobs)
                 log.info("partition_fenced", partition=tp, jobs=jobs)
 
     def on_revoke(self, partitions: list[TopicPartition]) -> None:
@@ -153,6 +159,19 @@ class Pipeline:
         log.warning("partitions_lost", partitions=partitions)
 
     def _forget(self, partitions: set[TopicPartition]) -> None:
+        """Drop every trace of partitions that moved away (revoked or lost)."""
+        self._note_created_jobs()
+        # A batch of theirs still waiting to create its job would create one the next owner
+        # cannot know about: cancel it (its records are that owner's to send now).
+        for batch_id, (batch, _) in self._in_flight.items():
+            if batch.partitions() & partitions and batch_id not in self._job_ids:
+                self._cancels[batch_id].set()
+        # librdkafka keeps an application pause across a re-assignment: undo ours now.
+        paused = partitions & self._paused
+        if paused:
+            self._require_source().resume(paused)
+        for topic, partition in partitions:
+            self._metrics.forget_partition(topic, partition)
         self._tracker.revoke(partitions)
         self._ledger.forget(partitions)
         for tp in partitions:
@@ -172,6 +191,7 @@ class Pipeline:
         log.info("worker_started")
         while not self._stop.is_set():
             self.step()
+        log.info("stop_requested")
         self.shutdown(shutdown_timeout_s)
 
     def step(self) -> None:
@@ -208,11 +228,26 @@ class Pipeline:
         if self._in_flight:
             log.warning("shutdown_abandoned_jobs", jobs=len(self._in_flight))
         self._abandon.set()
+        for cancel in self._cancels.values():
+            cancel.set()
         self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
         left = self._dlq.flush(max(0.0, deadline - self._clock.monotonic()))
         source.close()
         log.info("shutdown_complete", dead_letters_unflushed=left)
+
+    def abort(self) -> None:
+        """After an unexpected error: stop every job thread's waits and leave the group."""
+        self._abandon.set()
+        for cancel in self._cancels.values():
+            cancel.set()
+        self._closed = True
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.source is not None:
+            try:
+                self.source.close()
+            except Exception:  # already failing; leaving the group is best effort
+                log.exception("close_failed")
 
     def _require_source(self) -> Source:
         if self.source is None:
@@ -257,7 +292,8 @@ class Pipeline:
             if batch is None:
                 return
             self._blocked.update(batch.uids)
-            future = self._executor.submit(self._importer.run, batch, self.job_created)
+            cancel = self._cancels[batch.id] = threading.Event()
+            future = self._executor.submit(self._importer.run, batch, self.job_created, cancel)
             self._in_flight[batch.id] = (batch, future)
 
     def _collect_finished(self) -> None:
@@ -265,6 +301,8 @@ class Pipeline:
             if not future.done():
                 continue
             del self._in_flight[batch_id]
+            self._cancels.pop(batch_id, None)
+            self._job_ids.pop(batch_id, None)
             self._blocked.difference_update(batch.uids)
             try:
                 outcome = future.result()
@@ -315,7 +353,9 @@ class Pipeline:
                 return noted
             entry = self._in_flight.get(batch_id)
             if entry is not None:  # else it already ended and was collected
-                self._ledger.started(entry[0].partitions(), job_id)
+                self._job_ids.setdefault(batch_id, []).append(job_id)
+                owned = entry[0].partitions() & set(self._tracker.owned())
+                self._ledger.started(owned, job_id)
                 noted = True
 
     def _kafka_reachable(self) -> None:
@@ -324,9 +364,10 @@ class Pipeline:
         self._health.kafka(True)
 
     def _lift_fences(self) -> None:
-        for tp, future in list(self._fences.items()):
+        for tp, (future, jobs) in list(self._fences.items()):
             if future.done():
                 del self._fences[tp]
+                self._ledger.ended(jobs)
                 log.info("partition_fence_lifted", partition=tp)
 
     def _commit(

@@ -37,9 +37,16 @@ class Broker:
             future.result(timeout=30)
         return name
 
-    def produce(self, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]) -> int:
+    def produce(
+        self, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]], **config: object
+    ) -> int:
         producer = Producer(
-            {"bootstrap.servers": self.bootstrap, "linger.ms": 5, "enable.idempotence": True}
+            {
+                "bootstrap.servers": self.bootstrap,
+                "linger.ms": 5,
+                "enable.idempotence": True,
+                **config,
+            }
         )
         count = 0
         for key, value in messages:

@@ -163,3 +163,25 @@ def test_sigterm_drains_and_exits_zero_and_a_restart_resumes(broker, sandbox, st
     wait_until(_drained(broker, group, topic), 120, "the restarted worker to drain")
     _assert_sandbox_holds(sandbox, events)
     assert second.terminate() == 0
+
+
+def test_a_dead_letter_too_large_for_the_dlq_keeps_its_key_and_coordinates(
+    broker, sandbox, stream, start_worker
+):
+    """A record the DLQ producer cannot carry (over its 1 MB message limit) is still
+    dead-lettered, without its value, instead of crashing the worker or stalling the partition."""
+    topic, dlq, group = stream(1)
+    huge = b"\x07" + b"x" * 1_010_000  # undecodable, and over the producer's default limit
+    broker.produce(
+        topic, [(b"huge", huge), (b"ok", encode(event("ok")))], **{"message.max.bytes": 1_040_000}
+    )
+    worker = start_worker(topic, dlq, group)
+    wait_until(_drained(broker, group, topic), 60, "both records to be acknowledged")
+    [letter] = broker.read_all(dlq, expected=1)
+    headers = dict(letter.headers())
+    assert letter.key() == b"huge" and letter.value() is None
+    assert headers["dlq.error.code"] == b"undecodable"
+    assert headers["dlq.source.offset"] == b"0"
+    assert headers["dlq.value.omitted"].startswith(b"1010001 bytes")
+    assert "ok" in sandbox.users()
+    assert worker.terminate() == 0

@@ -31,12 +31,13 @@ def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ("KAFKA_TOPICS", {}),
         ("FULLSTORY_API_KEY", {}),
         ("BATCH_MAX_USERS", {"BATCH_MAX_USERS": "0"}),
+        ("KAFKA_CFG_SECURITY_PROTOCOL", {"KAFKA_CFG_SECURITY_PROTOCOL": "SASL_SSLX"}),
     ],
-    ids=["no-topics", "no-api-key", "bad-batch-size"],
+    ids=["no-topics", "no-api-key", "bad-batch-size", "bad-librdkafka-value"],
 )
 def test_bad_configuration_exits_2_with_one_line_naming_the_variable(missing, extra):
     """Operators see exactly which variable is wrong, before anything connects."""
-    env = {k: v for k, v in BASE.items() if k != missing} | extra
+    env = {k: v for k, v in BASE.items() if k != missing} | extra | {"HTTP_PORT": "0"}
     done = _run(env)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()

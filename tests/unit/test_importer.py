@@ -186,3 +186,45 @@ def test_retry_after_holds_back_every_job_thread():
     later = [t for name, t in times.items() if name != "429"]
     assert len(later) == 2
     assert min(later) - times["429"] >= 0.3
+
+
+def test_a_wrong_url_is_retried_not_dead_lettered():
+    """404/405 from a misconfigured FULLSTORY_API_URL must not split batches into the DLQ."""
+    script = Script(
+        {
+            "POST /v2/users/batch": [httpx.Response(404), httpx.Response(405), JOB],
+            "GET /v2/users/batch/j1": [DONE],
+        }
+    )
+    outcome = _importer(script).run(_batch("a", "b"))
+    assert outcome.failures == {}
+    assert sum(r.method == "POST" for r in script.requests) == 3
+
+
+def test_an_incomplete_error_listing_is_read_again():
+    """A FAILED job listing fewer errors than it counts is re-read, so no rejected user is
+    taken for imported."""
+    failed = httpx.Response(
+        200, json={"imports": 0, "errors": 2, "job": {"id": "j1", "status": "FAILED"}}
+    )
+    listings = [
+        [{"code": "invalid_user", "message": "m", "user": {"uid": "a"}}],
+        [
+            {"code": "invalid_user", "message": "m", "user": {"uid": "a"}},
+            {"code": "invalid_user", "message": "m", "user": {"uid": "b"}},
+        ],
+    ]
+
+    def errors(_request: httpx.Request) -> httpx.Response:
+        results = listings.pop(0) if len(listings) > 1 else listings[0]
+        return httpx.Response(200, json={"results": results, "total_records": "2"})
+
+    script = Script(
+        {
+            "POST /v2/users/batch": [JOB],
+            "GET /v2/users/batch/j1": [failed],
+            "GET /v2/users/batch/j1/errors": [errors],
+        }
+    )
+    outcome = _importer(script).run(_batch("a", "b"))
+    assert set(outcome.failures) == {"a", "b"}

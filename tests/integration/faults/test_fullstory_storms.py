@@ -303,7 +303,7 @@ def _until_signal(worker: WorkerProcess) -> list[dict[str, Any]]:
     """The worker's log events up to the signal that stopped it."""
     events = [e for e in worker.events() if "event" in e]
     names = [e["event"] for e in events]
-    return events[: names.index("signal_received")] if "signal_received" in names else events
+    return events[: names.index("stop_requested")] if "stop_requested" in names else events
 
 
 def _members(broker, group: str) -> list[str]:
