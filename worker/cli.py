@@ -135,19 +135,37 @@ def run(settings: Settings) -> int:
         max_jobs_in_flight=settings.max_jobs_in_flight,
         schema_registry=bool(settings.schema_registry_url),
     )
+    code = 0
     try:
         pipeline.run(source, settings.shutdown_timeout_s)
     except Exception:
         log.exception("worker_crashed")
         pipeline.abort()
-        return 1
+        code = 1
     finally:
-        api.close()
         if registry:
             registry.close()
         if http:
             http.close()
-    return 0
+    _exit_now_if_job_threads_linger(code)
+    api.close()
+    return code
+
+
+def _exit_now_if_job_threads_linger(code: int) -> None:
+    """Past the shutdown deadline a job thread may sit in an HTTP call for up to the request
+    timeout, and the interpreter would join it before exiting. Everything acknowledged is
+    committed and the group is left by now, so exit without waiting for it."""
+    lingering = [
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread() and not t.daemon and t.is_alive()
+    ]
+    if lingering:
+        log.warning("exit_without_waiting", job_threads=len(lingering))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def replay(args: argparse.Namespace) -> int:
