@@ -121,3 +121,51 @@ def test_inherited_jobs_stay_named_in_the_new_owners_commits(abandon):
     assert source.commits, "the new owner committed"
     _offsets, metadata = source.commits[-1]
     assert decode_jobs(metadata[TP]) == ["old-job"]
+
+
+class AlwaysUnavailable:
+    """A FullStory whose batch endpoint answers 503 for ever; counts the attempts."""
+
+    def __init__(self):
+        self.posts = 0
+
+    def create_batch(self, body, idempotency_key):
+        from worker.errors import RetriableError
+
+        self.posts += 1
+        raise RetriableError("create batch: HTTP 503", status=503)
+
+
+def test_a_revoked_partitions_batch_without_a_job_is_cancelled(abandon):
+    """After the revoke's wait runs out, a batch still retrying its POST stops, so it cannot
+    create a job later that the partition's next owner would not know about."""
+    import time
+
+    from worker.retry import Backoff
+
+    api = AlwaysUnavailable()
+    source = FakeSource(_records(3))
+    pipeline = Pipeline(
+        decoder=Decoder(SCHEMA),
+        batcher=Batcher(max_users=10, max_wait_s=0),
+        importer=Importer(
+            api, abandon=abandon, backoff=lambda: Backoff(base_s=0.01, cap_s=0.02, floor_s=0.01)
+        ),
+        dlq=FakeDLQ(),
+        clock=SystemClock(),
+        health=Health(60),
+        settings=LoopSettings(max_jobs_in_flight=2, rebalance_drain_timeout_s=0.2),
+        abandon=abandon,
+    )
+    pipeline.source = source
+    pipeline.on_assign([TP])
+    pipeline.step()
+    deadline = time.monotonic() + 5
+    while api.posts < 2 and time.monotonic() < deadline:  # the job thread is retrying
+        time.sleep(0.01)
+    assert api.posts >= 2
+    pipeline.on_revoke([TP])
+    time.sleep(0.3)
+    posts = api.posts
+    time.sleep(0.3)
+    assert api.posts == posts, "the cancelled batch kept posting"
