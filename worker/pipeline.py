@@ -30,15 +30,15 @@ from confluent_kafka import KafkaError
 
 from worker.batch import Batch, Batcher
 from worker.clock import Clock
+from worker.commit import Committer
 from worker.decode import Decoder
 from worker.dlq import DeadLetterSink
 from worker.errors import Abandoned, InvalidRecord, RetriableError
 from worker.health import Health
 from worker.importer import BatchOutcome, Importer
 from worker.kafka_stats import KafkaStats
-from worker.ledger import JobLedger, decode_jobs
+from worker.ledger import decode_jobs
 from worker.metrics import Metrics
-from worker.offsets import OffsetTracker
 from worker.records import SourceRecord, TopicPartition
 from worker.retry import Backoff
 from worker.source import Source
@@ -80,8 +80,7 @@ class Pipeline:
         self._health = health
         self._settings = settings
         self._abandon = abandon
-        self._tracker = OffsetTracker()
-        self._ledger = JobLedger()
+        self._commits = Committer(self._metrics, on_success=self._kafka_reachable)
         self._job_created: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
         self._fences: dict[TopicPartition, tuple[Future[None], list[str]]] = {}
         self._intake: deque[SourceRecord] = deque()
@@ -128,7 +127,7 @@ class Pipeline:
         self._job_created.put((batch_id, job_id))
 
     def on_assign(self, partitions: list[TopicPartition]) -> None:
-        self._tracker.assign(partitions)
+        self._commits.assign(partitions)
         self._health.joined()
         log.info("partitions_assigned", partitions=partitions)
         if not partitions:
@@ -140,7 +139,7 @@ class Pipeline:
                 # A previous owner's jobs may still run: their uids must not race ours, and
                 # our commits keep naming them until they end, in case the partition moves on.
                 for job in jobs:
-                    self._ledger.started([tp], job)
+                    self._commits.job_started([tp], job)
                 wait = self._executor.submit(self._importer.await_jobs, jobs, threading.Event())
                 self._fences[tp] = (wait, jobs)
                 log.info("partition_fenced", partition=tp, jobs=jobs)
@@ -172,8 +171,7 @@ class Pipeline:
             self._require_source().resume(paused)
         for topic, partition in partitions:
             self._metrics.forget_partition(topic, partition)
-        self._tracker.revoke(partitions)
-        self._ledger.forget(partitions)
+        self._commits.forget(partitions)
         for tp in partitions:
             self._fences.pop(tp, None)
         self._batcher.drop_partitions(partitions)
@@ -201,7 +199,7 @@ class Pipeline:
         records = source.consume(self._settings.consume_max_records, timeout)
         self._metrics.records_consumed.inc(len(records))
         for record in records:
-            if self._tracker.track(record.tp, record.offset):
+            if self._commits.track(record.tp, record.offset):
                 self._intake.append(record)
         now = self._clock.monotonic()
         self._decode_intake(now)
@@ -308,13 +306,13 @@ class Pipeline:
                 outcome = future.result()
             except Abandoned:
                 continue  # unacknowledged, and its jobs stay named in the commit metadata
-            self._ledger.ended(outcome.job_ids)
+            self._commits.jobs_ended(outcome.job_ids)
             job_id = outcome.job_ids[-1] if outcome.job_ids else None
             for uid, records in batch.records.items():
                 failure = outcome.failures.get(uid)
                 for record in records:
                     if failure is None:
-                        self._tracker.ack(record.tp, record.offset)
+                        self._commits.ack(record.tp, record.offset)
                         self._metrics.records_acknowledged.labels("imported").inc()
                     else:
                         self._dead_letter(record, failure.code, failure.message, job_id)
@@ -323,7 +321,7 @@ class Pipeline:
         self, record: SourceRecord, code: str, message: str, job_id: str | None
     ) -> None:
         def delivered() -> None:
-            self._tracker.ack(record.tp, record.offset)
+            self._commits.ack(record.tp, record.offset)
             self._metrics.records_acknowledged.labels("dead_lettered").inc()
             self._metrics.dead_letters.labels(code).inc()
 
@@ -333,7 +331,7 @@ class Pipeline:
         buffered = len(self._intake) + len(self._batcher)
         limit = self._settings.max_buffered_records
         if buffered >= limit:
-            to_pause = set(self._tracker.owned()) - self._paused
+            to_pause = self._commits.owned() - self._paused
             if to_pause:
                 source.pause(to_pause)
                 self._paused |= to_pause
@@ -354,8 +352,7 @@ class Pipeline:
             entry = self._in_flight.get(batch_id)
             if entry is not None:  # else it already ended and was collected
                 self._job_ids.setdefault(batch_id, []).append(job_id)
-                owned = entry[0].partitions() & set(self._tracker.owned())
-                self._ledger.started(owned, job_id)
+                self._commits.job_started(entry[0].partitions(), job_id)
                 noted = True
 
     def _kafka_reachable(self) -> None:
@@ -367,50 +364,23 @@ class Pipeline:
         for tp, (future, jobs) in list(self._fences.items()):
             if future.done():
                 del self._fences[tp]
-                self._ledger.ended(jobs)
+                self._commits.jobs_ended(jobs)
                 log.info("partition_fence_lifted", partition=tp)
 
     def _commit(
         self, partitions: Collection[TopicPartition] | None = None, wait: bool = False
     ) -> None:
-        """Commit moved watermarks, and partitions whose in-flight job list changed.
-
-        The loop's own commits do not wait (results come back through ``on_commit``), so an
-        absent coordinator never stalls polling; revoke and shutdown wait for the answer.
-        """
-        offsets = self._tracker.committable(partitions)
-        for tp in self._ledger.dirty():
-            if tp not in offsets and (partitions is None or tp in partitions):
-                position = self._tracker.position(tp)
-                if position is not None:
-                    offsets[tp] = position
-        if not offsets:
-            return
-        metadata = {tp: self._ledger.metadata(tp) for tp in offsets}
-        if not self._require_source().commit(offsets, metadata, wait=wait):
-            self._metrics.commits.labels("failed").inc()
-            return
-        self._tracker.mark_committed(offsets)
-        self._ledger.committed(offsets)
-        if wait:
-            self.on_commit(None, list(offsets))
+        self._commits.commit(self._require_source(), partitions, wait)
 
     def on_commit(self, error: object | None, partitions: list[TopicPartition]) -> None:
-        """The result of a commit (librdkafka's callback, run inside ``consume``)."""
-        if error is not None:
-            self._metrics.commits.labels("failed").inc()
-            self._tracker.uncommit(partitions)
-            self._ledger.recommit(partitions)
-            return
-        self._kafka_reachable()
-        self._metrics.commits.labels("ok").inc()
-        self._metrics.last_commit.set_to_current_time()
+        """librdkafka's commit callback (inside ``consume``)."""
+        self._commits.on_commit(error, partitions)
 
     def _update_gauges(self) -> None:
         metrics = self._metrics
         metrics.jobs_in_flight.set(len(self._in_flight))
         metrics.buffered_records.set(len(self._intake) + len(self._batcher))
-        metrics.partitions.labels("assigned").set(len(self._tracker.owned()))
+        metrics.partitions.labels("assigned").set(len(self._commits.owned()))
         metrics.partitions.labels("paused").set(len(self._paused))
         metrics.partitions.labels("fenced").set(len(self._fences))
 
@@ -418,7 +388,7 @@ class Pipeline:
         """Before a stop or a revoke, bounded by ``deadline``: send the buffered records of
         ``partitions`` (all if None) and finish their jobs and dead letters, so the commit
         reaches as far as was consumed and the next owner repeats as little as possible."""
-        owned = set(self._tracker.owned()) if partitions is None else set(partitions)
+        owned = self._commits.owned() if partitions is None else set(partitions)
 
         def busy() -> bool:
             targets = owned - self._fences.keys()  # fenced records cannot go yet
