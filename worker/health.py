@@ -55,6 +55,10 @@ class Health:
     def decoding(self, ok: bool) -> None:
         self._decoding_ok = ok
 
+    @property
+    def decoding_ok(self) -> bool:
+        return self._decoding_ok
+
     def api_answered(self) -> None:
         self._api_failing_since = None
 

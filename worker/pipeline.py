@@ -86,7 +86,6 @@ class Pipeline:
         self._intake: deque[SourceRecord] = deque()
         self._intake_backoff = Backoff(cap_s=10.0)
         self._intake_retry_at = 0.0
-        self._decoding_ok = True
         self._in_flight: dict[int, tuple[Batch, Future[BatchOutcome]]] = {}
         self._cancels: dict[int, threading.Event] = {}
         self._job_ids: dict[int, list[str]] = {}
@@ -105,9 +104,7 @@ class Pipeline:
     def on_kafka_error(self, code: int) -> None:
         """librdkafka's error callback (runs inside ``consume``)."""
         if code == KafkaError._ALL_BROKERS_DOWN:
-            if self._health.kafka_ok:
-                log.warning("kafka_unreachable")
-            self._health.kafka(False)
+            self._kafka_unreachable()
 
     def on_kafka_stats(self, stats: KafkaStats) -> None:
         """librdkafka's periodic statistics (inside ``consume``): reachability and lag.
@@ -118,7 +115,7 @@ class Pipeline:
         if stats.brokers_up:
             self._kafka_reachable()
         else:
-            self.on_kafka_error(KafkaError._ALL_BROKERS_DOWN)
+            self._kafka_unreachable()
         for (topic, partition), lag in stats.lag.items():
             self._metrics.consumer_lag.labels(topic, str(partition)).set(lag)
 
@@ -269,14 +266,12 @@ class Pipeline:
                 delay = self._intake_backoff.next_delay(exc)
                 self._intake_retry_at = now + delay
                 self._health.decoding(False)
-                self._decoding_ok = False
                 log.warning("decode_retry", error=str(exc), delay_s=round(delay, 3))
                 return
             self._intake.popleft()
             self._batcher.add(record, change, now)
         self._intake_backoff.reset()
         self._health.decoding(True)
-        self._decoding_ok = True
 
     def _submit_ready(self, now: float, flush: Collection[TopicPartition] | None = None) -> None:
         """Start jobs for ready batches; ``flush``: send those partitions' records now."""
@@ -355,6 +350,11 @@ class Pipeline:
                 self._commits.job_started(entry[0].partitions(), job_id)
                 noted = True
 
+    def _kafka_unreachable(self) -> None:
+        if self._health.kafka_ok:
+            log.warning("kafka_unreachable")
+        self._health.kafka(False)
+
     def _kafka_reachable(self) -> None:
         if not self._health.kafka_ok:
             log.info("kafka_reachable")
@@ -396,7 +396,7 @@ class Pipeline:
                 return True
             if any(batch.partitions() & owned for batch, _ in self._in_flight.values()):
                 return True
-            if self._decoding_ok and any(r.tp in targets for r in self._intake):
+            if self._health.decoding_ok and any(r.tp in targets for r in self._intake):
                 return True
             return self._batcher.buffered_for(targets) > 0
 
