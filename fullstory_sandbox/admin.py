@@ -7,6 +7,9 @@
     GET  /_sandbox/users     {"users": {uid: {"id", "display_name", "email",
                                               "properties", "types"}}}
     GET  /_sandbox/jobs      {"jobs": [<job>, ...]} oldest first (see `Job.describe`)
+    GET  /_sandbox/job_requests
+                             {"job_requests": {job id: [<request object>, ...]}} oldest
+                             job first: what each batch carried (see `Job.contents`)
     GET  /_sandbox/requests  {"requests": [<record>, ...]} oldest first (see `requestlog`)
     GET  /_sandbox/stats     {"requests": {"total", "by_status", "replays"},
                               "jobs": {"total", "processing", "queued", "running",
@@ -19,6 +22,7 @@ The view functions are shared with the Python `Sandbox` API, so both return the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fullstory_sandbox.faults import FaultSpecError
 from fullstory_sandbox.messages import ApiError, ApiRequest, JsonObject, Response, parse_json
@@ -45,6 +49,7 @@ def _dispatch(state: SandboxState, request: ApiRequest, endpoint: str) -> JsonOb
         "faults_get": lambda: {"faults": faults_view(state)},
         "users": lambda: {"users": users_view(state)},
         "jobs": lambda: {"jobs": jobs_view(state)},
+        "job_requests": lambda: {"job_requests": job_requests_view(state)},
         "requests": lambda: {"requests": requests_view(state)},
         "stats": lambda: stats_view(state),
     }
@@ -74,6 +79,11 @@ def users_view(state: SandboxState) -> dict[str, JsonObject]:
 def jobs_view(state: SandboxState) -> list[JsonObject]:
     with state.lock:
         return [job.describe() for job in state.book.all()]
+
+
+def job_requests_view(state: SandboxState) -> dict[str, list[Any]]:
+    with state.lock:
+        return {job.id: job.contents() for job in state.book.all()}
 
 
 def requests_view(state: SandboxState) -> list[JsonObject]:

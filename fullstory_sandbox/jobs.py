@@ -16,6 +16,7 @@ Nothing here reads a clock or takes a lock: callers pass the time and hold the l
 
 from __future__ import annotations
 
+import copy
 import math
 import uuid
 from collections import deque
@@ -75,6 +76,11 @@ class Job:
         if self.finished is not None:
             body["finished"] = isoformat(self.finished)
         return body
+
+    def contents(self) -> list[Any]:
+        """The admin view (`GET /_sandbox/job_requests`): the request objects exactly as the
+        batch carried them (invalid ones included), in the order they were sent."""
+        return copy.deepcopy(list(self.requests))
 
     def describe(self) -> JsonObject:
         """The admin view (`GET /_sandbox/jobs`): timings, uids and counts."""

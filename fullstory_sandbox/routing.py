@@ -26,6 +26,7 @@ _TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("admin", "POST", r"/_sandbox/reset", "reset"),
     ("admin", "GET", r"/_sandbox/users", "users"),
     ("admin", "GET", r"/_sandbox/jobs", "jobs"),
+    ("admin", "GET", r"/_sandbox/job_requests", "job_requests"),
     ("admin", "GET", r"/_sandbox/requests", "requests"),
     ("admin", "GET", r"/_sandbox/stats", "stats"),
 )

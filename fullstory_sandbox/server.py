@@ -2,13 +2,14 @@
 
     with Sandbox(api_key="test-key", job_delay_ms=200) as sb:   # 127.0.0.1, random port
         httpx.post(f"{sb.url}/v2/users/batch", headers=sb.auth_headers(), json=...)
-        sb.wait_idle(); sb.users(); sb.jobs(); sb.requests(); sb.stats()
+        sb.wait_idle(); sb.users(); sb.jobs(); sb.job_requests(); sb.requests(); sb.stats()
         sb.set_faults(server_error={"count": 3}); sb.reset()
 
 The admin methods read the live state directly and return exactly what the matching
 `/_sandbox/` endpoint returns inside its envelope (`users()` is the `"users"` object,
-`jobs()` the `"jobs"` list, ...). `start` returns once the socket is listening; `stop`
-closes the listener and the job thread (in-progress jobs are dropped, never applied).
+`jobs()` the `"jobs"` list, `job_requests()` the `"job_requests"` object, ...). `start`
+returns once the socket is listening; `stop` closes the listener and the job thread
+(in-progress jobs are dropped, never applied).
 """
 
 from __future__ import annotations
@@ -164,6 +165,10 @@ class Sandbox:
 
     def jobs(self) -> list[JsonObject]:
         return admin.jobs_view(self.state)
+
+    def job_requests(self) -> dict[str, list[Any]]:
+        """Each job's request objects as the batch carried them, by job id, oldest first."""
+        return admin.job_requests_view(self.state)
 
     def requests(self) -> list[JsonObject]:
         return admin.requests_view(self.state)

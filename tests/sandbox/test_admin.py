@@ -70,3 +70,29 @@ def test_unknown_paths_and_methods(client: httpx.Client, admin: httpx.Client) ->
     assert client.get("/v2/nothing").status_code == 404
     assert client.put("/v2/users/batch", json={}).status_code == 405
     assert admin.get("/_sandbox/nothing").json()["code"] == "not_found"
+
+
+def test_job_requests_show_what_each_batch_carried(
+    client: httpx.Client, admin: httpx.Client, sandbox: Sandbox
+) -> None:
+    """/_sandbox/job_requests lists, per job id, the request objects exactly as posted
+    (invalid users and schemas included, types kept), so a test can tell which job carried
+    which change; a replayed POST adds no job."""
+    first = batch(
+        {"uid": "a", "properties": {"n": 1, "r": 2.0}, "schema": {"properties": {"n": "int"}}},
+        {"uid": "", "display_name": "nobody"},
+    )
+    second = batch({"uid": "a", "email": "a@example.com"})
+    ids = []
+    for body, key in ((first, "k-1"), (second, "k-2"), (first, "k-1")):
+        response = client.post("/v2/users/batch", json=body, headers={"Idempotency-Key": key})
+        ids.append(response.json()["job"]["id"])
+    assert ids[0] == ids[2]
+
+    shown = admin.get("/_sandbox/job_requests").json()["job_requests"]
+    assert shown == {ids[0]: first["requests"], ids[1]: second["requests"]}
+    assert list(shown) == ids[:2]
+    assert [type(v) for v in shown[ids[0]][0]["properties"].values()] == [int, float]
+    assert sandbox.job_requests() == shown
+    sandbox.job_requests()[ids[0]][0]["uid"] = "changed"  # a copy: the job is untouched
+    assert sandbox.job_requests() == shown
