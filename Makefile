@@ -32,8 +32,8 @@ lint: venv ## ruff and mypy --strict on the package
 	$(VENV)/bin/ruff check worker fullstory_sandbox tests
 	$(VENV)/bin/mypy worker
 
-test-unit: venv ## pure and sandbox tests (no broker)
-	$(PY) -m pytest -q tests/unit tests/sandbox
+test-unit: venv ## the fast tier, no broker: pure unit tests, the loop's component tests on fakes, the sandbox
+	$(PY) -m pytest -q tests/unit tests/component tests/sandbox
 
 test-faults: venv broker-start ## the fault suite alone: crashes, rebalances, broker restarts, API storms
 	$(PY) -m pytest -q -p no:cacheprovider tests/integration/faults

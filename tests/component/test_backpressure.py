@@ -1,0 +1,34 @@
+"""Backpressure: when the buffer is full the loop pauses its partitions and keeps polling
+(so it stays in the group however long FullStory takes), and resumes them once drained."""
+
+from __future__ import annotations
+
+
+def test_a_full_buffer_pauses_the_partitions_and_the_loop_keeps_polling(
+    make_loop, kafka, fullstory
+):
+    """Records held behind a running job fill the buffer: every owned partition is paused,
+    no more records are fetched, polling goes on; when the job ends the buffer drains, the
+    partitions resume and the whole log is imported and committed."""
+    kafka.change(0, "u0")
+    loop = make_loop(max_buffered=4)
+    loop.source.assign([0, 1])
+    loop.turn_until(lambda: fullstory.jobs(), "a job for u0")
+    for _ in range(4):
+        kafka.change(0, "u0")  # held behind u0's running job
+    loop.turn_until(lambda: loop.source.paused, "the partitions paused")
+    assert loop.source.paused == {("users", 0), ("users", 1)}
+    kafka.change(1, "u9")
+    polls = loop.source.polls
+    loop.clock.advance(1.0)
+    loop.turn(20)
+    assert loop.source.polls >= polls + 20
+    assert loop.source.positions[("users", 1)] == 0  # nothing fetched while paused
+    assert len(fullstory.jobs()) == 1
+    fullstory.complete_on_poll = 1
+    fullstory.finish()
+    loop.turn_until(lambda: not loop.source.paused, "the partitions resumed")
+    loop.turn_until(
+        lambda: kafka.committed_offset(0) == 5 and kafka.committed_offset(1) == 1,
+        "both partitions committed to their end",
+    )

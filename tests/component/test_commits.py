@@ -1,0 +1,62 @@
+"""Commits as Kafka stores them: the in-flight jobs a partition's next owner must wait for are
+named in the commit metadata as soon as they exist, and a commit Kafka did not store is
+offered again."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_a_new_job_is_named_at_once_even_when_no_offset_moves(make_loop, kafka, fullstory):
+    """If the worker dies while a job runs, the next owner must know of the job to wait for
+    it: the commit naming a new job goes out as soon as the job exists (within one commit
+    interval), though the committed offset does not move, and the name goes once it ended."""
+    kafka.change(0, "u0")
+    loop = make_loop(commit_interval_s=0.5)
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "the first job")
+    fullstory.finish()
+    loop.turn_until(lambda: kafka.committed_offset(0) == 1, "the first record committed")
+    kafka.change(0, "u1")
+    loop.turn_until(lambda: len(fullstory.jobs()) == 2, "the second job")
+    created_at = loop.clock.monotonic()
+    job = fullstory.jobs()[1]
+    loop.turn_until(lambda: kafka.committed_jobs(0) == [job.id], "the job named in Kafka")
+    assert loop.clock.monotonic() - created_at < 0.5
+    assert kafka.committed_offset(0) == 1
+    fullstory.finish(job.id)
+    loop.turn_until(lambda: kafka.committed_offset(0) == 2, "the second record committed")
+    loop.turn_until(lambda: kafka.committed_jobs(0) == [], "the ended job no longer named")
+
+
+@pytest.mark.parametrize("how", ["error", "refused"], ids=["kafka-error", "client-refused"])
+def test_a_failed_commit_of_the_watermark_is_offered_again(make_loop, kafka, fullstory, how):
+    """A commit Kafka did not store (the coordinator moved, a request timed out) is sent
+    again, so the group's offset reaches what was acknowledged without waiting for new
+    records to move it further."""
+    kafka.change(0, "u0")
+    loop = make_loop()
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "the job")
+    job = fullstory.jobs()[0]
+    loop.turn_until(lambda: kafka.committed_jobs(0) == [job.id], "the job named in Kafka")
+    loop.source.fail_commits(2, how)
+    fullstory.finish(job.id)
+    loop.turn_until(lambda: kafka.committed_offset(0) == 1, "the record committed")
+    assert [c.stored for c in loop.source.commits[-3:]] == [False, False, True]
+    assert kafka.committed_jobs(0) == []
+
+
+@pytest.mark.parametrize("how", ["error", "refused"], ids=["kafka-error", "client-refused"])
+def test_a_failed_commit_naming_a_job_is_offered_again(make_loop, kafka, fullstory, how):
+    """The commit that names a new job may fail too: it is sent again while the job runs,
+    or a crash now would leave the next owner unaware of the job."""
+    kafka.change(0, "u0")
+    loop = make_loop()
+    loop.source.assign([0])
+    loop.source.fail_commits(3, how)
+    loop.turn_until(lambda: fullstory.jobs(), "the job")
+    job = fullstory.jobs()[0]
+    loop.turn_until(lambda: kafka.committed_jobs(0) == [job.id], "the job named in Kafka")
+    assert sum(not c.stored for c in loop.source.commits) == 3
+    assert job.running

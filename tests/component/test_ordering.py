@@ -1,0 +1,64 @@
+"""Per-user order: two import jobs in flight never share a uid, so a user's later change
+cannot be applied before (or race) an earlier one; retries do not create a second job."""
+
+from __future__ import annotations
+
+from worker.errors import RateLimited, RetriableError
+
+
+def test_a_users_later_change_waits_for_its_running_job(make_loop, kafka, fullstory):
+    """A user whose job still runs stays out of new jobs (other users go on without it), and
+    its later change is sent once that job ended, so FullStory applies the changes in order."""
+    kafka.change(0, "u1", email="old@example.com")
+    kafka.change(0, "u2")
+    loop = make_loop()
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "the first job")
+    (first,) = fullstory.jobs()
+    kafka.change(0, "u1", email="new@example.com")
+    kafka.change(0, "u3")
+    loop.turn_until(lambda: len(fullstory.jobs()) == 2, "a job for u3 while u1's job runs")
+    second = fullstory.jobs()[1]
+    assert second.uids == ["u3"]
+    loop.turn(20)
+    assert len(fullstory.jobs()) == 2
+    fullstory.finish(first.id)
+    loop.turn_until(lambda: len(fullstory.jobs()) == 3, "u1's later change sent")
+    third = fullstory.jobs()[2]
+    assert third.users == {"u1": {"uid": "u1", "email": "new@example.com"}}
+
+
+def test_changes_of_one_user_in_a_batch_fold_in_offset_order(make_loop, kafka, fullstory):
+    """Several changes of a user in one job become one request: later non-null values win,
+    nulls leave values as they are, and property types are declared from Avro."""
+    kafka.change(0, "u1", email="a@example.com", display_name="A", properties={"plan": "free"})
+    kafka.change(0, "u1", email=None, display_name="B", properties={"seats": 3, "plan": None})
+    loop = make_loop()
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "one job")
+    assert fullstory.jobs()[0].users["u1"] == {
+        "uid": "u1",
+        "display_name": "B",
+        "email": "a@example.com",
+        "properties": {"plan": "free", "seats": 3},
+        "schema": {"properties": {"plan": "str", "seats": "int"}},
+    }
+
+
+def test_a_post_refused_with_429_and_503_is_retried_into_one_job(make_loop, kafka, fullstory):
+    """429 and 5xx answers are retried under the same Idempotency-Key: one job, nothing
+    committed while FullStory refuses, and the records acknowledged once the job ended."""
+    kafka.change(0, "u1")
+    fullstory.fail_next(
+        "create_batch",
+        RateLimited("create batch: rate limited", retry_after=0.01),
+        RetriableError("create batch: HTTP 503", status=503),
+    )
+    loop = make_loop()
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "the job, after two refusals")
+    assert len(fullstory.posts) == 3 and len(set(fullstory.posts)) == 1
+    assert (kafka.committed_offset(0) or 0) == 0
+    fullstory.finish()
+    loop.turn_until(lambda: kafka.committed_offset(0) == 1, "a commit at the log end")
+    assert len(fullstory.jobs()) == 1

@@ -1,0 +1,147 @@
+"""FullStory's batch import API as the importer sees it (``worker.importer.FullStoryApi``).
+
+Jobs stay PROCESSING until the test finishes them (COMPLETED, or FAILED with per-user errors
+listed over pages); calls can be scripted to fail (429 with Retry-After, 5xx, 400); a repeated
+Idempotency-Key gets the first answer's job back. It notes what a real FullStory would make
+visible: every job's users, how often each job was polled, and any two jobs that shared a uid
+while both were running (``violations``). Thread-safe: job threads call it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.errors import RetriableError
+from worker.fullstory import JobStatus, UserError
+
+CALLS = ("create_batch", "job_status", "job_errors")
+
+
+@dataclass
+class FakeJob:
+    id: str
+    key: str
+    users: dict[str, dict[str, Any]]  # uid -> the request object FullStory received
+    status: str = "PROCESSING"
+    errors: list[UserError] = field(default_factory=list)
+    polls: int = 0
+
+    @property
+    def uids(self) -> list[str]:
+        return list(self.users)
+
+    @property
+    def running(self) -> bool:
+        return self.status == "PROCESSING"
+
+
+class ScriptedFullStory:
+    def __init__(self, error_page_size: int = 1) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._page_size = error_page_size
+        self._jobs: dict[str, FakeJob] = {}
+        self._by_key: dict[str, str] = {}
+        self._script: dict[str, deque[Exception]] = {call: deque() for call in CALLS}
+        self.posts: list[str] = []  # the Idempotency-Key of every POST that reached us
+        # When set, a running job COMPLETES on this status poll (for drains the test cannot
+        # step through: a revoke or a shutdown runs to its end inside one call).
+        self.complete_on_poll: int | None = None
+        self.violations: list[str] = []
+
+    # -- what the test scripts and reads ------------------------------------------------
+
+    def fail_next(self, call: str, *errors: Exception) -> None:
+        """The next calls of ``call`` raise these (as the HTTP adapter translates answers)."""
+        self._script[call].extend(errors)
+
+    def started_elsewhere(self, job_id: str, uids: tuple[str, ...] = ()) -> FakeJob:
+        """A job another replica created (a previous owner's), running."""
+        with self._lock:
+            job = FakeJob(job_id, key=f"other-{job_id}", users={u: {"uid": u} for u in uids})
+            self._jobs[job_id] = job
+            return job
+
+    def finish(self, job_id: str | None = None, failed: dict[str, str] | None = None) -> FakeJob:
+        """End a running job (the oldest if ``job_id`` is None): COMPLETED, or FAILED with an
+        error for each uid in ``failed`` (uid -> error code)."""
+        with self._lock:
+            job = (
+                self._jobs[job_id] if job_id else next(j for j in self._jobs.values() if j.running)
+            )
+            if not job.running:
+                raise AssertionError(f"job {job.id} already ended")
+            errors = [
+                UserError(uid, code, f"{code} (scripted)") for uid, code in (failed or {}).items()
+            ]
+            unknown = {e.uid for e in errors} - set(job.users)
+            if unknown:
+                raise AssertionError(f"job {job.id} has no users {sorted(unknown)}")
+            job.errors = errors
+            job.status = "FAILED" if errors else "COMPLETED"
+            return job
+
+    def jobs(self) -> list[FakeJob]:
+        """Every job, in the order they were created."""
+        with self._lock:
+            return list(self._jobs.values())
+
+    def running(self) -> list[FakeJob]:
+        return [job for job in self.jobs() if job.running]
+
+    def job(self, job_id: str) -> FakeJob:
+        with self._lock:
+            return self._jobs[job_id]
+
+    # -- worker.importer.FullStoryApi ----------------------------------------------------
+
+    def _scripted(self, call: str) -> None:
+        if self._script[call]:
+            raise self._script[call].popleft()
+
+    def create_batch(self, body: bytes, idempotency_key: str) -> str:
+        with self._lock:
+            self.posts.append(idempotency_key)
+            self._scripted("create_batch")
+            if idempotency_key in self._by_key:
+                return self._by_key[idempotency_key]
+            requests = json.loads(body)["requests"]
+            users = {str(r["uid"]): r for r in requests}
+            for other in self._jobs.values():
+                shared = set(users) & set(other.users)
+                if other.running and shared:
+                    self.violations.append(
+                        f"a new job shares {sorted(shared)} with running job {other.id}"
+                    )
+            job = FakeJob(f"job-{next(self._ids)}", idempotency_key, users)
+            self._jobs[job.id] = job
+            self._by_key[idempotency_key] = job.id
+            return job.id
+
+    def job_status(self, job_id: str) -> JobStatus:
+        with self._lock:
+            self._scripted("job_status")
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise RetriableError("job status: HTTP 404", status=404)
+            job.polls += 1
+            if job.running and self.complete_on_poll and job.polls >= self.complete_on_poll:
+                job.status = "COMPLETED"
+            return JobStatus(
+                job.id, job.status, imports=len(job.users) - len(job.errors), errors=len(job.errors)
+            )
+
+    def job_errors(
+        self, job_id: str, page_token: str | None = None
+    ) -> tuple[list[UserError], str | None]:
+        with self._lock:
+            self._scripted("job_errors")
+            errors = self._jobs[job_id].errors
+            start = int(page_token or 0)
+            end = start + self._page_size
+            return errors[start:end], (str(end) if end < len(errors) else None)
