@@ -7,11 +7,24 @@
 #
 # Usage: scripts/kafka.sh start|stop|status|restart|wipe|logs [-f]
 #
+# `start` prints the broker's bootstrap address as its last stdout line, and only
+# for a broker this state dir started: its pid file names a live JVM running this
+# state dir's server.properties, and the broker answering on the address reports
+# this state dir's cluster id. A broker of another checkout (another state dir)
+# on the same port is never adopted: without KAFKA_PORT, start moves on to the
+# next free port pair (9094/9095, 9096/9097, ...); with KAFKA_PORT, it refuses.
+# The port a running broker uses is the one in $KAFKA_STATE_DIR/server.properties.
+#
+# Exit status: 0 ok; 1 failure; 2 usage; 3 the requested port is taken (KAFKA_PORT
+# given and in use, or the broker could not bind it), so a caller may retry with
+# other ports.
+#
 # Environment:
 #   KAFKA_STATE_DIR        state dir (default <repo>/.kafka): libs/, data/, config, log, pid
 #   KAFKA_LIBS_DIR         the jars (default $KAFKA_STATE_DIR/libs); a second broker may share them
-#   KAFKA_PORT             PLAINTEXT client listener port (default 9092)
-#   KAFKA_CONTROLLER_PORT  KRaft controller listener port (default 9093)
+#   KAFKA_PORT             PLAINTEXT client listener port; exactly this one (default: 9092,
+#                          or the first free one of 9094, 9096, ... if 9092 is taken)
+#   KAFKA_CONTROLLER_PORT  KRaft controller listener port (default: client port + 1)
 #   KAFKA_HEAP_OPTS        JVM heap flags (default "-Xms256m -Xmx768m")
 #   KAFKA_OPTS             extra JVM flags, word-split
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer clients (default 90)
@@ -34,12 +47,17 @@ PID_FILE="$STATE_DIR/broker.pid"
 CLUSTER_ID_FILE="$STATE_DIR/cluster.id"
 LIBS_STAMP="$LIBS_DIR/.pom.sha256"
 
-PORT="${KAFKA_PORT:-9092}"
-CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 HOST=127.0.0.1
-BOOTSTRAP="$HOST:$PORT"
+DEFAULT_PORT=9092
+# Port pairs tried without KAFKA_PORT: 9092/9093, 9094/9095, ... (bounded).
+PORT_PAIRS_TRIED=10
+# Set by choose_ports / read from server.properties: the ports of this broker.
+PORT=""
+CONTROLLER_PORT=""
+BOOTSTRAP=""
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 STOP_TIMEOUT=30
+EXIT_PORT_TAKEN=3
 
 if [[ -n "${JAVA_HOME:-}" ]]; then
   JAVA="$JAVA_HOME/bin/java"
@@ -49,6 +67,7 @@ fi
 
 log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+die_port_taken() { log "error: $*"; exit "$EXIT_PORT_TAKEN"; }
 
 kafka_version() {
   sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n1
@@ -141,25 +160,67 @@ find_probe_python() {
   return 1
 }
 
-# A real client round-trip: a metadata request that must list our broker as
-# alive (KRaft leaves a broker out of metadata until it is unfenced).
-broker_answers() {
+# The cluster id of whatever answers on $BOOTSTRAP, printed; fails while nothing
+# answers or the broker is not yet in the metadata (KRaft leaves a broker out of
+# metadata until it is unfenced). A real client round-trip, not a port check.
+answering_cluster_id() {
   if [[ -n "$PROBE_PY" ]] || find_probe_python; then
     "$PROBE_PY" - "$BOOTSTRAP" 2>/dev/null <<'PY'
 import sys
 from confluent_kafka.admin import AdminClient
 admin = AdminClient({"bootstrap.servers": sys.argv[1], "log_level": 0})
 md = admin.list_topics(timeout=5)
-sys.exit(0 if md.brokers else 1)
+if not md.brokers or not md.cluster_id:
+    sys.exit(1)
+print(md.cluster_id)
 PY
   else
-    # No confluent_kafka: use Kafka's own CLI (slower: one JVM per probe).
+    # No confluent_kafka: use Kafka's own CLI (slower: two JVMs per probe).
     local out
     out="$(timeout 30 "$JAVA" -Xmx128m -Dlog4j2.configurationFile="$LOG4J_TOOLS" \
       -cp "$LIBS_DIR/*" org.apache.kafka.tools.BrokerApiVersionsCommand \
       --bootstrap-server "$BOOTSTRAP" 2>/dev/null)" || return 1
-    [[ "$out" == *"$BOOTSTRAP (id: 1"* && "$out" != *"isFenced: true"* ]]
+    [[ "$out" == *"$BOOTSTRAP (id: 1"* && "$out" != *"isFenced: true"* ]] || return 1
+    out="$(timeout 30 "$JAVA" -Xmx128m -Dlog4j2.configurationFile="$LOG4J_TOOLS" \
+      -cp "$LIBS_DIR/*" org.apache.kafka.tools.ClusterTool cluster-id \
+      --bootstrap-server "$BOOTSTRAP" 2>/dev/null)" || return 1
+    out="$(sed -n 's/^Cluster ID: *//p' <<<"$out")"
+    [[ -n "$out" ]] || return 1
+    echo "$out"
   fi
+}
+
+# The cluster id this state dir's data was formatted with (what our broker reports).
+own_cluster_id() {
+  sed -n 's/^cluster\.id=//p' "$DATA_DIR/meta.properties" 2>/dev/null | head -n1
+}
+
+# Our broker answers on $BOOTSTRAP: something answers there with this state dir's
+# cluster id. Another checkout's broker has another id (each state dir formats its
+# own), so it never passes for ours, whatever port it holds. Sets ANSWERED_ID.
+ANSWERED_ID=""
+broker_answers() {
+  local want
+  ANSWERED_ID="$(answering_cluster_id)" || { ANSWERED_ID=""; return 1; }
+  want="$(own_cluster_id)"
+  [[ -n "$want" && "$ANSWERED_ID" == "$want" ]]
+}
+
+# The ports a running broker of ours was started with: server.properties is
+# written just before each launch and only when none of ours is running.
+read_running_ports() {
+  local listeners
+  listeners="$(sed -n 's/^listeners=//p' "$CONFIG" 2>/dev/null | head -n1)"
+  PORT="$(sed -n 's/.*PLAINTEXT:\/\/[^,]*:\([0-9]*\).*/\1/p' <<<"$listeners")"
+  CONTROLLER_PORT="$(sed -n 's/.*CONTROLLER:\/\/[^,]*:\([0-9]*\).*/\1/p' <<<"$listeners")"
+  [[ -n "$PORT" && -n "$CONTROLLER_PORT" ]] || return 1
+  BOOTSTRAP="$HOST:$PORT"
+}
+
+use_ports() {
+  PORT="$1"
+  CONTROLLER_PORT="$2"
+  BOOTSTRAP="$HOST:$PORT"
 }
 
 # --- config ------------------------------------------------------------------
@@ -245,24 +306,72 @@ cmd_start() {
 
   local pid
   if pid="$(broker_pid)"; then
+    read_running_ports || die "broker (pid $pid) is running but $CONFIG names no listeners"
+    if [[ -n "${KAFKA_PORT:-}" && "$KAFKA_PORT" != "$PORT" ]]; then
+      die "this state dir's broker (pid $pid) runs on $BOOTSTRAP, not on port $KAFKA_PORT; stop it first to move it"
+    fi
     if broker_answers; then
       echo "$BOOTSTRAP"
       return 0
     fi
     # Ours but not answering (still starting, or wedged): give it the same grace
     # as a fresh start instead of spawning a second one.
-    log "broker (pid $pid) is running but not answering yet; waiting"
+    log "broker (pid $pid) is running but not answering on $BOOTSTRAP yet; waiting"
     wait_ready "$pid"
+    [[ -z "$BIND_FAILED" ]] || fail_start "broker (pid $pid) could not bind its ports"
     return 0
   fi
   rm -f "$PID_FILE"
 
-  for p in "$PORT" "$CONTROLLER_PORT"; do
-    ! port_open "$p" || die "port $p on $HOST is already in use by a process this script did not start"
-  done
-
   command -v "$JAVA" >/dev/null || die "java not found (set JAVA_HOME or put Java 17 on PATH)"
   ensure_libs
+
+  # KAFKA_PORT given: exactly that port (a caller that must know the address up
+  # front, e.g. a test's private broker, retries on exit 3). Otherwise 9092, or the
+  # next free pair, so a broker of another checkout on 9092 is stepped around.
+  local pairs=() pair taken i p
+  if [[ -n "${KAFKA_PORT:-}" ]]; then
+    pairs=("$KAFKA_PORT:${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}")
+  else
+    for ((i = 0; i < PORT_PAIRS_TRIED; i++)); do
+      p=$((DEFAULT_PORT + 2 * i))
+      pairs+=("$p:${KAFKA_CONTROLLER_PORT:-$((p + 1))}")
+    done
+  fi
+  for pair in "${pairs[@]}"; do
+    use_ports "${pair%%:*}" "${pair##*:}"
+    if taken="$(taken_port)"; then
+      [[ -z "${KAFKA_PORT:-}" ]] \
+        || die_port_taken "port $taken on $HOST is in use by a process this state dir did not start" \
+          "(unset KAFKA_PORT to take the next free port)"
+      log "port $taken on $HOST is in use by a process this state dir did not start; trying the next ports"
+      continue
+    fi
+    launch
+    [[ -n "$BIND_FAILED" ]] || return 0
+    [[ -z "${KAFKA_PORT:-}" ]] \
+      || die_port_taken "another process took port $PORT or $CONTROLLER_PORT on $HOST while the broker started"
+    log "another process took port $PORT or $CONTROLLER_PORT while the broker started; trying the next ports"
+  done
+  die_port_taken "no free port pair on $HOST among ${pairs[*]}"
+}
+
+# The first of $PORT / $CONTROLLER_PORT something already listens on, printed.
+taken_port() {
+  local p
+  for p in "$PORT" "$CONTROLLER_PORT"; do
+    if port_open "$p"; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# Start a broker on $PORT / $CONTROLLER_PORT and wait for it to answer; prints
+# the address once it does. BIND_FAILED is set (and no broker left running) when
+# another process holds one of the ports; any other failure exits.
+launch() {
   write_config
   format_storage_once
 
@@ -290,7 +399,7 @@ cmd_start() {
     -cp "$LIBS_DIR/*" kafka.Kafka "$CONFIG" \
     >>"$LOG_FILE" 2>&1 </dev/null 9>&- &
 
-  local i
+  local i pid=""
   for ((i = 0; i < 50; i++)); do
     pid="$(broker_pid)" && break
     sleep 0.1
@@ -300,16 +409,30 @@ cmd_start() {
   wait_ready "$pid"
 }
 
+# Wait until our broker answers (prints the address), or it exits: on a bind
+# failure BIND_FAILED is set, anything else fails the start.
+BIND_FAILED=""
 wait_ready() {
-  local pid="$1" deadline=$((SECONDS + START_TIMEOUT))
+  local pid="$1" deadline=$((SECONDS + START_TIMEOUT)) noted=""
+  BIND_FAILED=""
   while ((SECONDS < deadline)); do
     if ! alive "$pid"; then
       rm -f "$PID_FILE"
+      if grep -q "Address already in use" "$LOG_FILE" 2>/dev/null; then
+        log "broker process $pid exited: port $PORT or $CONTROLLER_PORT on $HOST is already in use"
+        BIND_FAILED=1
+        return 0
+      fi
       fail_start "broker process $pid exited during startup"
     fi
     if broker_answers; then
       echo "$BOOTSTRAP"
       return 0
+    fi
+    if [[ -n "$ANSWERED_ID" && -z "$noted" ]]; then
+      log "$BOOTSTRAP answers with cluster id $ANSWERED_ID, not this state dir's" \
+        "$(own_cluster_id): another broker holds the port; not using it"
+      noted=1
     fi
     sleep 0.5
   done
@@ -362,14 +485,23 @@ stop_pid() {
 
 cmd_status() {
   local pid
-  if pid="$(broker_pid)" && broker_answers; then
-    echo "running: pid $pid, $BOOTSTRAP, Kafka $(kafka_version)"
+  if ! pid="$(broker_pid)"; then
+    echo "not running"
+    return 1
+  fi
+  if ! read_running_ports; then
+    echo "not answering: pid $pid is running but $CONFIG names no listeners"
+    return 1
+  fi
+  if broker_answers; then
+    echo "running: pid $pid, $BOOTSTRAP, cluster id $ANSWERED_ID, Kafka $(kafka_version)"
     return 0
   fi
-  if [[ -n "${pid:-}" ]]; then
-    echo "not answering: pid $pid is running but $BOOTSTRAP does not answer"
+  if [[ -n "$ANSWERED_ID" ]]; then
+    echo "not ours: pid $pid is running, but $BOOTSTRAP answers with cluster id" \
+      "$ANSWERED_ID, not this state dir's $(own_cluster_id)"
   else
-    echo "not running"
+    echo "not answering: pid $pid is running but $BOOTSTRAP does not answer"
   fi
   return 1
 }
