@@ -2,79 +2,113 @@
 
 A scenario produces a stream, runs (and hurts) workers, and lets the group drain; meanwhile a
 ``CommitWatcher`` samples the group's committed offsets. ``check`` then reads the source topic,
-the DLQ and the sandbox back and reports every broken promise:
+the DLQ and the sandbox (jobs, their request objects, their errors) back and reports every
+broken promise.
+
+Which job carried which record (``carriage``): a job's request for a uid is the fold of a run
+of that uid's records (consecutive in offset order). A run *matches* a job when all its records
+were produced before the job was created and folding them (non-null values win, property types
+declared from the Avro value) gives exactly the job's request object. A record is *possibly
+carried* by a job when it lies in some matching run, *certainly carried* when it lies in every
+one. Possible carriers are used where leniency is safe, certain ones where a link must be sure.
+
+A record is *acknowledged* at
+
+* the LogAppendTime of its first DLQ letter (the moment Kafka accepted it; the DLQ topic must
+  stamp broker time, see ``topics.create_dlq_topic``), or
+* the end of the earliest-ending job that possibly carried it and did not list its uid among
+  its errors,
+
+whichever comes first, and never otherwise. Then:
 
 * committed offsets never go back;
-* an offset ``o`` of partition ``p`` observed committed at wall time ``t`` passes only records
-  acknowledged by ``t``: each record of ``p`` below ``o`` was either dead-lettered (its DLQ
-  copy was written by ``t``) or imported (a sandbox job carrying its uid, created after the
-  record was produced, ended by ``t`` without that uid among its errors);
-* every record below the final committed offset was acknowledged that way, and (when the
-  scenario drained) the final commit is the log end;
+* an offset ``o`` of partition ``p`` seen committed at wall time ``t`` passes only records
+  acknowledged by ``t``; the final commit is checked at the time it was read, so a record
+  never acknowledged fails it; when the scenario drained, the final commit is the log end;
+* every request object a job received is the fold of some run of its uid's records;
+* a dead letter is for a record that does not decode (or has no uid), or the scenario expects
+  that record with that code in the DLQ (``expected_dead_letters``) and, when the letter
+  names a job, that job possibly carried the record and failed its uid with that code. Any
+  other letter is a good record in the DLQ;
+* no record is certainly carried by a job created after the record was seen committed (once
+  committed, nobody sends it again: this bounds every worker's duplicates, not only the last
+  one's); per stopped worker, the records it sent that a job created after its stop sent
+  again are among those it had sent and that were not committed at its stop;
 * each uid ends in the sandbox as the fold, in offset order, of its records that were not
   dead-lettered (a dead-lettered record was never applied), with each property's type
   declared from its Avro type; a uid with nothing left is absent;
-* no two jobs sharing a uid ran at the same time.
+* no two jobs sharing a uid ran at the same time, and every job ended.
 
-Times: Kafka CreateTime and the sandbox's wall times (``created``/``finished``) are compared
-with the watcher's ``time.time()``; all run on this machine, so ``TOLERANCE_S`` covers only
-clock granularity. Numbers (duplicates, time to drain, ...) are returned for the report.
+Times: Kafka CreateTime and LogAppendTime, the sandbox's wall times (``created``/``finished``)
+and the watcher's ``time.time()`` all come from this machine's clock, so ``TOLERANCE_S``
+covers only clock granularity. Numbers (duplicates, time to drain, ...) are returned for the
+report.
 
 Duplicates (records sent to FullStory more than once) are counted from the workers'
-``batch_submitted`` log lines; ``retry_after_breaches`` reads the sandbox's request log.
-The checks here are pure (``check`` only gathers their input through ``topics``, ``commits``
-and ``jobs``), so ``test_checker.py`` shows they catch what they should without a broker.
+``batch_submitted`` log lines, which also say which jobs each worker created;
+``retry_after_breaches`` reads the sandbox's request log. The checks here are pure (``check``
+only gathers their input through ``topics``, ``commits`` and ``jobs``), so ``test_checker.py``
+shows they catch what they should without a broker.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
+import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.integration.faults.carriage import TOLERANCE_S, Links, declared, link, unmatched
 from tests.integration.faults.commits import CommitWatcher, Sample
 from tests.integration.faults.jobs import NEVER, JobSpan, job_errors, job_spans
-from tests.integration.faults.topics import DeadLetter, Record, dead_letters, source_records
+from tests.integration.faults.topics import (
+    DeadLetter,
+    Record,
+    earliest,
+    read_dead_letters,
+    source_records,
+)
 from tests.integration.oracle import fold_events
 
-TOLERANCE_S = 0.05
 _MAX_LISTED = 8  # problems of one kind listed in full; the rest are counted
 # A request the sandbox reads this soon after a 429 left may have been sent before the worker
 # read the 429 (another job thread's, already on the wire); later ones must wait Retry-After.
 IN_FLIGHT_SLACK_S = 0.1
+
+Key = tuple[int, int]
+# Whether the scenario made a record bad enough to be dead-lettered with this code.
+ExpectedDeadLetter = Callable[[Record, str], bool]
 
 
 # -- the pure checks ------------------------------------------------------------------------
 
 
 def ack_times(
-    records: Sequence[Record], letters: dict[tuple[int, int], DeadLetter], jobs: Sequence[JobSpan]
-) -> dict[tuple[int, int], float]:
+    records: Sequence[Record],
+    letters: Mapping[Key, DeadLetter],
+    jobs: Sequence[JobSpan],
+    links: Links | None = None,
+) -> dict[Key, float]:
     """When each record was first acknowledged (``NEVER`` if it was not).
 
-    Dead-lettered: the DLQ copy's write time. Imported: the earliest end of a job that
-    carried its uid, was created after the record was produced, and did not fail that uid.
+    Dead-lettered: its first letter's write time. Imported: the earliest end of a job that
+    possibly carried it (``carriage``) and did not fail its uid.
     """
-    by_uid: dict[str, list[JobSpan]] = defaultdict(list)
-    for job in jobs:
-        for uid in job.uids:
-            if uid not in job.failed_uids:
-                by_uid[uid].append(job)
-    acked: dict[tuple[int, int], float] = {}
+    links = link(records, jobs) if links is None else links
+    by_id = {job.id: job for job in jobs}
+    acked: dict[Key, float] = {}
     for record in records:
-        when = NEVER
-        letter = letters.get((record.partition, record.offset))
-        if letter is not None:
-            when = letter.written_s
-        uid = record.uid
-        if uid is not None:
-            for job in by_uid.get(uid, ()):
-                if job.created_s >= record.produced_s - TOLERANCE_S:
-                    when = min(when, job.finished_s)
-        acked[(record.partition, record.offset)] = when
+        key = (record.partition, record.offset)
+        letter = letters.get(key)
+        when = NEVER if letter is None else letter.written_s
+        for job_id in links.possible.get(key, ()):
+            job = by_id[job_id]
+            if record.uid not in job.failed_uids:
+                when = min(when, job.finished_s)
+        acked[key] = when
     return acked
 
 
@@ -112,19 +146,18 @@ def commit_violations(
     return problems
 
 
-def _declared(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "real"
-    return "str"
+def final_commit_violations(
+    records: Sequence[Record], acked: dict[Key, float], committed: Mapping[int, int], read_s: float
+) -> list[str]:
+    """The final commit, read at ``read_s``, may pass only records acknowledged by then: a
+    record never acknowledged (``NEVER``) below it is lost for good."""
+    final = [Sample(read_s, p, o) for p, o in committed.items() if o >= 0]
+    return commit_violations(records, acked, final)
 
 
 def fold_problems(
     records: Sequence[Record],
-    letters: dict[tuple[int, int], DeadLetter],
+    letters: Mapping[Key, DeadLetter],
     users: dict[str, dict[str, Any]],
 ) -> list[str]:
     """Users whose state is not the fold of their records that were not dead-lettered."""
@@ -144,7 +177,7 @@ def fold_problems(
         for name in ("display_name", "email", "properties"):
             if got.get(name) != want[name]:
                 problems.append(f"{uid}: {name} is {got.get(name)!r}, want {want[name]!r}")
-        want_types = {name: _declared(value) for name, value in want["properties"].items()}
+        want_types = {name: declared(value) for name, value in want["properties"].items()}
         if got.get("types") != want_types:
             problems.append(f"{uid}: types are {got.get('types')!r}, want {want_types!r}")
     every_uid = {r.uid for r in records if r.uid is not None}
@@ -152,6 +185,147 @@ def fold_problems(
         if uid in users:
             problems.append(f"{uid}: every record was dead-lettered, yet FullStory holds it")
     return problems
+
+
+def dead_letter_problems(
+    records: Sequence[Record],
+    letters: Iterable[DeadLetter],
+    jobs: Sequence[JobSpan],
+    links: Links,
+    expected: ExpectedDeadLetter | None = None,
+) -> list[str]:
+    """Letters the DLQ should not hold: for a record that is not in the source, a good record
+    the scenario did not expect there with that code, or one blaming a job that did not
+    carry the record or did not fail its uid with that code."""
+    by_key = {(r.partition, r.offset): r for r in records}
+    by_id = {job.id: job for job in jobs}
+    problems = []
+    for letter in letters:
+        key = (letter.source_partition, letter.source_offset)
+        record = by_key.get(key)
+        where = f"{key[0]}:{key[1]}"
+        if record is None:
+            problems.append(f"a letter for {where}, which the source topic does not hold")
+            continue
+        if record.uid is None:
+            continue  # does not decode, or no uid: bad whatever the scenario did
+        if expected is None or not expected(record, letter.code):
+            problems.append(
+                f"good record {where} of {record.uid} dead-lettered with code {letter.code!r}"
+            )
+            continue
+        if letter.job_id is None:
+            continue
+        job = by_id.get(letter.job_id)
+        if (
+            job is None
+            or letter.job_id not in links.possible.get(key, ())
+            or job.error_codes.get(record.uid) != letter.code
+        ):
+            problems.append(
+                f"record {where} of {record.uid} dead-lettered with code {letter.code!r} "
+                f"blaming job {letter.job_id}, which did not carry it and fail it so"
+            )
+    return problems
+
+
+def producer_stamped(letters: Iterable[DeadLetter]) -> list[str]:
+    """Letters whose time is the worker's (CreateTime), which proves nothing about when Kafka
+    had them: the DLQ topic must stamp LogAppendTime."""
+    count = sum(1 for letter in letters if not letter.broker_time)
+    if not count:
+        return []
+    return [f"{count} letters carry the producer's time; create the DLQ with create_dlq_topic"]
+
+
+def _committed_by(records: Sequence[Record], samples: Iterable[Sample]) -> dict[Key, float]:
+    """When each record was first seen below a committed offset (absent: never)."""
+    seen: dict[int, list[tuple[float, int]]] = defaultdict(list)
+    for sample in samples:
+        seen[sample.partition].append((sample.seen_s, sample.offset))
+    highest: dict[int, tuple[list[float], list[int]]] = {}
+    for partition, found in seen.items():
+        found.sort()
+        times, running = [], []
+        for seen_s, offset in found:
+            times.append(seen_s)
+            running.append(max(offset, running[-1]) if running else offset)
+        highest[partition] = (times, running)
+    committed: dict[Key, float] = {}
+    for record in records:
+        if record.partition not in highest:
+            continue
+        times, running = highest[record.partition]
+        at = bisect.bisect_right(running, record.offset)  # first commit past the record
+        if at < len(times):
+            committed[(record.partition, record.offset)] = times[at]
+    return committed
+
+
+def resent_after_commit(
+    records: Sequence[Record], jobs: Sequence[JobSpan], links: Links, samples: Iterable[Sample]
+) -> list[str]:
+    """Records certainly carried by a job created after they were seen committed."""
+    committed = _committed_by(records, samples)
+    created = {job.id: job.created_s for job in jobs}
+    problems = []
+    for key, when in sorted(committed.items()):
+        for job_id in sorted(links.certain.get(key, ())):
+            if created[job_id] > when + TOLERANCE_S:
+                problems.append(
+                    f"record {key[0]}:{key[1]} was committed by {when:.3f} and sent again "
+                    f"in job {job_id} created {created[job_id] - when:.3f}s later"
+                )
+    return problems
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSends:
+    """What one stopped worker left behind: the records it sent (possibly carried by the
+    jobs it logged) that were not committed when it stopped, and those of its records
+    (certainly carried) that a job created after its stop sent again."""
+
+    uncommitted: frozenset[Key]
+    resent: frozenset[Key]
+
+
+def worker_sends(
+    records: Sequence[Record],
+    jobs: Sequence[JobSpan],
+    links: Links,
+    samples: Iterable[Sample],
+    logged_jobs: set[str],
+    stopped_s: float,
+) -> WorkerSends:
+    """One stopped worker's sends (``logged_jobs``: the job ids of its ``batch_submitted``
+    lines; ``stopped_s``: a time after which it committed nothing)."""
+    committed: dict[int, int] = {}
+    for sample in samples:
+        if sample.seen_s <= stopped_s:
+            committed[sample.partition] = max(committed.get(sample.partition, 0), sample.offset)
+    later = {job.id for job in jobs if job.created_s > stopped_s + TOLERANCE_S} - logged_jobs
+    uncommitted, resent = set(), set()
+    for record in records:
+        key = (record.partition, record.offset)
+        mine = links.possible.get(key, set()) & logged_jobs
+        if mine and record.offset >= committed.get(record.partition, 0):
+            uncommitted.add(key)
+        certain = links.certain.get(key, set())
+        if certain & logged_jobs and certain & later:
+            resent.add(key)
+    return WorkerSends(frozenset(uncommitted), frozenset(resent))
+
+
+def stop_problems(index: int, sends: WorkerSends) -> list[str]:
+    """Records a stopped worker had got committed, yet sent again after its stop."""
+    extra = sorted(sends.resent - sends.uncommitted)
+    if not extra:
+        return []
+    listed = ", ".join(f"{p}:{o}" for p, o in extra[:5])
+    return [
+        f"worker {index}: {len(extra)} records committed by its stop were sent again after "
+        f"it, e.g. {listed}"
+    ]
 
 
 def retry_after_breaches(requests: list[dict[str, Any]]) -> tuple[int, list[float], list[str]]:
@@ -252,22 +426,32 @@ def check(
     dlq: str,
     group: str,
     watcher: CommitWatcher,
-    workers: Iterable[Any],
+    workers: Sequence[Any],
     started_s: float,
     drained: bool = True,
     final_committed: Callable[[], dict[int, int]] | None = None,
+    expected_dead_letters: ExpectedDeadLetter | None = None,
+    stopped_s: Mapping[int, float] | None = None,
 ) -> Verdict:
     """Every promise of the module docstring; the scenario must be over (workers stopped or
-    idle, producing done). ``final_committed`` defaults to the watcher's newest sample."""
+    idle, producing done). ``final_committed`` defaults to the watcher's newest sample.
+
+    ``expected_dead_letters(record, code)``: which decodable records the scenario made bad
+    (none when not given). ``stopped_s``: for workers (by index into ``workers``) that were
+    killed or stopped, a time after which they committed nothing; their sends are checked
+    and counted (``numbers["sent_uncommitted_at_stop"]``, ``["resent_after_stop"]``).
+    """
     verdict = Verdict()
     if not sandbox.wait_idle(60):
         verdict.problems.append("sandbox: jobs still running 60 s after the scenario")
     watcher.poll_now()
     records = source_records(bootstrap, topic)
-    letters = dead_letters(bootstrap, dlq, topic)
+    every_letter = read_dead_letters(bootstrap, dlq, topic)
+    letters = earliest(every_letter)
     jobs_json = sandbox.jobs()
-    spans = job_spans(jobs_json, job_errors(sandbox, jobs_json))
-    acked = ack_times(records, letters, spans)
+    spans = job_spans(jobs_json, job_errors(sandbox, jobs_json), sandbox.job_requests())
+    links = link(records, spans)
+    acked = ack_times(records, letters, spans, links)
 
     verdict.add("regression", watcher.regressions)
     verdict.add(
@@ -277,9 +461,10 @@ def check(
     for record in records:
         ends[record.partition] = max(ends[record.partition], record.offset + 1)
     committed = final_committed() if final_committed else watcher.latest()
-    final = [Sample(NEVER, p, o) for p, o in committed.items() if o >= 0]
+    read_s = time.time()  # the records below it were acknowledged by now, or never
     verdict.add(
-        "final commit passed an unacknowledged record", commit_violations(records, acked, final)
+        "final commit passed an unacknowledged record",
+        final_commit_violations(records, acked, committed, read_s),
     )
     if drained:
         short = {p: (committed.get(p), end) for p, end in ends.items() if committed.get(p) != end}
@@ -287,6 +472,21 @@ def check(
             "not drained",
             [f"partition {p}: committed {c}, log end {e}" for p, (c, e) in sorted(short.items())],
         )
+    verdict.add("request", unmatched(records, spans))
+    verdict.add("dlq", producer_stamped(every_letter))
+    verdict.add(
+        "dead letter",
+        dead_letter_problems(records, every_letter, spans, links, expected_dead_letters),
+    )
+    verdict.add("sent after commit", resent_after_commit(records, spans, links, watcher.samples))
+    uncommitted_at_stop, resent_after_stop = [], []
+    for index, when in sorted((stopped_s or {}).items()):
+        sends = worker_sends(
+            records, spans, links, watcher.samples, logged_job_ids([workers[index]]), when
+        )
+        verdict.add("sent after stop", stop_problems(index, sends))
+        uncommitted_at_stop.append(len(sends.uncommitted))
+        resent_after_stop.append(len(sends.resent))
     verdict.add("state", fold_problems(records, letters, sandbox.users()))
     verdict.add("overlap", overlaps(spans))
     verdict.add("unfinished", unfinished(spans))
@@ -304,6 +504,10 @@ def check(
         drain_s=_rounded(drain_time(watcher.samples, dict(ends), started_s)),
         commit_samples=len(watcher.samples),
     )
+    if stopped_s:
+        verdict.numbers.update(
+            sent_uncommitted_at_stop=uncommitted_at_stop, resent_after_stop=resent_after_stop
+        )
     return verdict
 
 

@@ -1,10 +1,11 @@
-"""The sandbox's side for the fault suite: jobs with their timings and per-user errors."""
+"""The sandbox's side for the fault suite: jobs with their timings, contents and per-user
+errors."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -56,6 +57,9 @@ def _get_json(http: httpx.Client, path: str, params: dict[str, str] | None) -> d
 
 @dataclass(frozen=True, slots=True)
 class JobSpan:
+    """One sandbox job: wall and monotonic times, the uids it carried, the uids it failed
+    (with FullStory's error code each) and, by uid, the request object it received."""
+
     id: str
     created_s: float
     finished_s: float
@@ -63,16 +67,28 @@ class JobSpan:
     finished_mono: float
     uids: tuple[str, ...]
     failed_uids: frozenset[str]
+    requests: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    error_codes: Mapping[str, str] = field(default_factory=dict)
 
 
 def job_spans(
-    jobs: Iterable[dict[str, Any]], errors: dict[str, list[dict[str, Any]]]
+    jobs: Iterable[dict[str, Any]],
+    errors: dict[str, list[dict[str, Any]]],
+    contents: Mapping[str, list[Any]] | None = None,
 ) -> list[JobSpan]:
+    """Jobs from the sandbox's ``/_sandbox/jobs`` view, their ``/errors`` pages and their
+    request objects (``/_sandbox/job_requests``)."""
     spans = []
     for job in jobs:
-        failed = frozenset(
-            str((e.get("user") or {}).get("uid", "")) for e in errors.get(job["id"], [])
-        )
+        codes = {
+            str((e.get("user") or {}).get("uid", "")): str(e.get("code", ""))
+            for e in errors.get(job["id"], [])
+        }
+        requests = {
+            r["uid"]: r
+            for r in (contents or {}).get(job["id"], [])
+            if isinstance(r, dict) and isinstance(r.get("uid"), str)
+        }
         finished_mono = job.get("finished_monotonic")
         spans.append(
             JobSpan(
@@ -82,7 +98,9 @@ def job_spans(
                 created_mono=job["created_monotonic"],
                 finished_mono=NEVER if finished_mono is None else finished_mono,
                 uids=tuple(job["uids"]),
-                failed_uids=failed,
+                failed_uids=frozenset(codes),
+                requests=requests,
+                error_codes=codes,
             )
         )
     return spans

@@ -1,8 +1,11 @@
 """The stream's Kafka side for the fault suite: producing events, reading topics back.
 
 ``StreamProducer`` keys events by uid and keeps each partition's order (idempotent producer);
-``source_records`` and ``dead_letters`` read a topic from the start to its current end, with
-each record's Kafka CreateTime, which the oracle compares with commit and job times.
+``source_records`` and ``read_dead_letters`` read a topic from the start to its current end,
+with each message's Kafka timestamp, which the oracle compares with commit and job times: a
+source record's CreateTime (when it was produced) and a dead letter's LogAppendTime (when
+Kafka accepted it, which is what acknowledges the record: ``create_dlq_topic`` makes a DLQ
+topic stamp its messages so).
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import fastavro
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_LOG_APPEND_TIME,
+    Consumer,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.unit.avro import SCHEMA, encode
 
@@ -37,11 +47,38 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """One DLQ message. ``written_s`` is Kafka's LogAppendTime when ``broker_time`` (the
+    moment the broker took it), else the producer's CreateTime (which proves nothing)."""
+
     source_partition: int
     source_offset: int
     written_s: float
     key: bytes | None
     headers: dict[str, bytes]
+    broker_time: bool = True
+
+    @property
+    def code(self) -> str:
+        return self.headers.get("dlq.error.code", b"").decode()
+
+    @property
+    def job_id(self) -> str | None:
+        found = self.headers.get("dlq.job.id")
+        return None if found is None else found.decode()
+
+
+DLQ_TOPIC_CONFIG = {"message.timestamp.type": "LogAppendTime"}
+
+
+def create_dlq_topic(admin: AdminClient, name: str | None = None) -> str:
+    """A one-partition DLQ topic whose messages carry the broker's append time."""
+    name = name or f"dlq-{uuid.uuid4().hex[:10]}"
+    futures = admin.create_topics(
+        [NewTopic(name, num_partitions=1, replication_factor=1, config=DLQ_TOPIC_CONFIG)]
+    )
+    for future in futures.values():
+        future.result(timeout=30)
+    return name
 
 
 def _consumer(bootstrap: str) -> Consumer:
@@ -103,24 +140,43 @@ def source_records(bootstrap: str, topic: str) -> list[Record]:
     return sorted(records, key=lambda r: (r.partition, r.offset))
 
 
+def letter_from(message: Any) -> DeadLetter:
+    """A DLQ message as a ``DeadLetter``; its time is Kafka's only under LogAppendTime."""
+    headers = {k: v for k, v in (message.headers() or [])}
+    kind, millis = message.timestamp()
+    return DeadLetter(
+        source_partition=int(headers["dlq.source.partition"]),
+        source_offset=int(headers["dlq.source.offset"]),
+        written_s=millis / 1000,
+        key=message.key(),
+        headers=headers,
+        broker_time=kind == TIMESTAMP_LOG_APPEND_TIME,
+    )
+
+
+def read_dead_letters(bootstrap: str, dlq: str, source_topic: str) -> list[DeadLetter]:
+    """Every letter the DLQ holds for ``source_topic`` (a record may have several)."""
+    source = ("dlq.source.topic", source_topic.encode())
+    return [
+        letter_from(message)
+        for message in read_topic(bootstrap, dlq)
+        if source in (message.headers() or [])
+    ]
+
+
+def earliest(letters: Iterable[DeadLetter]) -> dict[tuple[int, int], DeadLetter]:
+    """Each dead-lettered record's first letter, by source (partition, offset)."""
+    found: dict[tuple[int, int], DeadLetter] = {}
+    for letter in letters:
+        key = (letter.source_partition, letter.source_offset)
+        if key not in found or letter.written_s < found[key].written_s:
+            found[key] = letter
+    return found
+
+
 def dead_letters(bootstrap: str, dlq: str, source_topic: str) -> dict[tuple[int, int], DeadLetter]:
-    """The DLQ's letters for ``source_topic``, by source (partition, offset)."""
-    letters: dict[tuple[int, int], DeadLetter] = {}
-    for message in read_topic(bootstrap, dlq):
-        headers = {k: v for k, v in (message.headers() or [])}
-        if headers.get("dlq.source.topic") != source_topic.encode():
-            continue
-        letter = DeadLetter(
-            source_partition=int(headers["dlq.source.partition"]),
-            source_offset=int(headers["dlq.source.offset"]),
-            written_s=message.timestamp()[1] / 1000,
-            key=message.key(),
-            headers=headers,
-        )
-        first = letters.setdefault((letter.source_partition, letter.source_offset), letter)
-        if letter.written_s < first.written_s:
-            letters[(letter.source_partition, letter.source_offset)] = letter
-    return letters
+    """The DLQ's first letter for each dead-lettered record of ``source_topic``."""
+    return earliest(read_dead_letters(bootstrap, dlq, source_topic))
 
 
 class StreamProducer:
