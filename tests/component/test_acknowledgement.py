@@ -40,11 +40,10 @@ def test_a_job_ending_first_does_not_commit_past_an_earlier_running_one(
     loop = make_loop(max_users=1)
     loop.source.assign([0])
     loop.turn_until(lambda: len(fullstory.jobs()) == 3, "one job per user")
-    first, second, third = fullstory.jobs()
-    assert first.uids == ["u0"]
-    fullstory.finish(third.id)
-    fullstory.finish(second.id)
-    loop.turn_until(lambda: second.polls and third.polls > 1, "the ended jobs were read")
+    first = fullstory.job_of("u0")
+    fullstory.finish(fullstory.job_of("u2").id)
+    fullstory.finish(fullstory.job_of("u1").id)
+    loop.turn_until(lambda: loop.metric("fsus_jobs_in_flight") == 1, "the ended jobs collected")
     loop.clock.advance(1.0)
     loop.turn(20)
     assert _committed(kafka) == 0

@@ -33,7 +33,7 @@ def test_shutdown_past_the_deadline_commits_the_prefix_and_names_the_running_job
     loop = make_loop(max_users=1)
     loop.source.assign([0])
     loop.turn_until(lambda: len(fullstory.jobs()) == 2, "a job per user")
-    first, second = fullstory.jobs()
+    first, second = fullstory.job_of("u0"), fullstory.job_of("u1")
     fullstory.finish(first.id)
     loop.turn_until(lambda: kafka.committed_offset(0) == 1, "the first record committed")
     started = loop.clock.monotonic()

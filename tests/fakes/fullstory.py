@@ -91,6 +91,10 @@ class ScriptedFullStory:
         with self._lock:
             return list(self._jobs.values())
 
+    def job_of(self, uid: str) -> FakeJob:
+        """The latest job that carried ``uid`` (job threads create jobs in any order)."""
+        return next(job for job in reversed(self.jobs()) if uid in job.users)
+
     def running(self) -> list[FakeJob]:
         return [job for job in self.jobs() if job.running]
 
