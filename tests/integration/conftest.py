@@ -13,18 +13,29 @@ import pytest
 
 from fullstory_sandbox import Sandbox
 from tests.integration.kafka_tools import Broker
-from tests.integration.worker_process import ROOT, WorkerProcess
+from tests.integration.worker_process import ROOT, WorkerProcess, wait_until
 
 API_KEY = "sandbox-test-key"
 
 
+KAFKA_SH = ROOT / "scripts" / "kafka.sh"
+# scripts/kafka.sh exits with this when a port it was told to use is taken.
+KAFKA_SH_PORT_TAKEN = 3
+
+
 @pytest.fixture(scope="session")
 def broker() -> Broker:
-    """The project's own single-node KRaft broker on 127.0.0.1 (reused if already running)."""
+    """This checkout's own single-node KRaft broker on 127.0.0.1.
+
+    ``scripts/kafka.sh start`` starts it, or reuses it only once it checked that the broker is
+    this checkout's (its pid file, and the cluster id the broker answers with), and prints its
+    address: 9092, or the next free port when another checkout's broker holds 9092.
+    ``TEST_KAFKA_BOOTSTRAP`` skips all that for a broker you vouch for yourself.
+    """
     bootstrap = os.environ.get("TEST_KAFKA_BOOTSTRAP")
     if not bootstrap:
         done = subprocess.run(
-            ["bash", str(ROOT / "scripts" / "kafka.sh"), "start"],
+            ["bash", str(KAFKA_SH), "start"],
             check=True,
             capture_output=True,
             text=True,
@@ -35,29 +46,65 @@ def broker() -> Broker:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port nothing listens on right now. Racy: another process may take it before the
+    caller binds it, so only use it where a bind failure is detected and retried with a
+    new port (``PrivateBroker.start``, ``start_worker(health=True)``)."""
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports nothing listens on right now (same caveat as ``free_port``)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def _libs_dir() -> Path:
+    """The session broker's jars (the private broker shares them)."""
+    if os.environ.get("KAFKA_LIBS_DIR"):
+        return Path(os.environ["KAFKA_LIBS_DIR"])
+    return Path(os.environ.get("KAFKA_STATE_DIR") or ROOT / ".kafka") / "libs"
 
 
 class PrivateBroker:
-    """A second single-node broker of the test's own, so a test may stop and start it."""
+    """A second single-node broker of the test's own, so a test may stop and start it.
 
-    def __init__(self, state_dir: Path) -> None:
-        self.port = free_port()
+    The worker under test keeps its address across restarts, so the ports are chosen before
+    the first start. Another process may take one of them before the broker binds it: the
+    first start then retries on new ports (and a fresh state dir); a restart keeps its
+    address, so there it fails instead. ``bootstrap`` is final once ``start`` returned.
+    """
+
+    START_ATTEMPTS = 5
+
+    def __init__(
+        self, state_dir: Path, pick_ports: Callable[[int], list[int]] = free_ports
+    ) -> None:
+        self._state_root = state_dir
+        self._pick_ports = pick_ports
+        self._attempt = 0
+        self._started = False
+        self._choose_ports()
+
+    def _choose_ports(self) -> None:
+        self.port, controller = self._pick_ports(2)
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._env = {
             **os.environ,
-            "KAFKA_STATE_DIR": str(state_dir),
-            "KAFKA_LIBS_DIR": str(ROOT / ".kafka" / "libs"),
+            "KAFKA_STATE_DIR": str(self._state_root / f"attempt-{self._attempt}"),
+            "KAFKA_LIBS_DIR": str(_libs_dir()),
             "KAFKA_PORT": str(self.port),
-            "KAFKA_CONTROLLER_PORT": str(free_port()),
+            "KAFKA_CONTROLLER_PORT": str(controller),
         }
 
-    def _script(self, command: str) -> None:
-        subprocess.run(
-            ["bash", str(ROOT / "scripts" / "kafka.sh"), command],
-            check=True,
+    def _script(self, command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(KAFKA_SH), command],
             capture_output=True,
             text=True,
             timeout=300,
@@ -65,17 +112,33 @@ class PrivateBroker:
         )
 
     def start(self) -> None:
-        self._script("start")
+        attempts = 1 if self._started else self.START_ATTEMPTS
+        for _ in range(attempts):
+            done = self._script("start")
+            if done.returncode == 0:
+                assert done.stdout.strip().splitlines()[-1] == self.bootstrap, done.stdout
+                self._started = True
+                return
+            if done.returncode != KAFKA_SH_PORT_TAKEN or self._started:
+                break
+            self._attempt += 1
+            self._choose_ports()
+        raise RuntimeError(
+            f"private broker did not start on {self.bootstrap} (kafka.sh exit "
+            f"{done.returncode}):\n{done.stderr[-3000:]}"
+        )
 
     def stop(self) -> None:
-        self._script("stop")
+        done = self._script("stop")
+        if done.returncode != 0:
+            raise RuntimeError(f"private broker did not stop:\n{done.stderr[-3000:]}")
 
 
 @pytest.fixture
 def private_broker(broker: Broker, tmp_path: Path) -> Iterator[PrivateBroker]:
     """Not started: the test starts and stops it. Shares the jars of the session broker."""
-    if not (ROOT / ".kafka" / "libs").is_dir():
-        pytest.fail("the session broker's jars are missing (.kafka/libs)")
+    if not _libs_dir().is_dir():
+        pytest.fail(f"the session broker's jars are missing ({_libs_dir()})")
     private = PrivateBroker(tmp_path / "kafka")
     yield private
     private.stop()
@@ -94,31 +157,70 @@ def start_worker(
     """Start ``python -m worker run`` against the broker and the sandbox; stopped at teardown."""
     started: list[WorkerProcess] = []
 
-    def start(
-        topic: str, dlq: str, group: str, bootstrap: str | None = None, **env: str
-    ) -> WorkerProcess:
-        process = WorkerProcess(
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": bootstrap or broker.bootstrap,
-                "KAFKA_TOPICS": topic,
-                "KAFKA_GROUP_ID": group,
-                "DLQ_TOPIC": dlq,
-                "FULLSTORY_API_KEY": API_KEY,
-                "FULLSTORY_API_URL": sandbox.url,
-                "BATCH_MAX_WAIT_MS": "200",
-                "JOB_POLL_MAX_INTERVAL_MS": "200",
-                "HTTP_PORT": "0",
-                "LOG_LEVEL": "info",
-                **env,
-            },
-            tmp_path / f"worker-{len(started)}.log",
-        )
+    def launch(env: dict[str, str]) -> WorkerProcess:
+        process = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log")
         started.append(process)
         return process
+
+    def start(
+        topic: str,
+        dlq: str,
+        group: str,
+        bootstrap: str | None = None,
+        health: bool = False,
+        **env: str,
+    ) -> WorkerProcess:
+        """``health=True`` serves the health endpoints on 127.0.0.1 at ``.health_port``."""
+        settings = {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap or broker.bootstrap,
+            "KAFKA_TOPICS": topic,
+            "KAFKA_GROUP_ID": group,
+            "DLQ_TOPIC": dlq,
+            "FULLSTORY_API_KEY": API_KEY,
+            "FULLSTORY_API_URL": sandbox.url,
+            "BATCH_MAX_WAIT_MS": "200",
+            "JOB_POLL_MAX_INTERVAL_MS": "200",
+            "HTTP_PORT": "0",
+            "LOG_LEVEL": "info",
+            **env,
+        }
+        if not health:
+            return launch(settings)
+        return _with_health_port(launch, settings)
 
     yield start
     for process in started:
         process.kill()
+
+
+HEALTH_PORT_ATTEMPTS = 5
+
+
+def _with_health_port(
+    launch: Callable[[dict[str, str]], WorkerProcess], settings: dict[str, str]
+) -> WorkerProcess:
+    """Start a worker whose health server listens on a port of its own.
+
+    The worker cannot bind port 0 (``HTTP_PORT=0`` turns the server off), so a free port is
+    picked up front; if another process takes it first, the worker exits at start-up with
+    "Address already in use" and is started again on a new port. Once it logged
+    ``config_loaded`` (after binding) and still runs, the port is the worker's.
+    """
+    for _ in range(HEALTH_PORT_ATTEMPTS):
+        port = free_port()
+        process = launch({**settings, "HTTP_PORT": str(port), "HTTP_HOST": "127.0.0.1"})
+        wait_until(
+            lambda p=process: p.proc.poll() is not None or p.logged("config_loaded"),
+            60,
+            "the worker to bind its health port or exit",
+            step=0.05,
+        )
+        if process.proc.poll() is None:
+            process.health_port = port
+            return process
+        if "Address already in use" not in process.log_path.read_text(errors="replace"):
+            raise AssertionError(f"the worker exited at start-up; see {process.log_path}")
+    raise AssertionError(f"no free health port in {HEALTH_PORT_ATTEMPTS} attempts")
 
 
 @pytest.fixture

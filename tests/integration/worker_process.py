@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
+        # Set by the start_worker fixture when it serves the health endpoints.
+        self.health_port: int | None = None
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "worker", "run"],
@@ -35,6 +37,9 @@ class WorkerProcess:
             except ValueError:
                 continue
         return out
+
+    def logged(self, event: str) -> bool:
+        return any(e.get("event") == event for e in self.events())
 
     def peak_rss_mib(self) -> float | None:
         """The process's peak resident memory so far (Linux VmHWM), while it runs."""
