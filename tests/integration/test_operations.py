@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import fastavro
 import httpx
@@ -23,10 +22,15 @@ from tests.unit.avro import encode, event
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _timestamps(broker, topic, count, late=False):
+    """The broker-stored timestamps (ms) of the first ``count`` records of ``topic``; with
+    ``late``, only of those whose key ends in ``-late``."""
+    messages = broker.read_all(topic, expected=count)
+    assert len(messages) == count, f"read {len(messages)} of {count} records"
+    return [m.timestamp()[1] for m in messages if not late or m.key().endswith(b"-late")]
 
 
 def _replay(broker, topic, group, *args):
@@ -78,11 +82,15 @@ def test_replay_from_a_point_in_time_and_from_the_start(broker, sandbox, stream,
     topic, dlq, group = stream(2)
     before = random_events(300, uids=60, seed=6)
     _produce_events(broker, topic, before)
-    time.sleep(1.2)
-    cut = time.time()
-    time.sleep(0.2)
+    # The cut goes between the records' own timestamps (what --to-datetime is matched
+    # against), not between two readings of the test's clock around fixed sleeps.
+    last_before = max(_timestamps(broker, topic, len(before)))
+    wait_until(lambda: time.time() * 1000 > last_before + 1, 5, "the clock to move on", step=0.01)
     after = [dict(e, uid=e["uid"] + "-late") for e in random_events(200, uids=40, seed=7)]
     _produce_events(broker, topic, after)
+    first_after = min(_timestamps(broker, topic, len(before) + len(after), late=True))
+    assert first_after > last_before, "the producer's clock went back; no cut separates them"
+    cut_ms = last_before + 1
 
     worker = start_worker(topic, dlq, group)
     wait_until(_drained(broker, group, topic), 90, "the first pass")
@@ -91,7 +99,8 @@ def test_replay_from_a_point_in_time_and_from_the_start(broker, sandbox, stream,
     assert worker.terminate() == 0
 
     sandbox.reset()
-    moment = datetime.fromtimestamp(cut, tz=UTC).isoformat()
+    # Half a millisecond past cut_ms, so the worker's float conversion cannot round below it.
+    moment = (EPOCH + timedelta(microseconds=cut_ms * 1000 + 500)).isoformat()
     done = _replay(broker, topic, group, "--to-datetime", moment, "--execute")
     assert done.returncode == 0, done.stderr
     worker = start_worker(topic, dlq, group)
@@ -114,9 +123,8 @@ def test_health_readiness_and_metrics_endpoints(broker, sandbox, stream, start_w
     """/healthz answers while the loop turns, /readyz turns ready once the group is joined,
     and /metrics counts what was consumed, imported and dead-lettered."""
     topic, dlq, group = stream(1)
-    port = _free_port()
-    worker = start_worker(topic, dlq, group, HTTP_PORT=str(port), HTTP_HOST="127.0.0.1")
-    base = f"http://127.0.0.1:{port}"
+    worker = start_worker(topic, dlq, group, health=True)
+    base = f"http://127.0.0.1:{worker.health_port}"
 
     def answers(path: str, status: int) -> bool:
         try:
