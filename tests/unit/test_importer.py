@@ -180,9 +180,10 @@ def test_retry_after_holds_back_every_job_thread():
     importer = _importer(script)
     first = threading.Thread(target=importer.run, args=(_batch("a"),))
     first.start()
-    answered_429.wait(5)
+    assert answered_429.wait(5), "the first job never reached FullStory"
     importer.run(_batch("b"))
     first.join(5)
+    assert not first.is_alive(), "the first job did not finish within 5 s"
     later = [t for name, t in times.items() if name != "429"]
     assert len(later) == 2
     assert min(later) - times["429"] >= 0.3
