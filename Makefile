@@ -22,7 +22,7 @@ demo: venv ## start the local broker and sandbox, stream sample users, run the w
 bench: venv ## throughput and peak memory: 200,000 events over 20,000 users, 6 partitions
 	$(PY) scripts/demo.py --events 200000 --users 20000 --batch-max-users 10000
 
-broker-start: ## start the local Kafka broker (KRaft, 127.0.0.1:9092)
+broker-start: ## start this checkout's Kafka broker (127.0.0.1:9092, or the next free port); prints it
 	bash scripts/kafka.sh start
 
 broker-stop: ## stop the local Kafka broker
