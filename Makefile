@@ -44,3 +44,15 @@ test: venv broker-start lint ## everything: lint, unit, sandbox, integration and
 clean: ## stop the broker and remove local state
 	-bash scripts/kafka.sh stop
 	rm -rf $(VENV) .kafka .demo
+
+# Mutation testing: MUTATION_JOBS mutants at once (the machine is shared); MUTANTS='worker.batch.*'
+# re-tests only those on the last run's cache instead of starting again from scratch.
+MUTATION_JOBS ?= 2
+MUTANTS ?=
+.PHONY: mutation
+$(VENV)/.mutation-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -e '.[test,mutation]'
+	touch $@
+
+mutation: $(VENV)/.mutation-installed ## mutation testing of the core on the fast tier; survivors in .mutation/survivors.txt
+	$(PY) scripts/mutation_report.py run --jobs $(MUTATION_JOBS) $(MUTANTS)
