@@ -1,3 +1,7 @@
+import tracemalloc
+
+import pytest
+
 from worker.offsets import OffsetTracker
 
 TP = ("users", 0)
@@ -66,3 +70,99 @@ def test_a_failed_commit_is_offered_again():
     assert tracker.committable() == {}
     tracker.uncommit([TP])
     assert tracker.committable() == {TP: 1}
+
+
+P0, P1 = ("users", 0), ("users", 1)
+
+
+@pytest.mark.parametrize(
+    ("offset", "accepted"),
+    [(11, True), (10, False), (9, False)],
+    ids=["next-offset", "same-offset-again", "older-offset"],
+)
+def test_an_offset_not_above_the_last_tracked_one_is_refused(offset, accepted):
+    """A record delivered twice or out of order stops the worker with a message naming it,
+    instead of being tracked twice and holding the commit back for ever."""
+    tracker = _tracker(10)
+    if accepted:
+        assert tracker.track(TP, offset) is True
+    else:
+        with pytest.raises(ValueError, match=f"offset {offset} of .* arrived out of order"):
+            tracker.track(TP, offset)
+
+
+@pytest.mark.parametrize("owned", [True, False], ids=["owned", "revoked"])
+def test_ack_says_whether_it_counted(owned):
+    """An acknowledgement counts for an owned partition, and is reported as ignored for one
+    that moved away."""
+    tracker = _tracker(1)
+    if not owned:
+        tracker.revoke([TP])
+    assert tracker.ack(TP, 1) is owned
+
+
+def test_revoking_a_partition_not_owned_is_a_no_op():
+    """A rebalance callback naming a partition this replica already dropped (lost, then
+    revoked on close) does not crash the loop, and leaves the other partitions alone."""
+    tracker = _tracker(1)
+    tracker.revoke([P1])
+    tracker.revoke([P1])
+    assert tracker.owned() == [TP]
+
+
+@pytest.mark.parametrize(
+    ("tracked", "acked", "position"),
+    [((), (), None), ((4, 5), (), 4), ((4, 5), (4,), 5), ((4, 5), (4, 5), 6)],
+    ids=["no-record-yet", "nothing-acked", "first-acked", "all-acked"],
+)
+def test_position_is_the_first_unacknowledged_offset(tracked, acked, position):
+    """A commit made only to name new jobs carries the watermark: never past an unacknowledged
+    record, and none before the first record."""
+    tracker = _tracker(*tracked)
+    for offset in acked:
+        tracker.ack(TP, offset)
+    assert tracker.position(TP) == position
+
+
+def test_position_of_a_partition_not_owned_is_none():
+    """A partition that moved away has no watermark to commit."""
+    tracker = _tracker(1)
+    tracker.revoke([TP])
+    assert tracker.position(TP) is None
+
+
+def test_partitions_without_records_are_not_offered():
+    """A partition assigned but not yet read from is never committed (there is no offset to
+    commit), and does not stop the others' commits."""
+    tracker = OffsetTracker()
+    tracker.assign([P0, P1])
+    tracker.track(P1, 7)
+    tracker.ack(P1, 7)
+    assert tracker.committable() == {P1: 8}
+
+
+def test_committable_is_limited_to_the_partitions_asked_for():
+    """A revoke commits the leaving partitions' prefix only; partitions not owned are skipped."""
+    tracker = OffsetTracker()
+    tracker.assign([P0, P1])
+    for tp in (P0, P1):
+        tracker.track(tp, 0)
+        tracker.ack(tp, 0)
+    assert tracker.committable([P1, ("users", 9)]) == {P1: 1}
+
+
+def test_acknowledged_offsets_are_forgotten_once_the_watermark_passed_them():
+    """A worker that runs for weeks keeps its memory flat: the tracker holds only the records
+    not yet behind the watermark, not every offset it ever acknowledged."""
+    tracker = _tracker()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for offset in range(20_000):
+            tracker.track(TP, offset)
+            tracker.ack(TP, offset)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert tracker.committable() == {TP: 20_000}
+    assert grown < 100_000, f"{grown} bytes kept after 20,000 acknowledged records"
