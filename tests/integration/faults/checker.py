@@ -61,9 +61,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.integration.faults.carriage import TOLERANCE_S, Links, declared, link, unmatched
+from tests.integration.faults.carriage import TOLERANCE_S, Key, Links, declared, link, unmatched
 from tests.integration.faults.commits import CommitWatcher, Sample
 from tests.integration.faults.jobs import NEVER, JobSpan, job_errors, job_spans
+from tests.integration.faults.letters import (
+    ExpectedDeadLetter,
+    dead_letter_problems,
+    producer_stamped,
+)
+from tests.integration.faults.resends import resent_after_commit, stop_problems, worker_sends
 from tests.integration.faults.topics import (
     DeadLetter,
     Record,
@@ -77,11 +83,6 @@ _MAX_LISTED = 8  # problems of one kind listed in full; the rest are counted
 # A request the sandbox reads this soon after a 429 left may have been sent before the worker
 # read the 429 (another job thread's, already on the wire); later ones must wait Retry-After.
 IN_FLIGHT_SLACK_S = 0.1
-
-Key = tuple[int, int]
-# Whether the scenario made a record bad enough to be dead-lettered with this code.
-ExpectedDeadLetter = Callable[[Record, str], bool]
-
 
 # -- the pure checks ------------------------------------------------------------------------
 
@@ -185,147 +186,6 @@ def fold_problems(
         if uid in users:
             problems.append(f"{uid}: every record was dead-lettered, yet FullStory holds it")
     return problems
-
-
-def dead_letter_problems(
-    records: Sequence[Record],
-    letters: Iterable[DeadLetter],
-    jobs: Sequence[JobSpan],
-    links: Links,
-    expected: ExpectedDeadLetter | None = None,
-) -> list[str]:
-    """Letters the DLQ should not hold: for a record that is not in the source, a good record
-    the scenario did not expect there with that code, or one blaming a job that did not
-    carry the record or did not fail its uid with that code."""
-    by_key = {(r.partition, r.offset): r for r in records}
-    by_id = {job.id: job for job in jobs}
-    problems = []
-    for letter in letters:
-        key = (letter.source_partition, letter.source_offset)
-        record = by_key.get(key)
-        where = f"{key[0]}:{key[1]}"
-        if record is None:
-            problems.append(f"a letter for {where}, which the source topic does not hold")
-            continue
-        if record.uid is None:
-            continue  # does not decode, or no uid: bad whatever the scenario did
-        if expected is None or not expected(record, letter.code):
-            problems.append(
-                f"good record {where} of {record.uid} dead-lettered with code {letter.code!r}"
-            )
-            continue
-        if letter.job_id is None:
-            continue
-        job = by_id.get(letter.job_id)
-        if (
-            job is None
-            or letter.job_id not in links.possible.get(key, ())
-            or job.error_codes.get(record.uid) != letter.code
-        ):
-            problems.append(
-                f"record {where} of {record.uid} dead-lettered with code {letter.code!r} "
-                f"blaming job {letter.job_id}, which did not carry it and fail it so"
-            )
-    return problems
-
-
-def producer_stamped(letters: Iterable[DeadLetter]) -> list[str]:
-    """Letters whose time is the worker's (CreateTime), which proves nothing about when Kafka
-    had them: the DLQ topic must stamp LogAppendTime."""
-    count = sum(1 for letter in letters if not letter.broker_time)
-    if not count:
-        return []
-    return [f"{count} letters carry the producer's time; create the DLQ with create_dlq_topic"]
-
-
-def _committed_by(records: Sequence[Record], samples: Iterable[Sample]) -> dict[Key, float]:
-    """When each record was first seen below a committed offset (absent: never)."""
-    seen: dict[int, list[tuple[float, int]]] = defaultdict(list)
-    for sample in samples:
-        seen[sample.partition].append((sample.seen_s, sample.offset))
-    highest: dict[int, tuple[list[float], list[int]]] = {}
-    for partition, found in seen.items():
-        found.sort()
-        times, running = [], []
-        for seen_s, offset in found:
-            times.append(seen_s)
-            running.append(max(offset, running[-1]) if running else offset)
-        highest[partition] = (times, running)
-    committed: dict[Key, float] = {}
-    for record in records:
-        if record.partition not in highest:
-            continue
-        times, running = highest[record.partition]
-        at = bisect.bisect_right(running, record.offset)  # first commit past the record
-        if at < len(times):
-            committed[(record.partition, record.offset)] = times[at]
-    return committed
-
-
-def resent_after_commit(
-    records: Sequence[Record], jobs: Sequence[JobSpan], links: Links, samples: Iterable[Sample]
-) -> list[str]:
-    """Records certainly carried by a job created after they were seen committed."""
-    committed = _committed_by(records, samples)
-    created = {job.id: job.created_s for job in jobs}
-    problems = []
-    for key, when in sorted(committed.items()):
-        for job_id in sorted(links.certain.get(key, ())):
-            if created[job_id] > when + TOLERANCE_S:
-                problems.append(
-                    f"record {key[0]}:{key[1]} was committed by {when:.3f} and sent again "
-                    f"in job {job_id} created {created[job_id] - when:.3f}s later"
-                )
-    return problems
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerSends:
-    """What one stopped worker left behind: the records it sent (possibly carried by the
-    jobs it logged) that were not committed when it stopped, and those of its records
-    (certainly carried) that a job created after its stop sent again."""
-
-    uncommitted: frozenset[Key]
-    resent: frozenset[Key]
-
-
-def worker_sends(
-    records: Sequence[Record],
-    jobs: Sequence[JobSpan],
-    links: Links,
-    samples: Iterable[Sample],
-    logged_jobs: set[str],
-    stopped_s: float,
-) -> WorkerSends:
-    """One stopped worker's sends (``logged_jobs``: the job ids of its ``batch_submitted``
-    lines; ``stopped_s``: a time after which it committed nothing)."""
-    committed: dict[int, int] = {}
-    for sample in samples:
-        if sample.seen_s <= stopped_s:
-            committed[sample.partition] = max(committed.get(sample.partition, 0), sample.offset)
-    later = {job.id for job in jobs if job.created_s > stopped_s + TOLERANCE_S} - logged_jobs
-    uncommitted, resent = set(), set()
-    for record in records:
-        key = (record.partition, record.offset)
-        mine = links.possible.get(key, set()) & logged_jobs
-        if mine and record.offset >= committed.get(record.partition, 0):
-            uncommitted.add(key)
-        certain = links.certain.get(key, set())
-        if certain & logged_jobs and certain & later:
-            resent.add(key)
-    return WorkerSends(frozenset(uncommitted), frozenset(resent))
-
-
-def stop_problems(index: int, sends: WorkerSends) -> list[str]:
-    """Records a stopped worker had got committed, yet sent again after its stop."""
-    extra = sorted(sends.resent - sends.uncommitted)
-    if not extra:
-        return []
-    listed = ", ".join(f"{p}:{o}" for p, o in extra[:5])
-    return [
-        f"worker {index}: {len(extra)} records committed by its stop were sent again after "
-        f"it, e.g. {listed}"
-    ]
 
 
 def retry_after_breaches(requests: list[dict[str, Any]]) -> tuple[int, list[float], list[str]]:

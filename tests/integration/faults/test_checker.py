@@ -15,19 +15,16 @@ from tests.integration.faults.carriage import link, matching_runs, unmatched
 from tests.integration.faults.checker import (
     ack_times,
     commit_violations,
-    dead_letter_problems,
     drain_time,
     final_commit_violations,
     fold_problems,
     overlaps,
-    producer_stamped,
-    resent_after_commit,
     retry_after_breaches,
-    stop_problems,
-    worker_sends,
 )
 from tests.integration.faults.commits import Sample
 from tests.integration.faults.jobs import NEVER, JobSpan
+from tests.integration.faults.letters import dead_letter_problems, producer_stamped
+from tests.integration.faults.resends import resent_after_commit, stop_problems, worker_sends
 from tests.integration.faults.topics import DeadLetter, Record, letter_from
 
 
