@@ -67,12 +67,15 @@ def test_replicas_joining_leaving_and_dying_mid_stream_lose_nothing(
         stopping = time.monotonic()
         assert first.terminate(timeout=60) == 0
         leave_s = time.monotonic() - stopping
+        stopped_at = {0: time.time()}
         wait_until(lambda: len(owned(second) | owned(third)) == 6, 60, "the leaver's partitions")
         handovers.append(("sigterm", leaving_with, before, broker.end_offsets(topic)))
 
         wait_until(lambda: owned(second), 30, "the second replica to hold partitions")
         before, died_with = watcher.poll_now(), owned(second)
         second.kill()
+        watcher.poll_now()
+        stopped_at[1] = time.time()
         handovers.append(("sigkill", died_with, before, broker.end_offsets(topic)))
         backlogs = {
             name: sum(end[p] - committed.get(p, 0) for p in moved)
@@ -91,6 +94,7 @@ def test_replicas_joining_leaving_and_dying_mid_stream_lose_nothing(
             watcher=watcher,
             workers=[first, second, third],
             started_s=producer.started_s,
+            stopped_s=stopped_at,
         )
     assert third.terminate() == 0
     numbers = {
