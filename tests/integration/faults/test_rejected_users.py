@@ -79,6 +79,7 @@ def test_users_fullstory_rejects_go_to_the_dlq_with_its_error_and_the_rest_is_ap
             expected_dead_letters=_made_bad,
         )
     assert worker.terminate() == 0
+    assert verdict.problems == []
 
     errors = {
         (job_id, error["user"]["uid"]): error
@@ -114,5 +115,4 @@ def test_users_fullstory_rejects_go_to_the_dlq_with_its_error_and_the_rest_is_ap
         {**verdict.numbers, "failed_jobs": len({j for j, _ in errors}), "most_errors": error_pages},
     )
     assert error_pages > 3, "no failed job had more than one page of errors"
-    assert verdict.problems == []
     assert verdict.numbers["duplicates"] == 0
