@@ -114,3 +114,83 @@ def test_flush_sends_young_records_of_the_draining_partitions_only():
     batch = batcher.take(blocked=set(), now=0.0, only={("users", 1)})
     assert batch is not None and list(batch.uids) == ["b"]
     assert batcher.buffered_for({("users", 0)}) == 1
+
+
+@pytest.mark.parametrize(
+    ("max_users", "accepted"),
+    [(0, False), (1, True), (50_000, True), (50_001, False)],
+    ids=["zero", "one", "api-maximum", "over-api-maximum"],
+)
+def test_max_users_bounds(max_users, accepted):
+    """Every BATCH_MAX_USERS the configuration accepts (1..50000) starts a batcher."""
+    if accepted:
+        assert Batcher(max_users=max_users, max_wait_s=1).max_users == max_users
+    else:
+        with pytest.raises(ValueError):
+            Batcher(max_users=max_users, max_wait_s=1)
+
+
+def test_uids_cut_into_a_batch_no_longer_count_towards_the_next():
+    """After a batch is cut, a new young record does not look like a full batch because of
+    uids that already left: partial batches still wait for max_wait."""
+    batcher = Batcher(max_users=2, max_wait_s=60)
+    _fill(batcher, ["a", "a", "c"])
+    batch = batcher.take(blocked=set(), now=0.0)
+    assert batch is not None and sorted(batch.uids) == ["a", "c"]
+    batcher.add(record(3), change("b"), 1.0)
+    assert not batcher.ready(1.0, blocked=set())
+
+
+@pytest.mark.parametrize(
+    ("blocked", "ready"),
+    [(set(), True), ({"a"}, False), ({"a", "x"}, False), ({"x", "y"}, True)],
+    ids=["none-blocked", "one-of-two-blocked", "blocked-outnumber-buffered", "blocked-elsewhere"],
+)
+def test_a_full_batch_counts_only_uids_that_may_go(blocked, ready):
+    """Before max_wait, a batch goes only when max_users uids may go now; buffered uids that
+    wait behind a running job do not count."""
+    batcher = Batcher(max_users=2, max_wait_s=60)
+    _fill(batcher, ["a", "b"])
+    assert batcher.ready(0.0, blocked) is ready
+
+
+@pytest.mark.parametrize(
+    ("uids", "blocked", "ready"),
+    [(["a"], {"a"}, False), (["a", "b"], {"a"}, True), (["a"], set(), True)],
+    ids=["only-blocked", "one-eligible", "none-blocked"],
+)
+def test_a_drain_sends_whenever_some_uid_may_go(uids, blocked, ready):
+    """Before a stop or a revoke, even one young eligible uid goes at once; uids behind a
+    running job have nothing to send yet."""
+    batcher = Batcher(max_users=10, max_wait_s=60)
+    _fill(batcher, uids)
+    assert batcher.ready(0.0, blocked, force=True) is ready
+
+
+@pytest.mark.parametrize(
+    "held_by",
+    [{"fenced": {("users", 1)}}, {"only": {("users", 0)}}],
+    ids=["fenced-partition", "draining-the-other-partition"],
+)
+def test_a_uid_held_back_on_one_partition_holds_its_later_records_elsewhere(held_by):
+    """A uid can move partition (partitions added to the topic remap keys): while its older
+    record waits, its newer one must not reach FullStory first and be overwritten later."""
+    batcher = Batcher(max_users=10, max_wait_s=0)
+    batcher.add(record(5, partition=1), change("a", plan="old"), 0)
+    batcher.add(record(9, partition=0), change("a", plan="new"), 0)
+    batcher.add(record(10, partition=0), change("b"), 0)
+    batch = batcher.take(blocked=set(), now=0.0, **held_by)
+    assert batch is not None and list(batch.uids) == ["b"]
+    later = batcher.take(blocked=set(), now=0.0)
+    assert later is not None and later.updates["a"].properties == {"plan": "new"}
+    assert [(r.partition, r.offset) for r in later.records["a"]] == [(1, 5), (0, 9)]
+
+
+def test_records_kept_by_drop_partitions_still_go():
+    """After a revoke, the buffered records of the partitions still owned go when they have
+    waited max_wait, as before."""
+    batcher = Batcher(max_users=10, max_wait_s=1.0)
+    batcher.add(record(0, partition=0), change("a"), 0)
+    batcher.add(record(0, partition=1), change("b"), 0)
+    batcher.drop_partitions({("users", 1)})
+    assert batcher.ready(1.0, blocked=set())
