@@ -31,6 +31,7 @@ import tomllib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / ".mutation"
@@ -145,30 +146,47 @@ def load_mutants() -> list[Mutant]:
     return mutants
 
 
-def load_equivalents() -> dict[tuple[str, str, tuple[str, ...]], str]:
-    """Known equivalent mutants: (module, function, change) -> why no user could tell."""
+Key = tuple[str, str, tuple[str, ...] | None]
+
+
+def _normalized(change: str) -> tuple[str, ...]:
+    return tuple(text[0] + " " + text[1:].strip() for text in change.strip().splitlines())
+
+
+def load_equivalents() -> dict[Key, str]:
+    """Known equivalent mutants: (module, function, change or None for all) -> why."""
     if not EQUIVALENTS.exists():
         return {}
-    entries = tomllib.loads(EQUIVALENTS.read_text()).get("equivalent", [])
-    known: dict[tuple[str, str, tuple[str, ...]], str] = {}
-    for entry in entries:
-        change = tuple(
-            text[0] + " " + text[1:].strip() for text in entry["change"].strip().splitlines()
-        )
-        known[(entry["module"], entry["function"], change)] = entry["why"]
+    known: dict[Key, str] = {}
+    for entry in tomllib.loads(EQUIVALENTS.read_text()).get("equivalent", []):
+        changes = entry.get("change")
+        if changes is None:
+            known[(entry["module"], entry["function"], None)] = entry["why"]
+            continue
+        for change in [changes] if isinstance(changes, str) else changes:
+            known[(entry["module"], entry["function"], _normalized(change))] = entry["why"]
     return known
 
 
 def report(mutants: list[Mutant]) -> int:
     """Print the scores and the missed mutants; write them to .mutation/. Returns #real gaps."""
     equivalents = load_equivalents()
+    used: set[Key] = set()
     by_module: dict[str, Counter[str]] = {}
     missed: list[tuple[Mutant, str | None]] = []
     for mutant in mutants:
         counts = by_module.setdefault(mutant.module, Counter())
         counts[mutant.status] += 1
         if mutant.status in MISSED:
-            why = equivalents.get((mutant.module, mutant.function, mutant.change))
+            why = None
+            for key in (
+                (mutant.module, mutant.function, mutant.change),
+                (mutant.module, mutant.function, None),
+            ):
+                if key in equivalents:
+                    why = equivalents[key]
+                    used.add(key)
+                    break
             counts["equivalent" if why else "gap"] += 1
             missed.append((mutant, why))
 
@@ -191,8 +209,18 @@ def report(mutants: list[Mutant]) -> int:
     lines.append(
         "score = (killed + timeout) / mutants; adj. leaves the listed equivalent mutants out."
     )
-    if run:
-        lines.append(f"run: {run['command']}  ({run['wall_s']:.0f} s wall, {run['when']})")
+    if full := run.get("full"):
+        lines.append(f"full run: {full['command']}  ({full['wall_s']:.0f} s wall, {full['when']})")
+    for retest in run.get("retested", []):
+        lines.append(
+            f"re-tested since: {retest['command']}  ({retest['wall_s']:.0f} s, {retest['when']})"
+        )
+    unused = sorted(set(equivalents) - used)
+    if unused:
+        lines.append(
+            f"{len(unused)} entries of {EQUIVALENTS.relative_to(ROOT)} match no missed mutant "
+            "(killed now, or the code moved): " + ", ".join(sorted({k[1] for k in unused}))
+        )
     lines.append("")
 
     gaps = [(m, why) for m, why in missed if why is None]
@@ -280,18 +308,12 @@ def run(jobs: int, names: list[str]) -> int:
         tail = (OUT / "mutmut.log").read_text(errors="replace")[-3000:]
         print(tail, file=sys.stderr)
         return process.returncode
-    (OUT / "run.json").write_text(
-        json.dumps(
-            {
-                "command": shown,
-                "wall_s": round(wall, 1),
-                "when": time.strftime("%Y-%m-%d %H:%M"),
-                "jobs": jobs,
-                "names": names,
-            }
-        )
-        + "\n"
-    )
+    this = {"command": shown, "wall_s": round(wall, 1), "when": time.strftime("%Y-%m-%d %H:%M")}
+    runs: dict[str, Any] = {"full": this, "retested": []}
+    if names and (OUT / "run.json").exists():
+        runs = json.loads((OUT / "run.json").read_text())
+        runs.setdefault("retested", []).append(this)
+    (OUT / "run.json").write_text(json.dumps(runs, indent=2) + "\n")
     report(load_mutants())
     return 0
 
