@@ -1,156 +1,195 @@
-"""Micro-batching by uid. Pure: the caller passes the time and the uids in flight.
+"""Users waiting for an import job, merged as their records arrive; batches cut from them.
+Pure: the caller passes the time.
 
-A batch holds at most ``max_users`` distinct uids, each folded from its records in
-arrival (offset) order. A uid that is in an in-flight job stays out of new batches, and so
-do all its later records, so two in-flight jobs never contain the same uid and a uid's
-changes reach FullStory in order.
+A decoded record is folded at once into its user's pending ``Unit`` (one uid's records from
+one partition, merged in offset order) and is not kept: a unit holds the merged update and
+the offsets it stands for (8 bytes a record), which is what acknowledging the records, or
+reading them back for the DLQ, needs. Memory grows with the users waiting, not the records.
+
+A batch holds at most ``max_users`` uids, oldest units first. The uids of a batch stay
+blocked until ``release``: their later records merge into new units that wait, so two
+in-flight jobs never share a uid and a uid's changes reach FullStory in order. A uid with
+units on several partitions (several topics) sends them in separate batches, one at a time.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import Counter
-from collections.abc import Collection, Iterable
+from array import array
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from worker.mapping import UserUpdate
-from worker.records import SourceRecord, TopicPartition, UserChange
+from worker.offsets import Span
+from worker.records import TopicPartition, UserChange
 
 _batch_ids = itertools.count(1)
 
 
+class Unit(Span):
+    """One uid's pending records of one partition, merged; acknowledged together."""
+
+    __slots__ = ("arrived", "offsets", "tp", "update")
+
+    def __init__(self, tp: TopicPartition, offset: int, change: UserChange, now: float) -> None:
+        super().__init__(offset)
+        self.tp = tp
+        self.update = UserUpdate(uid=change.uid)
+        self.update.apply(change)
+        self.offsets = array("q", (offset,))
+        self.arrived = now
+
+    @property
+    def uid(self) -> str:
+        return self.update.uid
+
+
 @dataclass(slots=True)
 class Batch:
-    """One import job's worth of users, and the records it acknowledges when it ends."""
+    """One import job's worth of users: a unit per uid, acknowledged when the job ends."""
 
     id: int
-    updates: dict[str, UserUpdate] = field(default_factory=dict)
-    records: dict[str, list[SourceRecord]] = field(default_factory=dict)
+    units: dict[str, Unit] = field(default_factory=dict)
 
     @property
     def uids(self) -> Collection[str]:
-        return self.updates.keys()
+        return self.units.keys()
 
     def requests(self) -> list[dict[str, Any]]:
-        return [update.to_request() for update in self.updates.values()]
-
-    def all_records(self) -> Iterable[SourceRecord]:
-        return itertools.chain.from_iterable(self.records.values())
+        return [unit.update.to_request() for unit in self.units.values()]
 
     def partitions(self) -> set[TopicPartition]:
-        return {record.tp for record in self.all_records()}
+        return {unit.tp for unit in self.units.values()}
 
     def record_count(self) -> int:
-        return sum(len(records) for records in self.records.values())
-
-
-@dataclass(slots=True)
-class _Pending:
-    record: SourceRecord
-    change: UserChange
-    arrived: float
+        return sum(len(unit.offsets) for unit in self.units.values())
 
 
 class Batcher:
-    """Buffers decoded records and cuts batches when full or when the oldest has waited."""
+    """Pending units by (uid, partition), oldest first, and the uids in flight."""
 
     def __init__(self, max_users: int, max_wait_s: float) -> None:
         if not 1 <= max_users <= 50_000:
             raise ValueError("max_users must be within 1..50000")
         self.max_users = max_users
         self.max_wait_s = max_wait_s
-        self._pending: list[_Pending] = []
-        self._uid_counts: Counter[str] = Counter()
+        self._units: dict[tuple[str, TopicPartition], Unit] = {}
+        self._blocked: set[str] = set()
+        self._units_of: dict[str, int] = {}  # pending units per uid
+        self._held = 0  # pending units whose uid is blocked
         self._last_cut = float("-inf")
 
     def __len__(self) -> int:
-        """Buffered records (not yet in a batch)."""
-        return len(self._pending)
+        """Users waiting (pending units)."""
+        return len(self._units)
 
-    def add(self, record: SourceRecord, change: UserChange, now: float) -> None:
-        self._pending.append(_Pending(record, change, now))
-        self._uid_counts[change.uid] += 1
+    def add(self, tp: TopicPartition, offset: int, change: UserChange, now: float) -> Unit | None:
+        """Fold a decoded record into its user's pending unit; returns the unit when the
+        record starts a new one (None when it joined one)."""
+        key = (change.uid, tp)
+        unit = self._units.get(key)
+        if unit is not None:
+            unit.update.apply(change)
+            unit.offsets.append(offset)
+            return None
+        unit = self._units[key] = Unit(tp, offset, change, now)
+        uid = change.uid
+        self._units_of[uid] = self._units_of.get(uid, 0) + 1
+        if uid in self._blocked:
+            self._held += 1
+        return unit
 
-    def _eligible_uids(self, blocked: Collection[str]) -> int:
-        if len(blocked) < len(self._uid_counts):
-            return len(self._uid_counts) - sum(1 for uid in blocked if uid in self._uid_counts)
-        return sum(1 for uid in self._uid_counts if uid not in blocked)
+    def _oldest(self) -> Unit | None:
+        return next(iter(self._units.values()), None)
 
-    def ready(self, now: float, blocked: Collection[str], force: bool = False) -> bool:
-        """True when a batch should go now: full, or the oldest record has waited enough.
+    def eligible(self) -> int:
+        """Pending units whose uid is not in flight."""
+        return len(self._units) - self._held
+
+    def ready(self, now: float, force: bool = False) -> bool:
+        """True when a batch should go now: full, or the oldest user has waited enough.
 
         ``force`` (draining before a stop or a revoke): whenever any uid is eligible.
         """
-        if not self._pending:
+        eligible = self.eligible()
+        if eligible <= 0:
             return False
-        if force:
-            return self._eligible_uids(blocked) > 0
-        # A partial batch goes at most once per max_wait: records held back behind a running
-        # job of their uid are old when it ends, and must not trickle out as tiny jobs.
-        aged = (
-            now - self._pending[0].arrived >= self.max_wait_s
+        if force or eligible >= self.max_users:
+            return True
+        oldest = self._oldest()
+        # A partial batch goes at most once per max_wait: users held back behind a running
+        # job of theirs are old when it ends, and must not trickle out as tiny jobs.
+        return (
+            oldest is not None
+            and now - oldest.arrived >= self.max_wait_s
             and now - self._last_cut >= self.max_wait_s
         )
-        if not aged and len(self._uid_counts) < self.max_users:
-            return False  # cheap answer for the common case, without counting blocked uids
-        eligible = self._eligible_uids(blocked)
-        return eligible > 0 and (aged or eligible >= self.max_users)
 
     def take(
         self,
-        blocked: Collection[str],
         now: float,
         fenced: Collection[TopicPartition] = (),
         only: Collection[TopicPartition] | None = None,
     ) -> Batch | None:
-        """Cut the next batch from the buffer, leaving blocked and overflow uids behind.
+        """Cut the next batch, oldest units first, and block its uids until ``release``.
 
-        Records of ``fenced`` partitions (a previous owner's jobs may still run) stay too,
-        and so do records outside ``only`` when it is given.
-
-        Records of a uid that is blocked, or that did not fit, stay buffered in order;
-        records of a uid already in the batch join it even after an overflow uid, since
-        uids are independent of each other.
+        Units of blocked uids, of ``fenced`` partitions (a previous owner's jobs may still
+        run) and, when ``only`` is given, of other partitions stay pending.
         """
         batch = Batch(id=next(_batch_ids))
-        left: list[_Pending] = []
-        held: set[str] = set()
-        for pending in self._pending:
-            uid = pending.change.uid
-            update = batch.updates.get(uid)
-            if update is None:
-                if (
-                    uid in held
-                    or uid in blocked
-                    or len(batch.updates) >= self.max_users
-                    or pending.record.tp in fenced
-                    or (only is not None and pending.record.tp not in only)
-                ):
-                    held.add(uid)
-                    left.append(pending)
-                    continue
-                update = batch.updates[uid] = UserUpdate(uid=uid)
-                batch.records[uid] = []
-            update.apply(pending.change)
-            batch.records[uid].append(pending.record)
-            self._uid_counts[uid] -= 1
-            if not self._uid_counts[uid]:
-                del self._uid_counts[uid]
-        self._pending = left
-        if not batch.updates:
+        units = batch.units
+        taken: list[tuple[str, TopicPartition]] = []
+        for key, unit in self._units.items():
+            if len(units) >= self.max_users:
+                break
+            uid = key[0]
+            if (
+                uid in self._blocked
+                or uid in units
+                or unit.tp in fenced
+                or (only is not None and unit.tp not in only)
+            ):
+                continue
+            units[uid] = unit
+            taken.append(key)
+        if not units:
             return None
+        for key in taken:
+            del self._units[key]
+            self._forget_unit(key[0])
+        for uid in units:
+            self._blocked.add(uid)
+            self._held += self._units_of.get(uid, 0)
         self._last_cut = now
         return batch
 
-    def buffered_for(self, partitions: Collection[TopicPartition]) -> int:
-        """Buffered records of ``partitions``."""
-        return sum(1 for p in self._pending if p.record.tp in partitions)
+    def release(self, batch: Batch) -> None:
+        """The batch's job ended: its uids may go in new batches."""
+        for uid in batch.uids:
+            if uid in self._blocked:
+                self._blocked.discard(uid)
+                self._held -= self._units_of.get(uid, 0)
+
+    def _forget_unit(self, uid: str) -> None:
+        left = self._units_of[uid] - 1
+        if left:
+            self._units_of[uid] = left
+        else:
+            del self._units_of[uid]
+
+    def pending_for(self, partitions: Collection[TopicPartition]) -> int:
+        """Pending units of ``partitions``."""
+        return sum(1 for unit in self._units.values() if unit.tp in partitions)
 
     def drop_partitions(self, partitions: Collection[TopicPartition]) -> int:
-        """Forget buffered records of partitions this replica no longer owns."""
-        keep = [p for p in self._pending if p.record.tp not in partitions]
-        dropped = len(self._pending) - len(keep)
-        self._pending = keep
-        self._uid_counts = Counter(p.change.uid for p in keep)
-        return dropped
+        """Forget pending units of partitions this replica no longer owns (their records
+        are the next owner's to send)."""
+        dropped = [key for key, unit in self._units.items() if unit.tp in partitions]
+        for key in dropped:
+            del self._units[key]
+            uid = key[0]
+            if uid in self._blocked:
+                self._held -= 1
+            self._forget_unit(uid)
+        return len(dropped)

@@ -32,6 +32,7 @@ from worker.importer import Importer
 from worker.logs import configure_logging, kafka_logger
 from worker.metrics import Metrics
 from worker.pipeline import LoopSettings, Pipeline
+from worker.readback import KafkaRecordReader
 from worker.registry import SchemaRegistry
 from worker.replay import Target
 from worker.replay import commit as replay_commit
@@ -103,12 +104,13 @@ def run(settings: Settings) -> int:
         decoder=decoder,
         batcher=Batcher(settings.batch_max_users, settings.batch_max_wait_ms / 1000),
         importer=importer,
+        reader=KafkaRecordReader(kafka),
         dlq=_kafka_client(lambda: KafkaDeadLetters(kafka, settings.dlq_topic)),
         clock=SystemClock(),
         health=health,
         settings=LoopSettings(
             max_jobs_in_flight=settings.max_jobs_in_flight,
-            max_buffered_records=settings.max_buffered_records,
+            max_pending_users=settings.max_pending_users,
         ),
         abandon=abandon,
         stop=stop,

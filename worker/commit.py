@@ -11,7 +11,7 @@ from collections.abc import Callable, Collection, Iterable
 
 from worker.ledger import JobLedger
 from worker.metrics import Metrics
-from worker.offsets import OffsetTracker
+from worker.offsets import OffsetTracker, Span
 from worker.records import TopicPartition
 from worker.source import Source
 
@@ -36,12 +36,12 @@ class Committer:
     def owned(self) -> set[TopicPartition]:
         return set(self._tracker.owned())
 
-    def track(self, tp: TopicPartition, offset: int) -> bool:
-        """A consumed record; False for a partition this replica does not own."""
-        return self._tracker.track(tp, offset)
+    def owns(self, tp: TopicPartition) -> bool:
+        return self._tracker.owns(tp)
 
-    def ack(self, tp: TopicPartition, offset: int) -> None:
-        self._tracker.ack(tp, offset)
+    def track(self, tp: TopicPartition, offset: int, span: Span | None) -> None:
+        """A decoded record of an owned partition; ``span`` when it starts a new one."""
+        self._tracker.track(tp, offset, span)
 
     def job_started(self, partitions: Collection[TopicPartition], job_id: str) -> None:
         """Name ``job_id`` in the next commits of the owned ``partitions``."""

@@ -67,7 +67,7 @@ class Settings:
     batch_max_users: int = 10_000
     batch_max_wait_ms: int = 1_000
     max_jobs_in_flight: int = 10
-    max_buffered_records: int = 50_000
+    max_pending_users: int = 100_000
     shutdown_timeout_s: float = 30.0
     http_port: int = 8080
     http_timeout_s: float = 30.0
@@ -141,6 +141,11 @@ def load_kafka_settings(env: Mapping[str, str]) -> KafkaSettings:
 
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build and validate the settings; raises ``ConfigError`` on the first problem."""
+    if "MAX_BUFFERED_RECORDS" in env:
+        # Users are merged on arrival now: the bound counts users, not records.
+        raise ConfigError(
+            "MAX_BUFFERED_RECORDS", "replaced by MAX_PENDING_USERS (users, not records)"
+        )
     kafka = load_kafka_settings(env)
     api_key = Secret(_required(env, "FULLSTORY_API_KEY"))
     registry_auth = env.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "").strip()
@@ -156,7 +161,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         batch_max_users=_int(env, "BATCH_MAX_USERS", 10_000, 1, 50_000),
         batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", 1_000, 0, 3_600_000),
         max_jobs_in_flight=_int(env, "MAX_JOBS_IN_FLIGHT", 10, 1, 100),
-        max_buffered_records=_int(env, "MAX_BUFFERED_RECORDS", 50_000, 100, 10_000_000),
+        max_pending_users=_int(env, "MAX_PENDING_USERS", 100_000, 100, 10_000_000),
         shutdown_timeout_s=float(_int(env, "SHUTDOWN_TIMEOUT_S", 30, 1, 3600)),
         http_port=http_port,
         http_timeout_s=float(_int(env, "FULLSTORY_HTTP_TIMEOUT_S", 30, 1, 600)),

@@ -24,6 +24,7 @@ from worker.errors import Abandoned, RateLimited, RejectedRequest, RetriableErro
 from worker.fullstory import JobStatus, UserError
 from worker.idempotency import idempotency_key
 from worker.metrics import Metrics, retry_reason
+from worker.records import SourceRecord
 from worker.retry import Backoff
 
 T = TypeVar("T")
@@ -47,6 +48,8 @@ class BatchOutcome:
     batch: Batch
     job_ids: list[str] = field(default_factory=list)
     failures: dict[str, UserError] = field(default_factory=dict)
+    # The records of each failed uid, read back from Kafka for its dead letters.
+    rejected: dict[str, list[SourceRecord]] = field(default_factory=dict)
 
 
 def encode_body(requests: list[dict[str, Any]]) -> bytes:

@@ -65,8 +65,10 @@ class Metrics:
         self.jobs_in_flight = Gauge(
             "fsus_jobs_in_flight", "Import jobs this replica has open.", registry=r
         )
-        self.buffered_records = Gauge(
-            "fsus_buffered_records", "Decoded records waiting for a batch.", registry=r
+        self.pending_users = Gauge(
+            "fsus_pending_users",
+            "Users whose merged changes wait for an import job (backpressure counts these).",
+            registry=r,
         )
         self.partitions = Gauge(
             "fsus_partitions", "Partitions owned, by state.", ["state"], registry=r

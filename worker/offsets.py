@@ -1,9 +1,12 @@
 """The offset watermark: what may be committed. Pure.
 
-Every consumed record is ``track``ed in offset order and later ``ack``ed (imported by
-FullStory, or written to the DLQ). ``committable`` gives, per owned partition, 1 + the
-highest offset below which everything was acknowledged, never past an unacknowledged
-record. Offsets need not be contiguous (compaction, transaction markers).
+Records are acknowledged in ``Span``s: the records of one user merged into one pending
+update (acknowledged together when its job ended), or one record on its way to the DLQ.
+A span starts at its first record's offset; later records may join it. ``committable``
+gives, per owned partition, the first offset of the oldest span not yet acknowledged (every
+record below it belongs to an acknowledged span), or 1 + the last record tracked when all
+are. Memory is per span, not per record. Offsets need not be contiguous (compaction,
+transaction markers).
 """
 
 from __future__ import annotations
@@ -15,20 +18,27 @@ from dataclasses import dataclass, field
 from worker.records import TopicPartition
 
 
+class Span:
+    """Records acknowledged together; ``acked`` is set once, when they all are."""
+
+    __slots__ = ("acked", "first")
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.acked = False
+
+
 @dataclass(slots=True)
 class _PartitionState:
-    outstanding: deque[int] = field(default_factory=deque)
-    acked: set[int] = field(default_factory=set)
-    next_offset: int | None = None  # the watermark: first offset not yet acknowledged
+    spans: deque[Span] = field(default_factory=deque)  # by first offset
+    end: int | None = None  # 1 + the last offset tracked
     committed: int | None = None
 
-    def advance(self) -> None:
-        while self.outstanding and self.outstanding[0] in self.acked:
-            offset = self.outstanding.popleft()
-            self.acked.discard(offset)
-            self.next_offset = offset + 1
-        if self.outstanding:
-            self.next_offset = self.outstanding[0]
+    def watermark(self) -> int | None:
+        spans = self.spans
+        while spans and spans[0].acked:
+            spans.popleft()
+        return spans[0].first if spans else self.end
 
 
 class OffsetTracker:
@@ -48,38 +58,29 @@ class OffsetTracker:
     def owned(self) -> list[TopicPartition]:
         return list(self._parts)
 
-    def track(self, tp: TopicPartition, offset: int) -> bool:
-        """Note a consumed record (offsets of a partition arrive increasing).
+    def owns(self, tp: TopicPartition) -> bool:
+        return tp in self._parts
+
+    def track(self, tp: TopicPartition, offset: int, span: Span | None = None) -> bool:
+        """Note the record at ``offset`` (a partition's records come in increasing order);
+        ``span``: a new span starts with it, else it joined a span already tracked.
 
         Returns False, tracking nothing, for a partition this replica does not own.
         """
         state = self._parts.get(tp)
         if state is None:
             return False
-        if state.outstanding and offset <= state.outstanding[-1]:
+        if state.end is not None and offset < state.end:
             raise ValueError(f"offset {offset} of {tp} arrived out of order")
-        if not state.outstanding:
-            state.next_offset = offset
-        state.outstanding.append(offset)
-        return True
-
-    def ack(self, tp: TopicPartition, offset: int) -> bool:
-        """Acknowledge one record. Returns False (and ignores it) for a partition not owned."""
-        state = self._parts.get(tp)
-        if state is None:
-            return False
-        state.acked.add(offset)
-        state.advance()
+        state.end = offset + 1
+        if span is not None:
+            state.spans.append(span)
         return True
 
     def position(self, tp: TopicPartition) -> int | None:
         """The current watermark of ``tp`` (None before its first record)."""
         state = self._parts.get(tp)
-        return state.next_offset if state else None
-
-    def pending(self, tp: TopicPartition) -> int:
-        state = self._parts.get(tp)
-        return len(state.outstanding) if state else 0
+        return state.watermark() if state else None
 
     def committable(
         self, partitions: Iterable[TopicPartition] | None = None
@@ -88,10 +89,13 @@ class OffsetTracker:
         result: dict[TopicPartition, int] = {}
         for tp in self._parts if partitions is None else partitions:
             state = self._parts.get(tp)
-            if state is None or state.next_offset is None:
+            if state is None:
                 continue
-            if state.committed is None or state.next_offset > state.committed:
-                result[tp] = state.next_offset
+            watermark = state.watermark()
+            if watermark is None:
+                continue
+            if state.committed is None or watermark > state.committed:
+                result[tp] = watermark
         return result
 
     def uncommit(self, partitions: Iterable[TopicPartition]) -> None:

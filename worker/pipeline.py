@@ -3,11 +3,12 @@
 Only this thread touches the offset tracker and the batcher; import jobs run on a thread
 pool and hand back a ``BatchOutcome``. Delivery rules kept here:
 
+* a decoded record is merged into its user's pending unit at once and not kept (``batch``);
 * a record is acknowledged when its user's job ended and the user was imported, or when
   its dead letter was written; the commit is the contiguous acknowledged prefix;
-* two in-flight jobs never share a uid (the batcher holds back blocked uids);
-* when the buffer is full the loop pauses its partitions and keeps polling, so it stays in
-  the group however long FullStory takes; it never sleeps in the loop;
+* two in-flight jobs never share a uid (the batcher blocks a batch's uids until it ends);
+* when ``max_pending_users`` users wait, the loop pauses its partitions and keeps polling,
+  so it stays in the group however long FullStory takes; it never sleeps in the loop;
 * on revoke it waits (bounded) for jobs of the revoked partitions, commits their prefix,
   and forgets them; acknowledgements arriving later for them are ignored;
 * on stop it stops fetching, waits for in-flight jobs up to the deadline, commits what is
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import structlog
 from confluent_kafka import KafkaError
 
-from worker.batch import Batch, Batcher
+from worker.batch import Batch, Batcher, Unit
 from worker.clock import Clock
 from worker.commit import Committer
 from worker.decode import Decoder
@@ -39,6 +40,8 @@ from worker.importer import BatchOutcome, Importer
 from worker.kafka_stats import KafkaStats
 from worker.ledger import decode_jobs
 from worker.metrics import Metrics
+from worker.offsets import Span
+from worker.readback import RecordReader, records_at
 from worker.records import SourceRecord, TopicPartition
 from worker.retry import Backoff
 from worker.source import Source
@@ -51,7 +54,7 @@ class LoopSettings:
     max_jobs_in_flight: int
     poll_timeout_s: float = 0.1
     consume_max_records: int = 1000
-    max_buffered_records: int = 20_000
+    max_pending_users: int = 100_000
     commit_interval_s: float = 0.5
     rebalance_drain_timeout_s: float = 10.0
 
@@ -63,6 +66,7 @@ class Pipeline:
         decoder: Decoder,
         batcher: Batcher,
         importer: Importer,
+        reader: RecordReader,
         dlq: DeadLetterSink,
         clock: Clock,
         health: Health,
@@ -75,6 +79,7 @@ class Pipeline:
         self._decoder = decoder
         self._batcher = batcher
         self._importer = importer
+        self._reader = reader
         self._dlq = dlq
         self._clock = clock
         self._health = health
@@ -89,7 +94,6 @@ class Pipeline:
         self._in_flight: dict[int, tuple[Batch, Future[BatchOutcome]]] = {}
         self._cancels: dict[int, threading.Event] = {}
         self._job_ids: dict[int, list[str]] = {}
-        self._blocked: set[str] = set()
         self._paused: set[TopicPartition] = set()
         self._executor = ThreadPoolExecutor(
             settings.max_jobs_in_flight, thread_name_prefix="import-job"
@@ -194,10 +198,10 @@ class Pipeline:
         idle = not self._intake and not self._in_flight and not self._dlq.pending()
         timeout = self._settings.poll_timeout_s if idle else 0.02
         records = source.consume(self._settings.consume_max_records, timeout)
-        self._metrics.records_consumed.inc(len(records))
-        for record in records:
-            if self._commits.track(record.tp, record.offset):
-                self._intake.append(record)
+        if records:
+            self._metrics.records_consumed.inc(len(records))
+            owns = self._commits.owns
+            self._intake.extend(record for record in records if owns(record.tp))
         now = self._clock.monotonic()
         self._decode_intake(now)
         if self._note_created_jobs():
@@ -254,13 +258,17 @@ class Pipeline:
     def _decode_intake(self, now: float) -> None:
         if now < self._intake_retry_at:
             return
-        while self._intake:
-            record = self._intake[0]
+        intake, decode = self._intake, self._decoder.decode
+        add, track = self._batcher.add, self._commits.track
+        while intake:
+            record = intake[0]
             try:
-                change = self._decoder.decode(record.value)
+                change = decode(record.value)
             except InvalidRecord as exc:
-                self._intake.popleft()
-                self._dead_letter(record, exc.code, exc.message, None)
+                intake.popleft()
+                span = Span(record.offset)
+                track(record.tp, record.offset, span)
+                self._dead_letter(record, exc.code, exc.message, None, span)
                 continue
             except RetriableError as exc:
                 delay = self._intake_backoff.next_delay(exc)
@@ -268,8 +276,8 @@ class Pipeline:
                 self._health.decoding(False)
                 log.warning("decode_retry", error=str(exc), delay_s=round(delay, 3))
                 return
-            self._intake.popleft()
-            self._batcher.add(record, change, now)
+            intake.popleft()
+            track(record.tp, record.offset, add(record.tp, record.offset, change, now))
         self._intake_backoff.reset()
         self._health.decoding(True)
 
@@ -277,17 +285,33 @@ class Pipeline:
         """Start jobs for ready batches; ``flush``: send those partitions' records now."""
         while len(self._in_flight) < self._settings.max_jobs_in_flight:
             if flush is None:
-                if self._stop.is_set() or not self._batcher.ready(now, self._blocked):
+                if self._stop.is_set() or not self._batcher.ready(now):
                     return
-            elif not self._batcher.ready(now, self._blocked, force=True):
+            elif not self._batcher.ready(now, force=True):
                 return
-            batch = self._batcher.take(self._blocked, now, self._fences.keys(), only=flush)
+            batch = self._batcher.take(now, self._fences.keys(), only=flush)
             if batch is None:
                 return
-            self._blocked.update(batch.uids)
             cancel = self._cancels[batch.id] = threading.Event()
-            future = self._executor.submit(self._importer.run, batch, self.job_created, cancel)
+            future = self._executor.submit(self._run_job, batch, cancel)
             self._in_flight[batch.id] = (batch, future)
+
+    def _run_job(self, batch: Batch, cancel: threading.Event) -> BatchOutcome:
+        """On a job thread: import the batch, then read back the records of the users
+        FullStory rejected (the loop keeps no values) for their dead letters."""
+        outcome = self._importer.run(batch, self.job_created, cancel)
+        backoff = Backoff(cap_s=10.0)
+        for uid in outcome.failures:
+            unit = batch.units[uid]
+            while True:
+                try:
+                    outcome.rejected[uid] = records_at(self._reader, unit.tp, unit.offsets)
+                    break
+                except RetriableError as exc:
+                    log.warning("readback_retry", error=str(exc), batch_id=batch.id)
+                    if cancel.wait(backoff.next_delay(exc)) or self._abandon.is_set():
+                        raise Abandoned("cancelled while reading back records") from exc
+        return outcome
 
     def _collect_finished(self) -> None:
         for batch_id, (batch, future) in list(self._in_flight.items()):
@@ -296,27 +320,40 @@ class Pipeline:
             del self._in_flight[batch_id]
             self._cancels.pop(batch_id, None)
             self._job_ids.pop(batch_id, None)
-            self._blocked.difference_update(batch.uids)
+            self._batcher.release(batch)
             try:
                 outcome = future.result()
             except Abandoned:
                 continue  # unacknowledged, and its jobs stay named in the commit metadata
             self._commits.jobs_ended(outcome.job_ids)
             job_id = outcome.job_ids[-1] if outcome.job_ids else None
-            for uid, records in batch.records.items():
+            imported = 0
+            for uid, unit in batch.units.items():
                 failure = outcome.failures.get(uid)
-                for record in records:
-                    if failure is None:
-                        self._commits.ack(record.tp, record.offset)
-                        self._metrics.records_acknowledged.labels("imported").inc()
-                    else:
-                        self._dead_letter(record, failure.code, failure.message, job_id)
+                if failure is None:
+                    unit.acked = True
+                    imported += len(unit.offsets)
+                    continue
+                letters = _Countdown(unit, len(unit.offsets))
+                for record in outcome.rejected[uid]:
+                    self._dead_letter(record, failure.code, failure.message, job_id, letters)
+            self._metrics.records_acknowledged.labels("imported").inc(imported)
 
     def _dead_letter(
-        self, record: SourceRecord, code: str, message: str, job_id: str | None
+        self,
+        record: SourceRecord,
+        code: str,
+        message: str,
+        job_id: str | None,
+        span: Span | _Countdown,
     ) -> None:
+        """Send ``record`` to the DLQ; ``span`` counts as acknowledged once Kafka took it."""
+
         def delivered() -> None:
-            self._commits.ack(record.tp, record.offset)
+            if isinstance(span, _Countdown):
+                span.one_done()
+            else:
+                span.acked = True
             self._metrics.records_acknowledged.labels("dead_lettered").inc()
             self._metrics.dead_letters.labels(code).inc()
 
@@ -324,7 +361,7 @@ class Pipeline:
 
     def _apply_backpressure(self, source: Source) -> None:
         buffered = len(self._intake) + len(self._batcher)
-        limit = self._settings.max_buffered_records
+        limit = self._settings.max_pending_users
         if buffered >= limit:
             to_pause = self._commits.owned() - self._paused
             if to_pause:
@@ -379,7 +416,7 @@ class Pipeline:
     def _update_gauges(self) -> None:
         metrics = self._metrics
         metrics.jobs_in_flight.set(len(self._in_flight))
-        metrics.buffered_records.set(len(self._intake) + len(self._batcher))
+        metrics.pending_users.set(len(self._batcher))
         metrics.partitions.labels("assigned").set(len(self._commits.owned()))
         metrics.partitions.labels("paused").set(len(self._paused))
         metrics.partitions.labels("fenced").set(len(self._fences))
@@ -398,7 +435,7 @@ class Pipeline:
                 return True
             if self._health.decoding_ok and any(r.tp in targets for r in self._intake):
                 return True
-            return self._batcher.buffered_for(targets) > 0
+            return self._batcher.pending_for(targets) > 0
 
         while busy() and self._clock.monotonic() < deadline:
             now = self._clock.monotonic()
@@ -411,3 +448,18 @@ class Pipeline:
             self._health.beat()
         self._note_created_jobs()  # jobs still running get named in the final commit
         self._collect_finished()
+
+
+class _Countdown:
+    """A rejected user's unit: acknowledged once each of its dead letters was written."""
+
+    __slots__ = ("left", "unit")
+
+    def __init__(self, unit: Unit, letters: int) -> None:
+        self.unit = unit
+        self.left = letters
+
+    def one_done(self) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            self.unit.acked = True

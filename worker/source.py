@@ -59,9 +59,28 @@ def _kafka_tps(partitions: Iterable[TopicPartition]) -> list[KafkaTopicPartition
     return [KafkaTopicPartition(t, p) for t, p in partitions]
 
 
-def _header_items(message: Message) -> list[tuple[str, str | bytes | None]]:
-    raw = message.headers() or []
-    return list(raw.items()) if isinstance(raw, dict) else list(raw)
+def source_record(message: Message) -> SourceRecord | None:
+    """The record a message carries; None for an error or end-of-partition event."""
+    error = message.error()
+    if error is not None:
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("consume_error", error=str(error))
+        return None
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    if topic is None or partition is None or offset is None:
+        return None
+    raw = message.headers() or ()
+    items = raw.items() if isinstance(raw, dict) else raw
+    _ts_type, timestamp = message.timestamp()
+    return SourceRecord(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=message.key(),
+        value=message.value(),
+        headers=tuple((k, v.encode() if isinstance(v, str) else v) for k, v in items),
+        timestamp_ms=timestamp,
+    )
 
 
 class KafkaSource:
@@ -116,29 +135,9 @@ class KafkaSource:
         messages: list[Message] = self._consumer.consume(max_records, timeout)
         records: list[SourceRecord] = []
         for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume_error", error=str(error))
-                continue
-            topic, partition, offset = message.topic(), message.partition(), message.offset()
-            if topic is None or partition is None or offset is None:
-                continue
-            _ts_type, timestamp = message.timestamp()
-            records.append(
-                SourceRecord(
-                    topic=topic,
-                    partition=partition,
-                    offset=offset,
-                    key=message.key(),
-                    value=message.value(),
-                    headers=tuple(
-                        (k, v.encode() if isinstance(v, str) else v)
-                        for k, v in _header_items(message)
-                    ),
-                    timestamp_ms=timestamp,
-                )
-            )
+            record = source_record(message)
+            if record is not None:
+                records.append(record)
         return records
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:

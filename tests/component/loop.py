@@ -38,7 +38,7 @@ class Loop:
         max_users: int = 100,
         max_wait_s: float = 0.0,
         max_jobs: int = 4,
-        max_buffered: int = 10_000,
+        max_pending: int = 10_000,
         commit_interval_s: float = 0.5,
         drain_timeout_s: float = 10.0,
     ) -> None:
@@ -60,12 +60,13 @@ class Loop:
             decoder=Decoder(SCHEMA),
             batcher=Batcher(max_users, max_wait_s),
             importer=importer,
+            reader=kafka,
             dlq=self.dlq,
             clock=self.clock,
             health=Health(60, clock=self.clock),
             settings=LoopSettings(
                 max_jobs_in_flight=max_jobs,
-                max_buffered_records=max_buffered,
+                max_pending_users=max_pending,
                 commit_interval_s=commit_interval_s,
                 rebalance_drain_timeout_s=drain_timeout_s,
             ),

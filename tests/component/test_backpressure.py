@@ -4,18 +4,18 @@
 from __future__ import annotations
 
 
-def test_a_full_buffer_pauses_the_partitions_and_the_loop_keeps_polling(
+def test_too_many_waiting_users_pause_the_partitions_and_the_loop_keeps_polling(
     make_loop, kafka, fullstory
 ):
-    """Records held behind a running job fill the buffer: every owned partition is paused,
-    no more records are fetched, polling goes on; when the job ends the buffer drains, the
-    partitions resume and the whole log is imported and committed."""
+    """Users waiting for a job (here behind the one job allowed in flight) reach the bound:
+    every owned partition is paused, nothing more is fetched, polling goes on; when the job
+    ends the waiting users go, the partitions resume and the whole log is committed."""
     kafka.change(0, "u0")
-    loop = make_loop(max_buffered=4)
+    loop = make_loop(max_pending=4, max_jobs=1)
     loop.source.assign([0, 1])
     loop.turn_until(lambda: fullstory.jobs(), "a job for u0")
-    for _ in range(4):
-        kafka.change(0, "u0")  # held behind u0's running job
+    for uid in ("u1", "u2", "u3", "u4"):
+        kafka.change(0, uid)
     loop.turn_until(lambda: loop.source.paused, "the partitions paused")
     assert loop.source.paused == {("users", 0), ("users", 1)}
     kafka.change(1, "u9")

@@ -115,11 +115,11 @@ def test_a_partition_paused_when_it_moves_away_is_fetched_again_when_it_returns(
     """A pause outlives a re-assignment in librdkafka: a partition that moved away while
     backpressure paused it must be fetched again when it comes back."""
     kafka.change(0, "u0")
-    loop = make_loop(max_buffered=2)
+    loop = make_loop(max_pending=2, max_jobs=1)
     loop.source.assign([0])
     loop.turn_until(lambda: fullstory.jobs(), "a job for u0")
-    for _ in range(2):
-        kafka.change(0, "u0")  # held behind u0's running job
+    for uid in ("u1", "u2"):
+        kafka.change(0, uid)  # waiting: the one job allowed runs
     loop.turn_until(lambda: ("users", 0) in loop.source.paused, "the partition paused")
     loop.source.lose([0])
     loop.turn()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,11 @@ class FakeKafka:
     def change(self, partition: int, uid: str, **fields: Any) -> SourceRecord:
         """A user-change event for ``uid``, Avro-encoded as a producer writes it."""
         return self.produce(partition, encode(event(uid, **fields)), uid.encode())
+
+    def read(self, tp: TopicPartition, offsets: Sequence[int]) -> dict[int, SourceRecord]:
+        """``worker.readback.RecordReader``: records still in the log, by offset."""
+        log = self.logs[tp]
+        return {o: log[o] for o in offsets if o < len(log) and log[o] is not None}
 
     def log_end(self, partition: int = 0) -> int:
         return len(self.logs[(self.topic, partition)])

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.unit.factories import change, record
+from tests.unit.factories import change
 from worker.batch import Batcher
 from worker.config import Secret
 from worker.errors import Abandoned
@@ -24,8 +24,8 @@ from worker.retry import Backoff
 def _batch(*uids: str):
     batcher = Batcher(max_users=100, max_wait_s=0)
     for offset, uid in enumerate(uids):
-        batcher.add(record(offset), change(uid, seats=offset), 0)
-    return batcher.take(blocked=set(), now=0.0)
+        batcher.add(("users", 0), offset, change(uid, seats=offset), 0)
+    return batcher.take(now=0.0)
 
 
 class Script:

@@ -1,33 +1,53 @@
+"""The offset watermark (``worker.offsets``): pure."""
+
 import tracemalloc
 
 import pytest
 
-from worker.offsets import OffsetTracker
+from worker.offsets import OffsetTracker, Span
 
 TP = ("users", 0)
+P0, P1 = ("users", 0), ("users", 1)
 
 
-def _tracker(*offsets: int) -> OffsetTracker:
+def _tracker(*offsets: int) -> tuple[OffsetTracker, dict[int, Span]]:
+    """A record per offset, each its own span."""
     tracker = OffsetTracker()
     tracker.assign([TP])
+    spans = {}
     for offset in offsets:
-        tracker.track(TP, offset)
-    return tracker
+        spans[offset] = Span(offset)
+        tracker.track(TP, offset, spans[offset])
+    return tracker, spans
 
 
 def test_commit_stops_below_the_first_unacknowledged_record():
-    """An acknowledged later record never lets the commit skip an earlier failed one."""
-    tracker = _tracker(10, 11, 12)
-    tracker.ack(TP, 10)
-    tracker.ack(TP, 12)
+    """An acknowledged later record never lets the commit skip an earlier one."""
+    tracker, spans = _tracker(10, 11, 12)
+    spans[10].acked = spans[12].acked = True
     assert tracker.committable() == {TP: 11}
-    tracker.ack(TP, 11)
+    spans[11].acked = True
     assert tracker.committable() == {TP: 13}
+
+
+def test_a_span_holds_the_commit_at_its_first_record_until_it_is_acknowledged():
+    """A user's records merged into one span (offsets 3 and 7) keep the commit at 3 while
+    another user's record between them (5) is acknowledged first, and release it together."""
+    tracker = OffsetTracker()
+    tracker.assign([TP])
+    merged, other = Span(3), Span(5)
+    tracker.track(TP, 3, merged)
+    tracker.track(TP, 5, other)
+    tracker.track(TP, 7)  # joins ``merged``
+    other.acked = True
+    assert tracker.position(TP) == 3
+    merged.acked = True
+    assert tracker.position(TP) == 8
 
 
 def test_nothing_acknowledged_commits_the_first_offset_only_once():
     """Before any acknowledgement the commit is the first offset seen (no progress past it)."""
-    tracker = _tracker(5, 6)
+    tracker, _ = _tracker(5, 6)
     assert tracker.committable() == {TP: 5}
     tracker.mark_committed({TP: 5})
     assert tracker.committable() == {}
@@ -35,44 +55,42 @@ def test_nothing_acknowledged_commits_the_first_offset_only_once():
 
 def test_gaps_in_offsets_are_fine():
     """Compacted topics skip offsets; the commit is 1 + the last acknowledged one."""
-    tracker = _tracker(3, 7, 20)
-    for offset in (3, 7, 20):
-        tracker.ack(TP, offset)
+    tracker, spans = _tracker(3, 7, 20)
+    for span in spans.values():
+        span.acked = True
     assert tracker.committable() == {TP: 21}
 
 
 def test_revoked_partition_is_never_committed_and_ignores_late_acks():
-    """After a revoke, late acknowledgements are dropped and nothing is offered for commit."""
-    tracker = _tracker(1, 2)
+    """After a revoke nothing is offered for the partition, and its records are not taken."""
+    tracker, spans = _tracker(1, 2)
     tracker.revoke([TP])
-    assert tracker.ack(TP, 1) is False
+    spans[1].acked = True
     assert tracker.committable() == {}
-    assert tracker.track(TP, 3) is False
+    assert tracker.track(TP, 3, Span(3)) is False
+    assert not tracker.owns(TP)
 
 
 def test_commit_offers_only_moved_partitions():
     """A partition whose watermark did not move since the last commit is not committed again."""
-    tracker = _tracker(0)
-    tracker.ack(TP, 0)
+    tracker, spans = _tracker(0)
+    spans[0].acked = True
     tracker.mark_committed(tracker.committable())
     assert tracker.committable() == {}
-    tracker.track(TP, 1)
-    tracker.ack(TP, 1)
+    later = Span(1)
+    tracker.track(TP, 1, later)
+    later.acked = True
     assert tracker.committable() == {TP: 2}
 
 
 def test_a_failed_commit_is_offered_again():
     """When Kafka reports a queued commit failed, the same watermark is committed again."""
-    tracker = _tracker(0)
-    tracker.ack(TP, 0)
-    offsets = tracker.committable()
-    tracker.mark_committed(offsets)
+    tracker, spans = _tracker(0)
+    spans[0].acked = True
+    tracker.mark_committed(tracker.committable())
     assert tracker.committable() == {}
     tracker.uncommit([TP])
     assert tracker.committable() == {TP: 1}
-
-
-P0, P1 = ("users", 0), ("users", 1)
 
 
 @pytest.mark.parametrize(
@@ -82,29 +100,19 @@ P0, P1 = ("users", 0), ("users", 1)
 )
 def test_an_offset_not_above_the_last_tracked_one_is_refused(offset, accepted):
     """A record delivered twice or out of order stops the worker with a message naming it,
-    instead of being tracked twice and holding the commit back for ever."""
-    tracker = _tracker(10)
+    instead of being counted twice."""
+    tracker, _ = _tracker(10)
     if accepted:
-        assert tracker.track(TP, offset) is True
+        assert tracker.track(TP, offset, Span(offset)) is True
     else:
         with pytest.raises(ValueError, match=f"offset {offset} of .* arrived out of order"):
-            tracker.track(TP, offset)
-
-
-@pytest.mark.parametrize("owned", [True, False], ids=["owned", "revoked"])
-def test_ack_says_whether_it_counted(owned):
-    """An acknowledgement counts for an owned partition, and is reported as ignored for one
-    that moved away."""
-    tracker = _tracker(1)
-    if not owned:
-        tracker.revoke([TP])
-    assert tracker.ack(TP, 1) is owned
+            tracker.track(TP, offset, Span(offset))
 
 
 def test_revoking_a_partition_not_owned_is_a_no_op():
     """A rebalance callback naming a partition this replica already dropped (lost, then
     revoked on close) does not crash the loop, and leaves the other partitions alone."""
-    tracker = _tracker(1)
+    tracker, _ = _tracker(1)
     tracker.revoke([P1])
     tracker.revoke([P1])
     assert tracker.owned() == [TP]
@@ -118,15 +126,15 @@ def test_revoking_a_partition_not_owned_is_a_no_op():
 def test_position_is_the_first_unacknowledged_offset(tracked, acked, position):
     """A commit made only to name new jobs carries the watermark: never past an unacknowledged
     record, and none before the first record."""
-    tracker = _tracker(*tracked)
+    tracker, spans = _tracker(*tracked)
     for offset in acked:
-        tracker.ack(TP, offset)
+        spans[offset].acked = True
     assert tracker.position(TP) == position
 
 
 def test_position_of_a_partition_not_owned_is_none():
     """A partition that moved away has no watermark to commit."""
-    tracker = _tracker(1)
+    tracker, _ = _tracker(1)
     tracker.revoke([TP])
     assert tracker.position(TP) is None
 
@@ -136,8 +144,9 @@ def test_partitions_without_records_are_not_offered():
     commit), and does not stop the others' commits."""
     tracker = OffsetTracker()
     tracker.assign([P0, P1])
-    tracker.track(P1, 7)
-    tracker.ack(P1, 7)
+    span = Span(7)
+    tracker.track(P1, 7, span)
+    span.acked = True
     assert tracker.committable() == {P1: 8}
 
 
@@ -146,21 +155,24 @@ def test_committable_is_limited_to_the_partitions_asked_for():
     tracker = OffsetTracker()
     tracker.assign([P0, P1])
     for tp in (P0, P1):
-        tracker.track(tp, 0)
-        tracker.ack(tp, 0)
+        span = Span(0)
+        tracker.track(tp, 0, span)
+        span.acked = True
     assert tracker.committable([P1, ("users", 9)]) == {P1: 1}
 
 
-def test_acknowledged_offsets_are_forgotten_once_the_watermark_passed_them():
-    """A worker that runs for weeks keeps its memory flat: the tracker holds only the records
-    not yet behind the watermark, not every offset it ever acknowledged."""
-    tracker = _tracker()
+def test_acknowledged_spans_are_forgotten_once_the_watermark_passed_them():
+    """A worker that runs for weeks keeps its memory flat: the tracker holds only the spans
+    not yet behind the watermark."""
+    tracker, _ = _tracker()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for offset in range(20_000):
-            tracker.track(TP, offset)
-            tracker.ack(TP, offset)
+            span = Span(offset)
+            tracker.track(TP, offset, span)
+            span.acked = True
+            tracker.position(TP)
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
