@@ -29,6 +29,16 @@ def load_reader_schema(path: Path = SCHEMA_PATH) -> Any:
     return fastavro.parse_schema(json.loads(path.read_text()))
 
 
+def _without_logical_types(schema: Any) -> Any:
+    """The schema with logical types dropped: timestamps stay integer millis (what the
+    worker keeps) instead of becoming datetimes, a cost on every record."""
+    if isinstance(schema, dict):
+        return {k: _without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+    if isinstance(schema, list):
+        return [_without_logical_types(item) for item in schema]
+    return schema
+
+
 def _read_exactly(body: bytes, writer: Any, reader: Any | None) -> dict[str, Any]:
     stream = io.BytesIO(body)
     datum = fastavro.schemaless_reader(stream, writer, reader)
@@ -46,6 +56,7 @@ class Decoder:
         self, reader_schema: Any, writer_schema: Callable[[int], Any] | None = None
     ) -> None:
         self._reader = reader_schema
+        self._local = fastavro.parse_schema(_without_logical_types(reader_schema))
         self._writer_schema = writer_schema
 
     def decode(self, value: bytes | None) -> UserChange:
@@ -77,13 +88,14 @@ class Decoder:
 
     def _decode_local(self, value: bytes) -> dict[str, Any]:
         # A plain Avro body can also start with 0 (an empty uid), so try both readings.
-        candidates = [value]
-        if len(value) >= _HEADER.size and value[0] == 0:
-            candidates.insert(0, value[_HEADER.size :])
-        error: Exception | None = None
-        for body in candidates:
+        if value[:1] == b"\x00" and len(value) >= _HEADER.size:
             try:
-                return _read_exactly(body, self._reader, None)
-            except Exception as exc:  # fastavro raises many types on bad bytes
-                error = exc
-        raise InvalidRecord("undecodable", f"value is not Avro of the local schema: {error}")
+                return _read_exactly(value[_HEADER.size :], self._local, None)
+            except Exception:  # fastavro raises many types on bad bytes
+                pass
+        try:
+            return _read_exactly(value, self._local, None)
+        except Exception as exc:  # fastavro raises many types on bad bytes
+            raise InvalidRecord(
+                "undecodable", f"value is not Avro of the local schema: {exc}"
+            ) from exc

@@ -57,6 +57,11 @@ class LoopSettings:
     max_pending_users: int = 100_000
     commit_interval_s: float = 0.5
     rebalance_drain_timeout_s: float = 10.0
+    # Lag (records not yet consumed) from which the partitions count as far behind, and at
+    # which they count as caught up again: in between, users keep merging instead of going
+    # out in batches, so a backlog or a replay sends each user about once.
+    backlog_lag: int = 10_000
+    caught_up_lag: int = 100
 
 
 class Pipeline:
@@ -95,6 +100,7 @@ class Pipeline:
         self._cancels: dict[int, threading.Event] = {}
         self._job_ids: dict[int, list[str]] = {}
         self._paused: set[TopicPartition] = set()
+        self._in_backlog = False
         self._executor = ThreadPoolExecutor(
             settings.max_jobs_in_flight, thread_name_prefix="import-job"
         )
@@ -285,7 +291,7 @@ class Pipeline:
         """Start jobs for ready batches; ``flush``: send those partitions' records now."""
         while len(self._in_flight) < self._settings.max_jobs_in_flight:
             if flush is None:
-                if self._stop.is_set() or not self._batcher.ready(now):
+                if self._stop.is_set() or not self._batcher.ready(now) or self._holding():
                     return
             elif not self._batcher.ready(now, force=True):
                 return
@@ -295,6 +301,16 @@ class Pipeline:
             cancel = self._cancels[batch.id] = threading.Event()
             future = self._executor.submit(self._run_job, batch, cancel)
             self._in_flight[batch.id] = (batch, future)
+
+    def _holding(self) -> bool:
+        """From far behind the log end until caught up, users keep merging (a backlog sends
+        each user about once). Backpressure ends the hold: paused partitions count no lag."""
+        lag = self._require_source().lag()
+        if lag >= self._settings.backlog_lag:
+            self._in_backlog = True
+        elif lag <= self._settings.caught_up_lag:
+            self._in_backlog = False
+        return self._in_backlog
 
     def _run_job(self, batch: Batch, cancel: threading.Event) -> BatchOutcome:
         """On a job thread: import the batch, then read back the records of the users

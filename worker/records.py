@@ -10,7 +10,7 @@ PropertyValue = bool | int | float | str | None
 TopicPartition = tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SourceRecord:
     """One Kafka message as consumed, bytes untouched (the DLQ needs the originals)."""
 
@@ -27,7 +27,7 @@ class SourceRecord:
         return (self.topic, self.partition)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UserChange:
     """A partial update of one user: ``None`` means "leave as it is"."""
 

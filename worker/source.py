@@ -48,6 +48,7 @@ class Source(Protocol):
         wait: bool,
     ) -> bool: ...
     def committed_metadata(self, partitions: list[TopicPartition]) -> dict[TopicPartition, str]: ...
+    def lag(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -124,6 +125,8 @@ class KafkaSource:
                 "stats_cb": stats_cb,
             }
         )
+        self._paused: set[TopicPartition] = set()
+        self._starts: dict[TopicPartition, int] = {}
         self._consumer.subscribe(
             list(topics),
             on_assign=lambda _c, parts: on_assign(_tps(parts)),
@@ -141,10 +144,14 @@ class KafkaSource:
         return records
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        partitions = list(partitions)
         self._consumer.pause(_kafka_tps(partitions))
+        self._paused.update(partitions)
 
     def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        partitions = list(partitions)
         self._consumer.resume(_kafka_tps(partitions))
+        self._paused.difference_update(partitions)
 
     def commit(
         self,
@@ -184,7 +191,36 @@ class KafkaSource:
         except KafkaException as exc:
             log.warning("committed_read_failed", error=str(exc.args[0]))
             return {}
+        for tp in found:  # where reading starts, for ``lag`` until a record arrives
+            self._starts[(tp.topic, tp.partition)] = tp.offset
         return {(tp.topic, tp.partition): tp.metadata or "" for tp in found}
+
+    def lag(self) -> int:
+        """Records in the assigned, unpaused partitions not yet returned by ``consume``.
+
+        From the high watermarks of the latest fetch responses (no request to the broker),
+        against the position, or before a partition's first record the committed offset read
+        on assignment (the low watermark when nothing was committed). A partition librdkafka
+        has not fetched yet counts nothing.
+        """
+        assignment = [tp for tp in self._consumer.assignment() if not self._is_paused(tp)]
+        if not assignment:
+            return 0
+        total = 0
+        for tp in self._consumer.position(assignment):
+            low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high is None or high < 0:
+                continue
+            at = tp.offset
+            if at < 0:
+                at = self._starts.get((tp.topic, tp.partition), high)
+                if at < 0:  # nothing committed: reading starts at the earliest record
+                    at = low if low is not None and low >= 0 else high
+            total += max(0, high - at)
+        return total
+
+    def _is_paused(self, tp: KafkaTopicPartition) -> bool:
+        return (tp.topic, tp.partition) in self._paused
 
     def close(self) -> None:
         """Leave the group (no commit here: the pipeline committed what was acknowledged)."""

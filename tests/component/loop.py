@@ -41,6 +41,7 @@ class Loop:
         max_pending: int = 10_000,
         commit_interval_s: float = 0.5,
         drain_timeout_s: float = 10.0,
+        backlog_lag: int = 10_000,
     ) -> None:
         self.clock = FakeClock()
         self.kafka = kafka
@@ -69,6 +70,7 @@ class Loop:
                 max_pending_users=max_pending,
                 commit_interval_s=commit_interval_s,
                 rebalance_drain_timeout_s=drain_timeout_s,
+                backlog_lag=backlog_lag,
             ),
             abandon=self.abandon,
             metrics=self.metrics,

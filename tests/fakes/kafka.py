@@ -194,6 +194,11 @@ class ScriptedSource:
         self._results.append((error, list(offsets)))
         return True
 
+    def lag(self) -> int:
+        return sum(
+            len(self.kafka.logs[tp]) - self.positions[tp] for tp in self.assigned - self.paused
+        )
+
     def committed_metadata(self, partitions: list[TopicPartition]) -> dict[TopicPartition, str]:
         return {tp: self.kafka.committed.get(tp, (0, ""))[1] for tp in partitions}
 

@@ -249,7 +249,7 @@ def test_jobs_longer_than_max_poll_interval_keep_the_worker_in_its_group(
             KAFKA_CFG_SESSION_TIMEOUT_MS="6000",
             KAFKA_CFG_HEARTBEAT_INTERVAL_MS="1000",
             KAFKA_CFG_MAX_POLL_INTERVAL_MS="7000",
-            MAX_BUFFERED_RECORDS="200",
+            MAX_PENDING_USERS="100",
             BATCH_MAX_USERS="50",
             MAX_JOBS_IN_FLIGHT="1",
         )
