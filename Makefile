@@ -19,8 +19,10 @@ venv: $(VENV)/.installed ## create .venv with the worker and the test tools
 demo: venv ## start the local broker and sandbox, stream sample users, run the worker until drained
 	$(PY) scripts/demo.py
 
-bench: venv ## throughput and peak memory: 200,000 events over 20,000 users, 6 partitions
-	$(PY) scripts/demo.py --events 200000 --users 20000 --batch-max-users 10000
+# BENCH_ARGS: e.g. '--scale 0.05' (smoke run) or '--scenario backlog' (see scripts/bench.py).
+BENCH_ARGS ?=
+bench: venv ## backlog, API outage, replay and live-stream latency on the real broker; writes bench/RESULTS.md
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 broker-start: ## start this checkout's Kafka broker (127.0.0.1:9092, or the next free port); prints it
 	bash scripts/kafka.sh start

@@ -153,15 +153,19 @@ def link(records: Sequence[Record], jobs: Sequence[JobSpan]) -> Links:
 
 
 def unmatched(records: Sequence[Record], jobs: Sequence[JobSpan]) -> list[str]:
-    """Request objects that are not the fold of any run of their uid's records: the worker
-    sent a change nobody produced (or mangled one)."""
+    """Request objects that are not the fold of any run of their uid's records (the worker
+    sent a change nobody produced, or mangled one), and jobs carrying a uid twice."""
     by_uid: dict[str, list[Record]] = defaultdict(list)
     for record in sorted(records, key=lambda r: (r.partition, r.offset)):
         if record.uid is not None:
             by_uid[record.uid].append(record)
-    return [
+    problems = [
         f"job {job.id}: the request for {uid} is no fold of its records: {request!r}"
         for job in jobs
         for uid, request in job.requests.items()
         if not matching_runs(by_uid.get(uid, []), request, job.created_s)
     ]
+    problems += [
+        f"job {job.id} holds a uid twice" for job in jobs if len(set(job.uids)) != len(job.uids)
+    ]
+    return problems

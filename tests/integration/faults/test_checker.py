@@ -6,6 +6,7 @@ the case where it is not.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -191,7 +192,9 @@ def test_a_good_record_in_the_dlq_is_reported_unless_the_scenario_expects_it():
     jobs = [_job("j1", [A1, B1], 10.5, 11.0, failed={"b": "invalid_user"})]
     links = link(records, jobs)
     b_rejected = _letter(B1, 11.5, "invalid_user", "j1")
-    expect_b = lambda record, code: record.uid == "b" and code == "invalid_user"  # noqa: E731
+
+    def expect_b(record: Record, code: str) -> bool:
+        return record.uid == "b" and code == "invalid_user"
 
     assert dead_letter_problems(records, [_letter(garbage, 11.0)], jobs, links) == []
     assert dead_letter_problems(records, [b_rejected], jobs, links, expect_b) == []
@@ -244,7 +247,8 @@ def test_a_record_is_linked_to_the_runs_whose_fold_is_the_request():
 
 
 def test_a_request_that_is_no_fold_of_its_records_is_reported():
-    """A value nobody produced, a missing change or a wrongly declared type is reported."""
+    """A value nobody produced, a missing change, a wrongly declared type or a uid sent
+    twice in one job is reported."""
     jobs = [_job("j1", [A1, B1], 10.5, 11.0)]
     assert unmatched(RECORDS, jobs) == []
     wrong = {
@@ -256,6 +260,7 @@ def test_a_request_that_is_no_fold_of_its_records_is_reported():
         },
     }
     assert len(unmatched(RECORDS, [_job("j1", wrong, 10.5, 11.0)])) == 2
+    assert unmatched(RECORDS, [replace(_job("j1", [A1], 10.5, 11.0), uids=("a", "a"))])
 
 
 def test_state_must_be_the_fold_of_what_was_not_dead_lettered():

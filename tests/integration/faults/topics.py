@@ -42,7 +42,11 @@ class Record:
 
     @property
     def uid(self) -> str | None:
-        return None if self.event is None else self.event["uid"] or None
+        """None when the worker must dead-letter the record: it does not decode, or its uid
+        is empty or blank."""
+        if self.event is None or not self.event["uid"].strip():
+            return None
+        return str(self.event["uid"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,436 @@
+"""The worker's benchmark (`make bench`): the real broker, the FullStory sandbox, the worker
+as a process. It measures from the outside only (committed offsets, the sandbox's stats and
+job log, /proc), so it measures any version of the loop the same way.
+
+Scenarios (each on a fresh 6-partition topic, DLQ topic and consumer group, deleted after):
+
+- backlog: 1,000,000 events over 50,000 uids, produced before the worker starts; sandbox
+  jobs take 0.2-0.5 s. events/s = events / (worker start -> every partition committed at its
+  log end, read every 0.1 s); compared with fastavro's plain decode rate of the same values
+  (`schemaless_reader`, in this process, in the same run, while no worker runs; the fastest
+  of 3 passes). Upserts per uid = the sandbox's upserts / users; jobs = import jobs created;
+  peak RSS = the worker's VmHWM when it has drained.
+- outage: the same backlog, the sandbox answering 503 to every request for the first 60 s
+  after the worker starts, then healthy. events/s counts from the end of the outage.
+- replay: 300,000 events over 20,000 uids, produced before the worker starts, jobs of
+  3-6 s. Time to catch up against 2x the longest job the sandbox ran + the decode time.
+- live: 2,000 events/s for 30 s over 50,000 uids into a running worker (BATCH_MAX_WAIT_MS=500,
+  jobs 0.2-0.5 s), after the group is stable. Latency per record = the first moment a
+  sampler (one consumer reading the committed offsets every 50 ms) saw its partition's
+  commit pass it, minus the record's CreateTime; p50 and p99 over all records.
+
+Producing happens before the worker's clock starts (backlogs) and is timed on its own. Every
+wait is bounded: a scenario that does not drain in time is reported as such. The worker gets
+its defaults apart from the broker, topics, group, sandbox URL, HTTP_PORT=0 and the live
+scenario's BATCH_MAX_WAIT_MS; its logs go to a temporary directory printed at the start.
+
+`--scale F` multiplies event and uid counts (events per uid stay the same) and the live
+duration (at least 10 s, same rate): a quick smoke run, not a measurement. The results go to
+`--out` (bench/RESULTS.md) and its `.json` twin: a run replaces the rows of the scenarios it
+ran and keeps the others, and every row names the run (command, commit, load) it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench_report import Row, load_average, save  # noqa: E402
+from bench_tools import (  # noqa: E402
+    CommitSampler,
+    CommittedOffsets,
+    Produced,
+    Workload,
+    decode_seconds,
+    machine,
+    make_workload,
+    produce_backlog,
+    produce_paced,
+    running_worker,
+    source_revision,
+    versions,
+    wait_drained,
+    wait_for_assignment,
+)
+
+from fullstory_sandbox import Sandbox  # noqa: E402
+from tests.integration.kafka_tools import Broker  # noqa: E402
+
+API_KEY = "bench-key"
+PARTITIONS = 6
+PARTITION_IDS = list(range(PARTITIONS))
+SEED = 7
+FAST_JOBS_MS = (200, 500)
+SLOW_JOBS_MS = (3_000, 6_000)
+OUTAGE_S = 60.0
+LIVE_RATE = 2_000
+LIVE_SECONDS = 30.0
+LIVE_UIDS = 50_000
+
+
+def drain_timeout_s(events: int) -> float:
+    """Generous: today's worker drains 1M events in about 30 s."""
+    return 120 + events / 5_000
+
+
+@dataclass(frozen=True)
+class Topics:
+    source: str
+    dlq: str
+    group: str
+
+
+@dataclass
+class Bench:
+    """What every scenario shares: the broker, the scale, where logs go, encoded workloads."""
+
+    broker: Broker
+    scale: float
+    logs: Path
+    _workloads: dict[tuple[int, int], Workload] = field(default_factory=dict)
+
+    def workload(self, events: int, uids: int) -> Workload:
+        """`events` over `uids`, both scaled; built once per run."""
+        shape = (max(1, round(events * self.scale)), max(1, round(uids * self.scale)))
+        if shape not in self._workloads:
+            self._workloads[shape] = make_workload(*shape, seed=SEED)
+        return self._workloads[shape]
+
+    def topics(self, scenario: str) -> Topics:
+        run_id = uuid.uuid4().hex[:6]
+        return Topics(
+            self.broker.create_topic(PARTITIONS, prefix=f"bench-{scenario}"),
+            self.broker.create_topic(1, prefix=f"bench-{scenario}-dlq"),
+            f"bench-{scenario}-{run_id}",
+        )
+
+    def drop(self, topics: Topics) -> None:
+        futures = self.broker.admin().delete_topics([topics.source, topics.dlq])
+        for future in futures.values():
+            future.result(30)
+
+    def worker_env(self, topics: Topics, sandbox: Sandbox, **extra: str) -> dict[str, str]:
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap,
+            "KAFKA_TOPICS": topics.source,
+            "KAFKA_GROUP_ID": topics.group,
+            "DLQ_TOPIC": topics.dlq,
+            "FULLSTORY_API_KEY": API_KEY,
+            "FULLSTORY_API_URL": sandbox.url,
+            "HTTP_PORT": "0",
+            **extra,
+        }
+
+    def log_path(self, scenario: str) -> Path:
+        return self.logs / f"worker-{scenario}.log"
+
+
+def sandbox(jobs_ms: tuple[int, int]) -> Sandbox:
+    low, high = jobs_ms
+    return Sandbox(api_key=API_KEY, job_delay_ms=low, job_jitter_ms=high - low, seed=SEED)
+
+
+# -- backlogs: produced first, then the worker drains them -------------------------------
+
+
+@dataclass
+class Drain:
+    """A backlog run: how long producing, decoding and draining took, what FullStory saw."""
+
+    produce_s: float
+    decode_s: float
+    drained_s: float | None
+    committed: dict[int, int] | None
+    end: dict[int, int]
+    stats: dict[str, Any]
+    longest_job_s: float
+    first_job_s: float | None  # worker start -> the first job FullStory created
+    peak_rss_mib: float | None
+    exit_status: int | None
+
+
+def run_backlog(
+    bench: Bench, scenario: str, load: Workload, jobs_ms: tuple[int, int], outage_s: float = 0
+) -> Drain:
+    """Produces `load`, measures its decode, then times the worker draining it. With
+    `outage_s`, the sandbox answers 503 from before the worker starts until `outage_s` after."""
+    topics = bench.topics(scenario)
+    offsets = CommittedOffsets(bench.broker.bootstrap, topics.group, topics.source, PARTITION_IDS)
+    try:
+        produce_s = produce_backlog(bench.broker.bootstrap, topics.source, load)
+        end = bench.broker.end_offsets(topics.source)
+        decode_s = decode_seconds(load.values)
+        timeout = drain_timeout_s(len(load.values)) + outage_s
+        with sandbox(jobs_ms) as api:
+            heal = threading.Timer(outage_s, api.set_faults, kwargs={"server_error": {"count": 0}})
+            if outage_s:
+                api.set_faults(server_error={"count": 10**9, "status": 503})
+            with running_worker(bench.worker_env(topics, api), bench.log_path(scenario)) as worker:
+                if outage_s:
+                    heal.start()
+                drained_s, committed = wait_drained(offsets.read, end, worker, timeout)
+                heal.cancel()
+                rss = worker.process.peak_rss_mib()
+            stats, jobs = api.stats(), api.jobs()
+    finally:
+        offsets.close()
+        bench.drop(topics)
+    # The sandbox runs in this process, so its job times are on this process's monotonic clock.
+    first_job = min((j["created_monotonic"] for j in jobs), default=None)
+    return Drain(
+        produce_s,
+        decode_s,
+        drained_s,
+        committed,
+        end,
+        stats,
+        longest_job_s(jobs),
+        None if first_job is None else first_job - worker.started,
+        rss,
+        worker.exit_status,
+    )
+
+
+def longest_job_s(jobs: list[dict[str, Any]]) -> float:
+    """The longest any finished job ran (started -> finished), by the sandbox's clock."""
+    return max(
+        (
+            j["finished_monotonic"] - j["started_monotonic"]
+            for j in jobs
+            if j["finished_monotonic"] is not None and j["started_monotonic"] is not None
+        ),
+        default=0.0,
+    )
+
+
+def drain_row(scenario: str, load: Workload, drain: Drain, busy_s: float = 0.0) -> Row:
+    """The columns a backlog has; events/s counts from `busy_s` after the worker started."""
+    events = len(load.values)
+    row = Row(scenario, events, load.uids, seconds=drain.drained_s)
+    row.decode_per_s = events / drain.decode_s
+    if drain.drained_s is not None:
+        row.events_per_s = events / max(drain.drained_s - busy_s, 1e-9)
+    users = drain.stats["users"]
+    row.upserts_per_uid = drain.stats["upserts"] / users if users else None
+    row.jobs = drain.stats["jobs"]["total"]
+    row.peak_rss_mib = drain.peak_rss_mib
+    row.notes.append(f"produced in {drain.produce_s:.1f} s (not timed)")
+    if drain.drained_s is None:
+        behind = sum(drain.end.values()) - sum(max(0, o) for o in (drain.committed or {}).values())
+        row.fail(f"NOT DRAINED: {behind:,} records uncommitted when it gave up")
+    if drain.exit_status != 0:
+        row.fail(f"worker exit status after SIGTERM: {drain.exit_status}")
+    return row
+
+
+def backlog(bench: Bench) -> Row:
+    load = bench.workload(1_000_000, 50_000)
+    return drain_row("backlog", load, run_backlog(bench, "backlog", load, FAST_JOBS_MS))
+
+
+def outage(bench: Bench) -> Row:
+    load = bench.workload(1_000_000, 50_000)
+    drain = run_backlog(bench, "outage", load, FAST_JOBS_MS, outage_s=OUTAGE_S)
+    row = drain_row("outage", load, drain, busy_s=OUTAGE_S)
+    refused = drain.stats["requests"]["by_status"].get("503", 0)
+    after = [f"events/s from the end of the {OUTAGE_S:.0f} s outage ({refused} x 503)"]
+    if drain.first_job_s is not None:
+        after.append(f"first job {drain.first_job_s - OUTAGE_S:.1f} s after it ended")
+    if drain.drained_s is not None:
+        after.append(f"drained {drain.drained_s - OUTAGE_S:.1f} s after it ended")
+    row.notes[:0] = after
+    return row
+
+
+def replay(bench: Bench) -> Row:
+    load = bench.workload(300_000, 20_000)
+    drain = run_backlog(bench, "replay", load, SLOW_JOBS_MS)
+    row = drain_row("replay", load, drain)
+    target = 2 * drain.longest_job_s + drain.decode_s
+    row.notes.insert(
+        0,
+        f"target 2 x {drain.longest_job_s:.1f} s (longest job) + {drain.decode_s:.1f} s "
+        f"(decode) = {target:.1f} s"
+        + (f": {drain.drained_s / target:.1f}x the target" if drain.drained_s else ""),
+    )
+    return row
+
+
+# -- live: a fixed rate into a running worker ---------------------------------------------
+
+
+def ack_latencies(
+    stored: list[Produced], samples: list[tuple[float, dict[int, int]]]
+) -> list[float]:
+    """Per record: the first sample whose commit passed it, minus its CreateTime (seconds).
+    Records no sample saw committed are left out."""
+    latencies: list[float] = []
+    by_partition: dict[int, list[Produced]] = {}
+    for record in stored:
+        by_partition.setdefault(record.partition, []).append(record)
+    for partition, records in by_partition.items():
+        records.sort(key=lambda r: r.offset)
+        i = 0
+        for wall, committed in samples:
+            while i < len(records) and records[i].offset < committed.get(partition, -1):
+                latencies.append(wall - records[i].created_ms / 1000)
+                i += 1
+    return sorted(latencies)
+
+
+def percentile(ordered: list[float], q: float) -> float | None:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+
+@dataclass
+class Stream:
+    """A live run: the records as stored, the commit samples, what FullStory saw."""
+
+    stored: list[Produced]
+    produce_s: float
+    samples: list[tuple[float, dict[int, int]]]
+    drained: bool
+    stats: dict[str, Any]
+    peak_rss_mib: float | None
+    exit_status: int | None
+
+
+def run_stream(bench: Bench, load: Workload) -> Stream | None:
+    """Streams `load` at `LIVE_RATE` into a worker that already owns every partition, sampling
+    the committed offsets every 50 ms until they reach the log end; None when the group never
+    became stable."""
+    topics = bench.topics("live")
+    offsets = CommittedOffsets(bench.broker.bootstrap, topics.group, topics.source, PARTITION_IDS)
+    timeout = drain_timeout_s(len(load.values))
+    sampler = CommitSampler(offsets, 0.05, max_s=2 * len(load.values) / LIVE_RATE + timeout + 60)
+    try:
+        with sandbox(FAST_JOBS_MS) as api:
+            env = bench.worker_env(topics, api, BATCH_MAX_WAIT_MS="500")
+            with running_worker(env, bench.log_path("live")) as worker:
+                admin = bench.broker.admin()
+                if not wait_for_assignment(admin, topics.group, topics.source, PARTITION_IDS, 60):
+                    return None
+                sampler.start()
+                try:
+                    stored, produce_s = produce_paced(
+                        bench.broker.bootstrap, topics.source, load, LIVE_RATE
+                    )
+                    end = bench.broker.end_offsets(topics.source)
+                    drained_s, _ = wait_drained(sampler.latest, end, worker, timeout)
+                finally:
+                    sampler.stop()
+                rss = worker.process.peak_rss_mib()
+            stats = api.stats()
+    finally:
+        offsets.close()
+        bench.drop(topics)
+    return Stream(
+        stored, produce_s, sampler.samples, drained_s is not None, stats, rss, worker.exit_status
+    )
+
+
+def live(bench: Bench) -> Row:
+    seconds = LIVE_SECONDS if bench.scale >= 1 else max(10.0, LIVE_SECONDS * bench.scale)
+    load = make_workload(int(LIVE_RATE * seconds), LIVE_UIDS, seed=SEED)
+    row = Row("live", len(load.values), LIVE_UIDS)
+    stream = run_stream(bench, load)
+    if stream is None:
+        row.fail("NOT RUN: the group did not become stable in 60 s")
+        return row
+    latencies = ack_latencies(stream.stored, stream.samples)
+    row.seconds = stream.produce_s
+    row.events_per_s = len(stream.stored) / stream.produce_s
+    row.p50_s, row.p99_s = percentile(latencies, 0.50), percentile(latencies, 0.99)
+    users = stream.stats["users"]
+    row.upserts_per_uid = stream.stats["upserts"] / users if users else None
+    row.jobs = stream.stats["jobs"]["total"]
+    row.peak_rss_mib = stream.peak_rss_mib
+    row.notes.append(
+        f"{LIVE_RATE:,}/s for {seconds:.0f} s, BATCH_MAX_WAIT_MS=500; worker time = producing; "
+        f"max {percentile(latencies, 1.0) or 0:.2f} s; {len(stream.samples)} commit samples"
+    )
+    if not stream.drained or len(latencies) < len(stream.stored):
+        unseen = len(stream.stored) - len(latencies)
+        row.fail(f"NOT DRAINED: {unseen:,} records never seen committed")
+    if stream.exit_status != 0:
+        row.fail(f"worker exit status after SIGTERM: {stream.exit_status}")
+    return row
+
+
+SCENARIOS: dict[str, Callable[[Bench], Row]] = {
+    "backlog": backlog,
+    "outage": outage,
+    "replay": replay,
+    "live": live,
+}
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+def broker_address() -> str:
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "kafka.sh"), "start"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scenario", action="append", choices=list(SCENARIOS))
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run = {
+        "command": shlex.join(["python", "scripts/bench.py", *sys.argv[1:]]),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": source_revision(),
+        "scale": args.scale,
+        "load": load_average(),
+        "machine": machine(),
+        "versions": versions(),
+    }
+    logs = Path(tempfile.mkdtemp(prefix="fsus-bench-"))
+    bench = Bench(Broker(broker_address()), args.scale, logs)
+    print(f"==> broker {bench.broker.bootstrap}; worker logs in {bench.logs}; load {run['load']}")
+    complete = True
+    for name in args.scenario or list(SCENARIOS):
+        before = os.getloadavg()[0]
+        print(f"==> {name}")
+        row = SCENARIOS[name](bench)
+        row.load = f"{before:.2f} -> {os.getloadavg()[0]:.2f}"
+        row.run = run
+        save(args.out, row, list(SCENARIOS))
+        complete &= row.complete
+        print("    " + json.dumps({k: v for k, v in asdict(row).items() if k != "run"}))
+    print(f"==> results in {args.out}")
+    return 0 if complete else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
