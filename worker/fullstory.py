@@ -39,6 +39,7 @@ class UserError:
     uid: str
     code: str
     message: str
+    job_id: str | None = None  # the job that failed the user (None: refused with a 400)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

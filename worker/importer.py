@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -180,7 +180,7 @@ class Importer:
         status = self._await(job_id, job_log)
         if status.status == "FAILED":
             for error in self._errors(job_id, status.errors, job_log):
-                outcome.failures[error.uid] = error
+                outcome.failures[error.uid] = replace(error, job_id=job_id)
         seconds = time.monotonic() - started
         self._metrics.jobs.labels(status.status).inc()
         self._metrics.job_duration.observe(seconds)

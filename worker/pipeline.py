@@ -342,7 +342,6 @@ class Pipeline:
             except Abandoned:
                 continue  # unacknowledged, and its jobs stay named in the commit metadata
             self._commits.jobs_ended(outcome.job_ids)
-            job_id = outcome.job_ids[-1] if outcome.job_ids else None
             imported = 0
             for uid, unit in batch.units.items():
                 failure = outcome.failures.get(uid)
@@ -352,7 +351,9 @@ class Pipeline:
                     continue
                 letters = _Countdown(unit, len(unit.offsets))
                 for record in outcome.rejected[uid]:
-                    self._dead_letter(record, failure.code, failure.message, job_id, letters)
+                    self._dead_letter(
+                        record, failure.code, failure.message, failure.job_id, letters
+                    )
             self._metrics.records_acknowledged.labels("imported").inc(imported)
 
     def _dead_letter(

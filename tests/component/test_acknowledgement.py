@@ -88,6 +88,11 @@ def test_users_of_a_failed_job_go_to_the_dlq_and_nobody_else(make_loop, kafka):
     fullstory.finish(job.id, failed={"b": "invalid_email", "c": "invalid_property"})
     loop.turn_until(lambda: len(loop.dlq.letters) == 4, "four dead letters")
     letters = sorted(loop.dlq.letters, key=lambda letter: letter.record.offset)
+    assert {d.message for d in letters} == {
+        "invalid_email (scripted)",
+        "invalid_property (scripted)",
+    }
+    assert all(d.record.value == kafka.logs[("users", 0)][d.record.offset].value for d in letters)
     assert [(d.record.offset, d.code, d.job_id) for d in letters] == [
         (1, "invalid_email", job.id),
         (2, "invalid_property", job.id),
@@ -100,3 +105,26 @@ def test_users_of_a_failed_job_go_to_the_dlq_and_nobody_else(make_loop, kafka):
     loop.dlq.confirm()
     loop.turn_until(lambda: _committed(kafka) == 6, "a commit at the log end")
     assert len(loop.dlq.letters) == 4
+
+
+def test_a_batch_refused_as_a_whole_dead_letters_the_refused_user(make_loop, kafka, fullstory):
+    """A 400 for the whole body (no job created) isolates the refused user: its records go
+    to the DLQ with FullStory's code and message and no job id, the other user is imported."""
+    kafka.change(0, "good")
+    kafka.change(0, "bad")
+    fullstory.refuse("bad", "invalid_argument", "email is too long")
+    loop = make_loop()
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "the good user's job")
+    assert fullstory.jobs()[0].uids == ["good"]
+    fullstory.finish()
+    loop.turn_until(lambda: loop.dlq.letters, "the refused user's dead letter")
+    ((letter),) = loop.dlq.letters
+    assert (letter.record.offset, letter.code, letter.message, letter.job_id) == (
+        1,
+        "invalid_argument",
+        "email is too long",
+        None,
+    )
+    loop.dlq.confirm()
+    loop.turn_until(lambda: _committed(kafka) == 2, "a commit at the log end")

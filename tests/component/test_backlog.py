@@ -27,8 +27,10 @@ def test_a_backlog_sends_each_user_once(make_loop, kafka, fullstory):
     loop = make_loop(max_users=100, backlog_lag=500)
     loop.source.assign([0, 1])
     loop.turn_until(
-        lambda: kafka.committed_offset(0) == kafka.log_end(0)
-        and kafka.committed_offset(1) == kafka.log_end(1),
+        lambda: (
+            kafka.committed_offset(0) == kafka.log_end(0)
+            and kafka.committed_offset(1) == kafka.log_end(1)
+        ),
         "both partitions committed to their end",
     )
     sent = [uid for job in fullstory.jobs() for uid in job.uids]
@@ -46,8 +48,10 @@ def test_a_backlog_larger_than_the_pending_bound_still_drains(make_loop, kafka, 
     loop = make_loop(max_users=50, max_pending=100, backlog_lag=500)
     loop.source.assign([0, 1])
     loop.turn_until(
-        lambda: kafka.committed_offset(0) == kafka.log_end(0)
-        and kafka.committed_offset(1) == kafka.log_end(1),
+        lambda: (
+            kafka.committed_offset(0) == kafka.log_end(0)
+            and kafka.committed_offset(1) == kafka.log_end(1)
+        ),
         "both partitions committed to their end",
     )
     assert max(len(job.uids) for job in fullstory.jobs()) <= 50

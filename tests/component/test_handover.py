@@ -84,6 +84,32 @@ def test_a_revoked_partitions_batch_without_a_job_is_cancelled(make_loop, kafka,
     assert fullstory.jobs() == []
 
 
+def test_a_revoke_leaves_the_other_partitions_retrying_batches_alone(make_loop, kafka, fullstory):
+    """Only the revoked partition's batches are cancelled: a batch of a partition the worker
+    keeps, still retrying its POST, goes on to its job and its commit."""
+    kafka.change(1, "kept")
+    fullstory.fail_next("create_batch", *[RetriableError("HTTP 503", status=503)] * 30)
+    loop = make_loop(drain_timeout_s=0.5)
+    loop.source.assign([0, 1])
+    loop.turn_until(lambda: len(fullstory.posts) >= 2, "the POST retried")
+    loop.source.revoke([0])
+    loop.turn()
+    loop.turn_until(lambda: fullstory.jobs(), "the kept partition's job")
+    fullstory.finish()
+    loop.turn_until(lambda: kafka.committed_offset(1) == 1, "the kept partition committed")
+
+
+def test_an_unexpected_error_leaves_the_group(make_loop, kafka, fullstory):
+    """After a crash of the loop the worker still leaves the group, so its partitions move
+    to another replica at once instead of after the session timeout."""
+    kafka.change(0, "u0")
+    loop = make_loop()
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "a job")
+    loop.close()
+    assert loop.source.closed
+
+
 def test_a_new_owner_waits_for_the_jobs_the_old_owner_left_running(make_loop, kafka, fullstory):
     """The commit metadata names a job a previous owner left running: the new owner holds
     that partition's records back until the job ended (so the old job cannot land older

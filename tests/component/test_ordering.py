@@ -62,3 +62,19 @@ def test_a_post_refused_with_429_and_503_is_retried_into_one_job(make_loop, kafk
     fullstory.finish()
     loop.turn_until(lambda: kafka.committed_offset(0) == 1, "a commit at the log end")
     assert len(fullstory.jobs()) == 1
+
+
+def test_no_more_jobs_run_at_once_than_max_jobs_in_flight(make_loop, kafka, fullstory):
+    """FullStory runs 100 jobs per org: a replica never has more than MAX_JOBS_IN_FLIGHT jobs
+    open; the next user goes when one ended."""
+    for i in range(4):
+        kafka.change(0, f"u{i}")
+    loop = make_loop(max_users=1, max_jobs=2)
+    loop.source.assign([0])
+    loop.turn_until(lambda: len(fullstory.jobs()) == 2, "two jobs")
+    loop.clock.advance(5.0)
+    loop.turn(20)
+    assert len(fullstory.jobs()) == 2
+    fullstory.finish(fullstory.jobs()[0].id)
+    loop.turn_until(lambda: len(fullstory.jobs()) == 3, "a third job once one ended")
+    assert len(fullstory.running()) == 2

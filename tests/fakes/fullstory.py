@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.errors import RetriableError
+from worker.errors import RejectedRequest, RetriableError
 from worker.fullstory import JobStatus, UserError
 
 CALLS = ("create_batch", "job_status", "job_errors")
@@ -48,6 +48,7 @@ class ScriptedFullStory:
         self._jobs: dict[str, FakeJob] = {}
         self._by_key: dict[str, str] = {}
         self._script: dict[str, deque[Exception]] = {call: deque() for call in CALLS}
+        self._refused: dict[str, tuple[str, str]] = {}
         self.posts: list[str] = []  # the Idempotency-Key of every POST that reached us
         # When set, a running job COMPLETES on this status poll (for drains the test cannot
         # step through: a revoke or a shutdown runs to its end inside one call).
@@ -59,6 +60,11 @@ class ScriptedFullStory:
     def fail_next(self, call: str, *errors: Exception) -> None:
         """The next calls of ``call`` raise these (as the HTTP adapter translates answers)."""
         self._script[call].extend(errors)
+
+    def refuse(self, uid: str, code: str, message: str) -> None:
+        """Any body carrying ``uid`` is refused as a whole with a 400 (no job), as FullStory
+        does for an invalid request object."""
+        self._refused[uid] = (code, message)
 
     def started_elsewhere(self, job_id: str, uids: tuple[str, ...] = ()) -> FakeJob:
         """A job another replica created (a previous owner's), running."""
@@ -116,6 +122,8 @@ class ScriptedFullStory:
                 return self._by_key[idempotency_key]
             requests = json.loads(body)["requests"]
             users = {str(r["uid"]): r for r in requests}
+            for uid in users.keys() & self._refused.keys():
+                raise RejectedRequest(400, *self._refused[uid])
             for other in self._jobs.values():
                 shared = set(users) & set(other.users)
                 if other.running and shared:

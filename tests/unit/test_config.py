@@ -20,6 +20,7 @@ def test_defaults_follow_the_contract():
     assert (settings.batch_max_users, settings.batch_max_wait_ms) == (10_000, 1_000)
     assert (settings.max_jobs_in_flight, settings.shutdown_timeout_s) == (10, 30.0)
     assert settings.http_port == 8080
+    assert settings.max_pending_users == 100_000
     assert (settings.log_level, settings.log_format) == ("info", "json")
 
 
@@ -37,6 +38,9 @@ def test_defaults_follow_the_contract():
         ({"SCHEMA_REGISTRY_URL": "ftp://x"}, "SCHEMA_REGISTRY_URL"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"HTTP_PORT": "70000"}, "HTTP_PORT"),
+        ({"MAX_PENDING_USERS": "99"}, "MAX_PENDING_USERS"),
+        # It counted records; users are merged on arrival now, so it would silently mislead.
+        ({"MAX_BUFFERED_RECORDS": "50000"}, "MAX_BUFFERED_RECORDS"),
     ],
     ids=lambda v: v if isinstance(v, str) else next(iter(v)),
 )
