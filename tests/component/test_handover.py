@@ -99,6 +99,20 @@ def test_a_revoke_leaves_the_other_partitions_retrying_batches_alone(make_loop, 
     loop.turn_until(lambda: kafka.committed_offset(1) == 1, "the kept partition committed")
 
 
+def test_a_revoke_does_not_wait_for_other_partitions_jobs(make_loop, kafka, fullstory):
+    """The revoke's wait covers the leaving partitions only: a long job of a partition the
+    worker keeps does not hold the rebalance (the whole group waits for it)."""
+    kafka.change(1, "kept")
+    loop = make_loop(drain_timeout_s=10.0)
+    loop.source.assign([0, 1])
+    loop.turn_until(lambda: fullstory.jobs(), "the kept partition's job")
+    started = loop.clock.monotonic()
+    loop.source.revoke([0])
+    loop.turn()
+    assert loop.clock.monotonic() - started < 1.0
+    assert fullstory.jobs()[0].running
+
+
 def test_an_unexpected_error_leaves_the_group(make_loop, kafka, fullstory):
     """After a crash of the loop the worker still leaves the group, so its partitions move
     to another replica at once instead of after the session timeout."""

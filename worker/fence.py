@@ -1,0 +1,42 @@
+"""Hand-over fences: partitions whose previous owner's FullStory jobs may still run.
+
+On assignment, the commit metadata names the jobs in flight for the partition when it was
+last committed (``ledger``). Until those jobs ended the partition is fenced: its records are
+merged but not sent, so an old job cannot land older values after ours. Only the poll
+loop calls this; the waits run on job threads (``Dispatcher.wait_for``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, KeysView
+from concurrent.futures import Future
+
+from worker.records import TopicPartition
+
+
+class Fences:
+    def __init__(self) -> None:
+        self._fences: dict[TopicPartition, tuple[Future[None], list[str]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._fences)
+
+    def partitions(self) -> KeysView[TopicPartition]:
+        return self._fences.keys()
+
+    def hold(self, tp: TopicPartition, jobs: list[str], wait: Future[None]) -> None:
+        """Fence ``tp`` until ``wait`` (for ``jobs`` to end) is done."""
+        self._fences[tp] = (wait, jobs)
+
+    def lift(self) -> list[tuple[TopicPartition, list[str]]]:
+        """Fences whose jobs all ended, removed; with those jobs."""
+        lifted = []
+        for tp, (wait, jobs) in list(self._fences.items()):
+            if wait.done():
+                del self._fences[tp]
+                lifted.append((tp, jobs))
+        return lifted
+
+    def forget(self, partitions: Collection[TopicPartition]) -> None:
+        for tp in partitions:
+            self._fences.pop(tp, None)
