@@ -61,10 +61,17 @@ class Committer:
         """Commit moved watermarks, and partitions whose in-flight job list changed.
 
         The loop's own commits do not wait (results come back through ``on_commit``), so an
-        absent coordinator never stalls polling; revoke and shutdown wait for the answer.
+        absent coordinator never stalls polling. Revoke and shutdown wait for the answer, and
+        commit every partition's watermark again: an asynchronous commit still on its way
+        must not be what the next owner reads.
         """
         offsets = self._tracker.committable(partitions)
-        for tp in self._ledger.dirty():
+        again = (
+            (self._tracker.owned() if partitions is None else partitions)
+            if wait
+            else self._ledger.dirty()
+        )
+        for tp in again:
             if tp not in offsets and (partitions is None or tp in partitions):
                 position = self._tracker.position(tp)
                 if position is not None:

@@ -76,7 +76,7 @@ def change_from_avro(datum: dict[str, Any]) -> UserChange:
     changed_at = datum["changed_at"]
     # fastavro turns timestamp-millis into an aware datetime; keep integer millis.
     millis = changed_at if isinstance(changed_at, int) else int(changed_at.timestamp() * 1000)
-    properties: dict[str, PropertyValue] = dict(datum.get("properties") or {})
+    properties: dict[str, PropertyValue] = datum.get("properties") or {}  # fastavro's own
     return UserChange(
         uid=datum["uid"],
         changed_at_ms=millis,

@@ -101,6 +101,7 @@ class Pipeline:
         self._intake = Intake(decoder)
         self._paused: set[TopicPartition] = set()
         self._in_backlog = False
+        self._polled = False  # the last poll brought records
         self._last_commit = 0.0
         self._stop = stop or threading.Event()
         self._closed = False
@@ -183,8 +184,11 @@ class Pipeline:
         """One turn: poll, then move every stage on; never blocks past the poll timeout."""
         source = self._require_source()
         idle = not len(self._intake) and not len(self._jobs) and not self._dlq.pending()
-        timeout = self._settings.poll_timeout_s if idle else 0.02
+        # consume() waits for a full batch until its timeout: after a poll that brought
+        # records (a backlog), take what is there at once instead.
+        timeout = 0.0 if self._polled else self._settings.poll_timeout_s if idle else 0.02
         records = source.consume(self._settings.consume_max_records, timeout)
+        self._polled = bool(records)
         if records:
             self._metrics.records_consumed.inc(len(records))
             owns = self._commits.owns
@@ -268,8 +272,8 @@ class Pipeline:
     # -- stages -----------------------------------------------------------------------
 
     def _merge(self, now: float, record: SourceRecord, change: UserChange) -> None:
-        unit = self._batcher.add(record.tp, record.offset, change, now)
-        self._commits.track(record.tp, record.offset, unit)
+        tp, offset = record.tp, record.offset
+        self._commits.track(tp, offset, self._batcher.add(tp, offset, change, now))
 
     def _invalid(self, record: SourceRecord, error: InvalidRecord) -> None:
         span = Span(record.offset)
@@ -306,12 +310,16 @@ class Pipeline:
         return bool(created)
 
     def _collect_finished(self) -> None:
+        ended = False
         for batch, outcome in self._jobs.finished():
             self._batcher.release(batch)
             if outcome is None:
                 continue  # abandoned: unacknowledged, its jobs stay named in the metadata
             self._commits.jobs_ended(outcome.job_ids)
             self._acks.batch_ended(batch, outcome)
+            ended = True
+        if ended:
+            self._commit()  # what FullStory just acknowledged, without waiting for the interval
 
     def _apply_backpressure(self, source: Source) -> None:
         waiting = len(self._intake) + len(self._batcher)

@@ -20,11 +20,10 @@ class SourceRecord:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...] = ()
-    timestamp_ms: int | None = None
+    tp: TopicPartition = field(init=False, compare=False)  # (topic, partition), read often
 
-    @property
-    def tp(self) -> TopicPartition:
-        return (self.topic, self.partition)
+    def __post_init__(self) -> None:
+        self.tp = (self.topic, self.partition)
 
 
 @dataclass(slots=True)

@@ -34,6 +34,9 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "max.poll.interval.ms": 300_000,
     # Broker states for readiness and the lag gauge, delivered inside consume().
     "statistics.interval.ms": 5_000,
+    # Prefetch at most 16 MB (librdkafka's default is 64 MB): plenty to keep decoding busy,
+    # and memory the pending users need more.
+    "queued.max.messages.kbytes": 16_384,
 }
 
 
@@ -70,18 +73,12 @@ def source_record(message: Message) -> SourceRecord | None:
     topic, partition, offset = message.topic(), message.partition(), message.offset()
     if topic is None or partition is None or offset is None:
         return None
-    raw = message.headers() or ()
-    items = raw.items() if isinstance(raw, dict) else raw
-    _ts_type, timestamp = message.timestamp()
-    return SourceRecord(
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        key=message.key(),
-        value=message.value(),
-        headers=tuple((k, v.encode() if isinstance(v, str) else v) for k, v in items),
-        timestamp_ms=timestamp,
-    )
+    raw = message.headers()
+    headers: tuple[tuple[str, bytes | None], ...] = ()
+    if raw:
+        items = raw.items() if isinstance(raw, dict) else raw
+        headers = tuple((k, v.encode() if isinstance(v, str) else v) for k, v in items)
+    return SourceRecord(topic, partition, offset, message.key(), message.value(), headers)
 
 
 class KafkaSource:
