@@ -57,4 +57,4 @@ $(VENV)/.mutation-installed: $(VENV)/.installed pyproject.toml
 	touch $@
 
 mutation: $(VENV)/.mutation-installed ## mutation testing of the core on the fast tier; survivors in .mutation/survivors.txt
-	$(PY) scripts/mutation_report.py run --jobs $(MUTATION_JOBS) $(MUTANTS)
+	FSUS_COMPONENT_WAIT_S=3 $(PY) scripts/mutation_report.py run --jobs $(MUTATION_JOBS) $(MUTANTS)

@@ -7,6 +7,7 @@ so they keep their meaning when the loop inside is rebuilt.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -21,8 +22,9 @@ from worker.metrics import Metrics
 from worker.pipeline import LoopSettings, Pipeline
 from worker.retry import Backoff
 
-# Bounds for waiting on job threads (real time) and on the loop (turns).
-WAIT_S = 10.0
+# Bounds for waiting on job threads (real time) and on the loop (turns). `make mutation`
+# shortens the wait: a mutant that never gets there is then killed sooner.
+WAIT_S = float(os.environ.get("FSUS_COMPONENT_WAIT_S", "10"))
 MAX_TURNS = 200_000
 
 
