@@ -55,8 +55,8 @@ class Committer:
     def commit(
         self,
         source: Source,
-        partitions: Collection[TopicPartition] | None = None,
-        wait: bool = False,
+        partitions: Collection[TopicPartition] | None,
+        wait: bool,
     ) -> None:
         """Commit moved watermarks, and partitions whose in-flight job list changed.
 

@@ -60,3 +60,28 @@ def test_a_failed_commit_naming_a_job_is_offered_again(make_loop, kafka, fullsto
     loop.turn_until(lambda: kafka.committed_jobs(0) == [job.id], "the job named in Kafka")
     assert sum(not c.stored for c in loop.source.commits) == 3
     assert job.running
+
+
+def test_the_loops_own_commits_never_wait_for_the_coordinator(make_loop, kafka, fullstory):
+    """Commits made while the loop runs are asynchronous (their results come back through
+    the commit callback), so a coordinator that does not answer never stalls polling; only
+    a revoke or a shutdown waits, and then for its own partitions only."""
+    kafka.change(0, "u0")
+    kafka.change(1, "u1")
+    loop = make_loop(max_users=1)
+    loop.source.assign([0, 1])
+    loop.turn_until(lambda: len(fullstory.jobs()) == 2, "a job per partition")
+    for job in fullstory.jobs():
+        fullstory.finish(job.id)
+    loop.turn_until(
+        lambda: kafka.committed_offset(0) == 1 and kafka.committed_offset(1) == 1,
+        "both partitions committed",
+    )
+    assert loop.source.commits and not any(c.wait for c in loop.source.commits)
+    kafka.change(1, "u2")
+    loop.turn_until(lambda: len(fullstory.jobs()) == 3, "a job for the new record")
+    before = len(loop.source.commits)
+    loop.source.revoke([0])
+    loop.turn()
+    waited = [c for c in loop.source.commits[before:] if c.wait]
+    assert waited and all(set(c.offsets) == {("users", 0)} for c in waited)

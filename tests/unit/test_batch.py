@@ -195,3 +195,18 @@ def test_max_users_bounds(max_users, accepted):
     else:
         with pytest.raises(ValueError):
             Batcher(max_users=max_users, max_wait_s=1)
+
+
+def test_every_unit_of_users_in_flight_counts_as_held():
+    """Several users' later records arriving while their job runs all wait: none of them
+    makes a batch look ready, and all of them go once the job ended."""
+    batcher = Batcher(max_users=2, max_wait_s=60)
+    _fill(batcher, ["a", "b"])
+    running = batcher.take(now=0.0)
+    assert running is not None
+    _fill(batcher, ["a", "b", "c"], start=2)
+    assert batcher.eligible() == 1
+    assert not batcher.ready(0.0)
+    batcher.release(running)
+    assert batcher.eligible() == 3
+    assert batcher.ready(0.0)
