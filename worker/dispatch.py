@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -55,9 +55,6 @@ class Dispatcher:
 
     def __len__(self) -> int:
         return len(self._jobs)
-
-    def __iter__(self) -> Iterator[InFlight]:
-        return iter(list(self._jobs.values()))
 
     def submit(self, batch: Batch) -> None:
         cancel = threading.Event()

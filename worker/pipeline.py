@@ -87,7 +87,6 @@ class Pipeline:
         metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
-        self._decoder = decoder
         self._batcher = batcher
         self._jobs = Dispatcher(importer, reader, settings.max_jobs_in_flight, abandon)
         self._dlq = dlq

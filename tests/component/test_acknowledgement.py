@@ -67,6 +67,7 @@ def test_a_dead_letter_is_acknowledged_only_once_kafka_confirmed_it(make_loop, k
     )
     ((letter),) = loop.dlq.letters
     assert (letter.record.offset, letter.code) == (0, "undecodable")
+    assert "not Avro" in letter.message
     loop.clock.advance(1.0)
     loop.turn(20)
     assert _committed(kafka) == 0

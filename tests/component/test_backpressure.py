@@ -32,3 +32,27 @@ def test_too_many_waiting_users_pause_the_partitions_and_the_loop_keeps_polling(
         lambda: kafka.committed_offset(0) == 5 and kafka.committed_offset(1) == 1,
         "both partitions committed to their end",
     )
+
+
+def test_a_partition_assigned_while_paused_is_resumed_with_the_others(
+    make_loop, kafka, fullstory
+):
+    """A partition that arrives while backpressure holds is paused too, and every paused
+    partition, old or new, is fetched again once the waiting users went."""
+    kafka.change(0, "u0")
+    loop = make_loop(max_pending=2, max_jobs=1)
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "a job for u0")
+    for uid in ("u1", "u2"):
+        kafka.change(0, uid)
+    loop.turn_until(lambda: loop.source.paused, "partition 0 paused")
+    kafka.change(1, "u9")
+    loop.source.assign([1])
+    loop.turn_until(lambda: ("users", 1) in loop.source.paused, "partition 1 paused too")
+    fullstory.complete_on_poll = 1
+    fullstory.finish()
+    loop.turn_until(
+        lambda: kafka.committed_offset(0) == 3 and kafka.committed_offset(1) == 1,
+        "both partitions read to their end",
+    )
+    assert not loop.source.paused

@@ -159,6 +159,7 @@ def test_committable_is_limited_to_the_partitions_asked_for():
         tracker.track(tp, 0, span)
         span.acked = True
     assert tracker.committable([P1, ("users", 9)]) == {P1: 1}
+    assert tracker.committable([("users", 9), P1]) == {P1: 1}
 
 
 def test_acknowledged_spans_are_forgotten_once_the_watermark_passed_them():
