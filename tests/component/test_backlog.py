@@ -26,13 +26,7 @@ def test_a_backlog_sends_each_user_once(make_loop, kafka, fullstory):
     fullstory.complete_on_poll = 1
     loop = make_loop(max_users=100, backlog_lag=500)
     loop.source.assign([0, 1])
-    loop.turn_until(
-        lambda: (
-            kafka.committed_offset(0) == kafka.log_end(0)
-            and kafka.committed_offset(1) == kafka.log_end(1)
-        ),
-        "both partitions committed to their end",
-    )
+    loop.turn_until(kafka.committed_to_end, "both partitions committed to their end")
     sent = [uid for job in fullstory.jobs() for uid in job.uids]
     assert len(sent) == len(set(sent)) == 200
     assert len(fullstory.jobs()) == 2
@@ -47,13 +41,7 @@ def test_a_backlog_larger_than_the_pending_bound_still_drains(make_loop, kafka, 
     fullstory.complete_on_poll = 1
     loop = make_loop(max_users=50, max_pending=100, backlog_lag=500)
     loop.source.assign([0, 1])
-    loop.turn_until(
-        lambda: (
-            kafka.committed_offset(0) == kafka.log_end(0)
-            and kafka.committed_offset(1) == kafka.log_end(1)
-        ),
-        "both partitions committed to their end",
-    )
+    loop.turn_until(kafka.committed_to_end, "both partitions committed to their end")
     assert max(len(job.uids) for job in fullstory.jobs()) <= 50
     sent_last = {}
     for job in fullstory.jobs():

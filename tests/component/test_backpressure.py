@@ -28,15 +28,10 @@ def test_too_many_waiting_users_pause_the_partitions_and_the_loop_keeps_polling(
     fullstory.complete_on_poll = 1
     fullstory.finish()
     loop.turn_until(lambda: not loop.source.paused, "the partitions resumed")
-    loop.turn_until(
-        lambda: kafka.committed_offset(0) == 5 and kafka.committed_offset(1) == 1,
-        "both partitions committed to their end",
-    )
+    loop.turn_until(kafka.committed_to_end, "both partitions committed to their end")
 
 
-def test_a_partition_assigned_while_paused_is_resumed_with_the_others(
-    make_loop, kafka, fullstory
-):
+def test_a_partition_assigned_while_paused_is_resumed_with_the_others(make_loop, kafka, fullstory):
     """A partition that arrives while backpressure holds is paused too, and every paused
     partition, old or new, is fetched again once the waiting users went."""
     kafka.change(0, "u0")
@@ -51,8 +46,5 @@ def test_a_partition_assigned_while_paused_is_resumed_with_the_others(
     loop.turn_until(lambda: ("users", 1) in loop.source.paused, "partition 1 paused too")
     fullstory.complete_on_poll = 1
     fullstory.finish()
-    loop.turn_until(
-        lambda: kafka.committed_offset(0) == 3 and kafka.committed_offset(1) == 1,
-        "both partitions read to their end",
-    )
+    loop.turn_until(kafka.committed_to_end, "both partitions read to their end")
     assert not loop.source.paused

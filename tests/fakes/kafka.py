@@ -70,6 +70,12 @@ class FakeKafka:
     def log_end(self, partition: int = 0) -> int:
         return len(self.logs[(self.topic, partition)])
 
+    def committed_to_end(self) -> bool:
+        """Every partition's committed offset is its log end (nothing left to redo)."""
+        return all(
+            self.committed_offset(p) == len(log) for (_t, p), log in self.logs.items() if log
+        )
+
     def committed_offset(self, partition: int = 0) -> int | None:
         found = self.committed.get((self.topic, partition))
         return None if found is None else found[0]
