@@ -35,7 +35,7 @@ class Unit(Span):
     def __init__(self, tp: TopicPartition, offset: int, change: UserChange, now: float) -> None:
         super().__init__(offset)
         self.tp = tp
-        self.update = UserUpdate(uid=change.uid)
+        self.update = UserUpdate(uid=change["uid"])
         self.update.apply(change)
         self.offsets = array("q", (offset,))
         self.arrived = now
@@ -87,14 +87,14 @@ class Batcher:
     def add(self, tp: TopicPartition, offset: int, change: UserChange, now: float) -> Unit | None:
         """Fold a decoded record into its user's pending unit; returns the unit when the
         record starts a new one (None when it joined one)."""
-        key = (change.uid, tp)
+        uid = change["uid"]
+        key = (uid, tp)
         unit = self._units.get(key)
         if unit is not None:
             unit.update.apply(change)
             unit.offsets.append(offset)
             return None
         unit = self._units[key] = Unit(tp, offset, change, now)
-        uid = change.uid
         self._units_of[uid] = self._units_of.get(uid, 0) + 1
         if uid in self._blocked:
             self._held += 1

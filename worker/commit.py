@@ -39,9 +39,10 @@ class Committer:
     def owns(self, tp: TopicPartition) -> bool:
         return self._tracker.owns(tp)
 
-    def track(self, tp: TopicPartition, offset: int, span: Span | None) -> None:
-        """A decoded record of an owned partition; ``span`` when it starts a new one."""
-        self._tracker.track(tp, offset, span)
+    def track(self, tp: TopicPartition, first: int, end: int, spans: Iterable[Span]) -> None:
+        """Decoded records ``first``..``end - 1`` of an owned partition, and the spans that
+        start among them."""
+        self._tracker.track(tp, first, end, spans)
 
     def job_started(self, partitions: Collection[TopicPartition], job_id: str) -> None:
         """Name ``job_id`` in the next commits of the owned ``partitions``."""

@@ -4,6 +4,10 @@ With a registry: Confluent wire format (magic byte 0, 4-byte big-endian schema i
 body), decoded with the writer schema and resolved against the reader schema. Without:
 Avro written with the local schema, with or without that 5-byte header. A record that can
 never be decoded raises ``InvalidRecord``; a registry outage raises ``RetriableError``.
+
+The datum fastavro returns is the ``UserChange`` itself (no copy into other objects: this
+runs for every record). Schemas are read without their logical types, so ``changed_at``
+stays integer millis instead of becoming a datetime, another cost on every record.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from typing import Any
 import fastavro
 
 from worker.errors import InvalidRecord
-from worker.mapping import change_from_avro
 from worker.records import UserChange
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "user_change.avsc"
@@ -26,20 +29,20 @@ _HEADER = struct.Struct(">bI")
 
 
 def load_reader_schema(path: Path = SCHEMA_PATH) -> Any:
-    return fastavro.parse_schema(json.loads(path.read_text()))
+    """The reader schema's JSON (``Decoder`` parses it)."""
+    return json.loads(path.read_text())
 
 
-def _without_logical_types(schema: Any) -> Any:
-    """The schema with logical types dropped: timestamps stay integer millis (what the
-    worker keeps) instead of becoming datetimes, a cost on every record."""
+def without_logical_types(schema: Any) -> Any:
+    """The schema (JSON, not yet parsed) with its logical types dropped."""
     if isinstance(schema, dict):
-        return {k: _without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+        return {k: without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
     if isinstance(schema, list):
-        return [_without_logical_types(item) for item in schema]
+        return [without_logical_types(item) for item in schema]
     return schema
 
 
-def _read_exactly(body: bytes, writer: Any, reader: Any | None) -> dict[str, Any]:
+def _read_exactly(body: bytes, writer: Any, reader: Any | None) -> Any:
     stream = io.BytesIO(body)
     datum = fastavro.schemaless_reader(stream, writer, reader)
     if stream.tell() != len(body):
@@ -55,38 +58,36 @@ class Decoder:
     def __init__(
         self, reader_schema: Any, writer_schema: Callable[[int], Any] | None = None
     ) -> None:
-        self._reader = reader_schema
-        self._local = fastavro.parse_schema(_without_logical_types(reader_schema))
+        """``reader_schema``: the schema JSON; ``writer_schema(id)``: a parsed schema read
+        without logical types (``without_logical_types``)."""
+        self._local = fastavro.parse_schema(without_logical_types(reader_schema))
         self._writer_schema = writer_schema
 
     def decode(self, value: bytes | None) -> UserChange:
         if value is None:
             raise InvalidRecord("tombstone", "record has no value")
         if self._writer_schema is not None:
-            datum = self._decode_registry(value, self._writer_schema)
+            change: UserChange = self._decode_registry(value, self._writer_schema)
         else:
-            datum = self._decode_local(value)
-        try:
-            change = change_from_avro(datum)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise InvalidRecord("undecodable", f"decoded record has wrong shape: {exc}") from exc
-        if not change.uid.strip():
-            raise InvalidRecord("empty_uid", "uid is empty")
+            change = self._decode_local(value)
+        uid = change["uid"]
+        if not uid or uid.isspace():
+            raise InvalidRecord("empty_uid", "uid is empty or only white space")
         return change
 
-    def _decode_registry(self, value: bytes, writer_schema: Callable[[int], Any]) -> dict[str, Any]:
+    def _decode_registry(self, value: bytes, writer_schema: Callable[[int], Any]) -> Any:
         if len(value) < _HEADER.size or value[0] != 0:
             raise InvalidRecord("not_wire_format", "value lacks the Confluent wire-format header")
         _, schema_id = _HEADER.unpack_from(value)
         writer = writer_schema(schema_id)
         try:
-            return _read_exactly(value[_HEADER.size :], writer, self._reader)
+            return _read_exactly(value[_HEADER.size :], writer, self._local)
         except Exception as exc:  # fastavro raises many types on bad bytes
             raise InvalidRecord(
                 "undecodable", f"Avro body does not match schema id {schema_id}: {exc}"
             ) from exc
 
-    def _decode_local(self, value: bytes) -> dict[str, Any]:
+    def _decode_local(self, value: bytes) -> Any:
         # A plain Avro body can also start with 0 (an empty uid), so try both readings.
         if value[:1] == b"\x00" and len(value) >= _HEADER.size:
             try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.records import PropertyValue, UserChange
+from worker.records import UserChange
 
 
 def declared_type(value: bool | int | float | str) -> str:
@@ -36,13 +36,17 @@ class UserUpdate:
 
     def apply(self, change: UserChange) -> None:
         """Fold a later change on top: non-null values win, nulls leave things as they are."""
-        if change.display_name is not None:
-            self.display_name = change.display_name
-        if change.email is not None:
-            self.email = change.email
-        for name, value in change.properties.items():
-            if value is not None:
-                self.properties[name] = value
+        display_name, email = change["display_name"], change["email"]
+        if display_name is not None:
+            self.display_name = display_name
+        if email is not None:
+            self.email = email
+        properties = change["properties"]
+        if properties:
+            mine = self.properties
+            for name, value in properties.items():
+                if value is not None:
+                    mine[name] = value
 
     def to_request(self) -> dict[str, Any]:
         """The ``BatchUserImportRequest`` JSON object."""
@@ -63,24 +67,9 @@ def fold(changes: list[UserChange]) -> UserUpdate:
     """Merge one uid's changes, given in offset order."""
     if not changes:
         raise ValueError("fold needs at least one change")
-    update = UserUpdate(uid=changes[0].uid)
+    update = UserUpdate(uid=changes[0]["uid"])
     for change in changes:
-        if change.uid != update.uid:
+        if change["uid"] != update.uid:
             raise ValueError("fold takes the changes of one uid")
         update.apply(change)
     return update
-
-
-def change_from_avro(datum: dict[str, Any]) -> UserChange:
-    """Build a ``UserChange`` from a datum decoded against the reader schema."""
-    changed_at = datum["changed_at"]
-    # fastavro turns timestamp-millis into an aware datetime; keep integer millis.
-    millis = changed_at if isinstance(changed_at, int) else int(changed_at.timestamp() * 1000)
-    properties: dict[str, PropertyValue] = datum.get("properties") or {}  # fastavro's own
-    return UserChange(
-        uid=datum["uid"],
-        changed_at_ms=millis,
-        display_name=datum.get("display_name"),
-        email=datum.get("email"),
-        properties=properties,
-    )

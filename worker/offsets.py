@@ -61,20 +61,18 @@ class OffsetTracker:
     def owns(self, tp: TopicPartition) -> bool:
         return tp in self._parts
 
-    def track(self, tp: TopicPartition, offset: int, span: Span | None = None) -> bool:
-        """Note the record at ``offset`` (a partition's records come in increasing order);
-        ``span``: a new span starts with it, else it joined a span already tracked.
-
-        Returns False, tracking nothing, for a partition this replica does not own.
+    def track(self, tp: TopicPartition, first: int, end: int, spans: Iterable[Span] = ()) -> bool:
+        """Note the records of ``tp`` from ``first`` up to ``end`` (exclusive), consumed in
+        order: ``spans`` start among them (in offset order); the others joined spans already
+        tracked. Returns False, tracking nothing, for a partition this replica does not own.
         """
         state = self._parts.get(tp)
         if state is None:
             return False
-        if state.end is not None and offset < state.end:
-            raise ValueError(f"offset {offset} of {tp} arrived out of order")
-        state.end = offset + 1
-        if span is not None:
-            state.spans.append(span)
+        if state.end is not None and first < state.end:
+            raise ValueError(f"offset {first} of {tp} arrived out of order")
+        state.end = end
+        state.spans.extend(spans)
         return True
 
     def position(self, tp: TopicPartition) -> int | None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass
-from functools import partial
 
 import structlog
 
@@ -49,7 +48,7 @@ from worker.metrics import Metrics
 from worker.offsets import Span
 from worker.reachability import KafkaReachability
 from worker.readback import RecordReader
-from worker.records import SourceRecord, TopicPartition, UserChange
+from worker.records import Message, TopicPartition, source_record
 from worker.source import Source
 
 log = structlog.get_logger("worker.pipeline")
@@ -97,7 +96,7 @@ class Pipeline:
         self._commits = Committer(self._metrics, on_success=self._kafka.reachable)
         self._acks = Acknowledger(dlq, self._metrics)
         self._fences = Fences()
-        self._intake = Intake(decoder)
+        self._intake = Intake(decoder, batcher)
         self._paused: set[TopicPartition] = set()
         self._in_backlog = False
         self._polled = False  # the last poll brought records
@@ -186,12 +185,11 @@ class Pipeline:
         # consume() waits for a full batch until its timeout: after a poll that brought
         # records (a backlog), take what is there at once instead.
         timeout = 0.0 if self._polled else self._settings.poll_timeout_s if idle else 0.02
-        records = source.consume(self._settings.consume_max_records, timeout)
-        self._polled = bool(records)
-        if records:
-            self._metrics.records_consumed.inc(len(records))
-            owns = self._commits.owns
-            self._intake.extend(record for record in records if owns(record.tp))
+        runs = source.consume(self._settings.consume_max_records, timeout)
+        self._polled = bool(runs)
+        if runs:
+            self._metrics.records_consumed.inc(sum(len(run.messages) for run in runs))
+            self._intake.extend(run for run in runs if self._commits.owns(run.tp))
         now = self._clock.monotonic()
         self._advance(now)
         self._apply_backpressure(source)
@@ -205,7 +203,7 @@ class Pipeline:
     def _advance(self, now: float, flush: Collection[TopicPartition] | None = None) -> None:
         """The stages after polling, shared by a turn and a drain (``flush``: send those
         partitions' users now, however young)."""
-        decoding = self._intake.decode(now, partial(self._merge, now), self._invalid)
+        decoding = self._intake.decode(now, self._commits.track, self._invalid)
         if decoding is not None:
             self._health.decoding(decoding)
         if self._note_created_jobs():
@@ -270,14 +268,13 @@ class Pipeline:
 
     # -- stages -----------------------------------------------------------------------
 
-    def _merge(self, now: float, record: SourceRecord, change: UserChange) -> None:
-        tp, offset = record.tp, record.offset
-        self._commits.track(tp, offset, self._batcher.add(tp, offset, change, now))
-
-    def _invalid(self, record: SourceRecord, error: InvalidRecord) -> None:
-        span = Span(record.offset)
-        self._commits.track(record.tp, record.offset, span)
+    def _invalid(
+        self, tp: TopicPartition, offset: int, message: Message, error: InvalidRecord
+    ) -> Span:
+        span = Span(offset)
+        record = source_record(tp, offset, message)
         self._acks.dead_letter(record, error.code, error.message, None, span)
+        return span
 
     def _submit_ready(self, now: float, flush: Collection[TopicPartition] | None) -> None:
         while len(self._jobs) < self._settings.max_jobs_in_flight:

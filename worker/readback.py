@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from worker.errors import RetriableError
-from worker.records import SourceRecord, TopicPartition
-from worker.source import source_record
+from worker.records import Message, SourceRecord, TopicPartition, source_record
 
 log = structlog.get_logger("worker.readback")
 _READ_TIMEOUT_S = 60.0
@@ -78,12 +77,12 @@ class KafkaRecordReader:
                     error = message.error()
                     if error is not None and error.code() == KafkaError._PARTITION_EOF:
                         return found  # the rest is gone
-                    record = source_record(message)
-                    if record is None:
+                    offset = message.offset()
+                    if error is not None or offset is None:
                         continue
-                    if record.offset in wanted:
-                        found[record.offset] = record
-                    if record.offset >= last:
+                    if offset in wanted:
+                        found[offset] = source_record(tp, offset, cast(Message, message))
+                    if offset >= last:
                         return found
         except KafkaException as exc:
             raise RetriableError(f"reading back {tp}: {exc.args[0]}") from exc

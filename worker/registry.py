@@ -14,6 +14,7 @@ import fastavro
 import httpx
 
 from worker.config import Secret
+from worker.decode import without_logical_types
 from worker.errors import InvalidRecord, RetriableError
 
 
@@ -37,7 +38,7 @@ class SchemaRegistry:
         self._lock = threading.Lock()
 
     def writer_schema(self, schema_id: int) -> Any:
-        """The parsed writer schema for ``schema_id``."""
+        """The parsed writer schema for ``schema_id``, without its logical types."""
         with self._lock:
             cached = self._cache.get(schema_id)
         if cached is not None:
@@ -54,7 +55,7 @@ class SchemaRegistry:
             )
         try:
             raw = json.loads(response.json()["schema"])
-            parsed = fastavro.parse_schema(raw)
+            parsed = fastavro.parse_schema(without_logical_types(raw))
         except (ValueError, KeyError, TypeError, fastavro.schema.SchemaParseException) as exc:
             raise InvalidRecord(
                 "bad_writer_schema", f"schema id {schema_id} is not a usable Avro schema"

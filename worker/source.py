@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Message as KafkaMessage
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from worker.kafka_stats import KafkaStats, parse_stats
-from worker.records import SourceRecord, TopicPartition
+from worker.records import Fetched, Message, TopicPartition
 
 log = structlog.get_logger("worker.source")
 
@@ -41,7 +42,7 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 
 
 class Source(Protocol):
-    def consume(self, max_records: int, timeout: float) -> list[SourceRecord]: ...
+    def consume(self, max_records: int, timeout: float) -> list[Fetched]: ...
     def pause(self, partitions: Iterable[TopicPartition]) -> None: ...
     def resume(self, partitions: Iterable[TopicPartition]) -> None: ...
     def commit(
@@ -61,24 +62,6 @@ def _tps(partitions: Iterable[KafkaTopicPartition]) -> list[TopicPartition]:
 
 def _kafka_tps(partitions: Iterable[TopicPartition]) -> list[KafkaTopicPartition]:
     return [KafkaTopicPartition(t, p) for t, p in partitions]
-
-
-def source_record(message: Message) -> SourceRecord | None:
-    """The record a message carries; None for an error or end-of-partition event."""
-    error = message.error()
-    if error is not None:
-        if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("consume_error", error=str(error))
-        return None
-    topic, partition, offset = message.topic(), message.partition(), message.offset()
-    if topic is None or partition is None or offset is None:
-        return None
-    raw = message.headers()
-    headers: tuple[tuple[str, bytes | None], ...] = ()
-    if raw:
-        items = raw.items() if isinstance(raw, dict) else raw
-        headers = tuple((k, v.encode() if isinstance(v, str) else v) for k, v in items)
-    return SourceRecord(topic, partition, offset, message.key(), message.value(), headers)
 
 
 class KafkaSource:
@@ -131,14 +114,24 @@ class KafkaSource:
             on_lost=lambda _c, parts: on_lost(_tps(parts)),
         )
 
-    def consume(self, max_records: int, timeout: float) -> list[SourceRecord]:
-        messages: list[Message] = self._consumer.consume(max_records, timeout)
-        records: list[SourceRecord] = []
-        for message in messages:
-            record = source_record(message)
-            if record is not None:
-                records.append(record)
-        return records
+    def consume(self, max_records: int, timeout: float) -> list[Fetched]:
+        """Up to ``max_records`` messages, grouped in runs of one partition (in order)."""
+        runs: list[Fetched] = []
+        run: list[KafkaMessage] = []
+        topic, partition = "", -1
+        for message in self._consumer.consume(max_records, timeout):
+            error = message.error()
+            if error is not None:  # an error, or the end of a partition
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume_error", error=str(error))
+                continue
+            if message.partition() != partition or message.topic() != topic:
+                topic, partition = message.topic() or "", message.partition() or 0
+                run = []
+                # Past the error check a message carries a record: its offset is never None.
+                runs.append(Fetched((topic, partition), cast(list[Message], run)))
+            run.append(message)
+        return runs
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         partitions = list(partitions)

@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from tests.fakes import FakeClock, FakeDeadLetters, FakeKafka, ScriptedFullStory, ScriptedSource
 from tests.unit.avro import SCHEMA
@@ -44,7 +45,9 @@ class Loop:
         commit_interval_s: float = 0.5,
         drain_timeout_s: float = 10.0,
         backlog_lag: int = 10_000,
+        registry: Callable[[int], Any] | None = None,
     ) -> None:
+        """``registry``: writer schemas by id (the values then carry the wire format)."""
         self.clock = FakeClock()
         self.kafka = kafka
         self.fullstory = fullstory
@@ -60,7 +63,7 @@ class Loop:
             backoff=lambda: Backoff(base_s=0.001, cap_s=0.005, floor_s=0.001),
         )
         self._pipeline = Pipeline(
-            decoder=Decoder(SCHEMA),
+            decoder=Decoder(SCHEMA, registry),
             batcher=Batcher(max_users, max_wait_s),
             importer=importer,
             reader=kafka,

@@ -17,9 +17,28 @@ from typing import Any
 
 from tests.fakes.clock import FakeClock
 from tests.unit.avro import encode, event
-from worker.records import SourceRecord, TopicPartition
+from worker.records import Fetched, SourceRecord, TopicPartition
 
 Callback = Callable[[list[TopicPartition]], None]
+
+
+@dataclass(frozen=True, eq=False)
+class FakeMessage:
+    """A consumed message, read through ``confluent_kafka.Message``'s methods."""
+
+    record: SourceRecord
+
+    def offset(self) -> int:
+        return self.record.offset
+
+    def key(self) -> bytes | None:
+        return self.record.key
+
+    def value(self) -> bytes | None:
+        return self.record.value
+
+    def headers(self) -> list[tuple[str, bytes | None]] | None:
+        return list(self.record.headers) or None
 
 
 @dataclass(frozen=True)
@@ -151,7 +170,7 @@ class ScriptedSource:
 
     # -- worker.source.Source ------------------------------------------------------------
 
-    def consume(self, max_records: int, timeout: float) -> list[SourceRecord]:
+    def consume(self, max_records: int, timeout: float) -> list[Fetched]:
         if self.closed:
             raise RuntimeError("consume after close")
         self.polls += 1
@@ -160,16 +179,19 @@ class ScriptedSource:
         while self._results:
             error, partitions = self._results.popleft()
             self.on_commit(error, partitions)
-        records: list[SourceRecord] = []
+        runs: list[Fetched] = []
+        room = max_records
         for tp in sorted(self.assigned - self.paused):
             log = self.kafka.logs[tp]
             position = self.positions[tp]
-            take = log[position : position + max_records - len(records)]
-            records += take
+            take = log[position : position + room]
+            if take:
+                runs.append(Fetched(tp, [FakeMessage(record) for record in take]))
+                room -= len(take)
             self.positions[tp] = position + len(take)
-        if not records:
+        if not runs:
             self.clock.waited(timeout)
-        return records
+        return runs
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         self.paused.update(partitions)

@@ -10,7 +10,7 @@ import fastavro
 
 from worker.decode import load_reader_schema
 
-SCHEMA = load_reader_schema()
+SCHEMA = fastavro.parse_schema(load_reader_schema())
 
 
 def encode(datum: dict[str, Any], schema: Any = SCHEMA, schema_id: int | None = None) -> bytes:

@@ -16,5 +16,5 @@ def change(
     **properties: PropertyValue,
 ) -> UserChange:
     return UserChange(
-        uid=uid, changed_at_ms=0, display_name=display_name, email=email, properties=properties
+        uid=uid, changed_at=0, display_name=display_name, email=email, properties=properties
     )

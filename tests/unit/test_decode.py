@@ -1,11 +1,13 @@
 import json
 
 import fastavro
+import httpx
 import pytest
 
 from tests.unit.avro import SCHEMA, encode, event
 from worker.decode import Decoder
 from worker.errors import InvalidRecord, RetriableError
+from worker.registry import SchemaRegistry
 
 
 def test_plain_avro_with_and_without_header_decodes():
@@ -14,9 +16,9 @@ def test_plain_avro_with_and_without_header_decodes():
     datum = event("u1", display_name="Ada", properties={"seats": 3, "beta": True, "gone": None})
     for value in (encode(datum), encode(datum, schema_id=42)):
         change = decoder.decode(value)
-        assert change.uid == "u1" and change.display_name == "Ada"
-        assert change.properties == {"seats": 3, "beta": True, "gone": None}
-        assert change.changed_at_ms == 1_700_000_000_000
+        assert change["uid"] == "u1" and change["display_name"] == "Ada"
+        assert change["properties"] == {"seats": 3, "beta": True, "gone": None}
+        assert change["changed_at"] == 1_700_000_000_000
 
 
 @pytest.mark.parametrize(
@@ -31,11 +33,43 @@ def test_undecodable_values_are_invalid_records(value, code):
     assert info.value.code == code
 
 
-def test_empty_uid_is_invalid():
+@pytest.mark.parametrize("uid", ["", " ", "\t\n"], ids=["empty", "space", "white-space"])
+def test_empty_uid_is_invalid(uid):
     """A user change without a uid cannot be imported and goes to the DLQ."""
     with pytest.raises(InvalidRecord) as info:
-        Decoder(SCHEMA).decode(encode(event("")))
+        Decoder(SCHEMA).decode(encode(event(uid)))
     assert info.value.code == "empty_uid"
+
+
+@pytest.mark.parametrize(
+    "changed_at_type",
+    [{"type": "long", "logicalType": "timestamp-millis"}, "long"],
+    ids=["timestamp-millis", "plain-long"],
+)
+def test_changed_at_is_epoch_millis_whatever_the_registered_writer_schema(changed_at_type):
+    """A producer whose schema declares changed_at as a plain long is read like one using
+    timestamp-millis (integer millis either way), not dead-lettered."""
+    writer = {
+        "type": "record",
+        "name": "UserChange",
+        "namespace": "usersync.v1",
+        "fields": [
+            {"name": "uid", "type": "string"},
+            {"name": "changed_at", "type": changed_at_type},
+        ],
+    }
+
+    def registry_answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/schemas/ids/3"
+        return httpx.Response(200, json={"schema": json.dumps(writer)})
+
+    registry = SchemaRegistry("http://127.0.0.1:1", transport=httpx.MockTransport(registry_answer))
+    value = b"\x00\x00\x00\x00\x03" + encode(
+        {"uid": "u", "changed_at": 1_700_000_000_123}, fastavro.parse_schema(writer)
+    )
+    change = Decoder(SCHEMA, registry.writer_schema).decode(value)
+    assert change["changed_at"] == 1_700_000_000_123
+    assert change["properties"] == {} and change["email"] is None
 
 
 EVOLVED = fastavro.parse_schema(
@@ -74,7 +108,7 @@ def test_registry_writer_schema_is_resolved_against_the_reader():
     decoder = Decoder(SCHEMA, {7: EVOLVED}.__getitem__)
     datum = {**event("u9", email="e@x.io"), "tier": "pro"}
     change = decoder.decode(encode(datum, EVOLVED, schema_id=7))
-    assert (change.uid, change.email) == ("u9", "e@x.io")
+    assert (change["uid"], change["email"]) == ("u9", "e@x.io")
 
 
 def test_registry_mode_requires_the_wire_format():

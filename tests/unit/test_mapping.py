@@ -1,10 +1,7 @@
-from datetime import UTC, datetime
-
 import pytest
 
 from tests.unit.factories import change
-from worker.mapping import change_from_avro, declared_type, fold
-from worker.records import UserChange
+from worker.mapping import declared_type, fold
 
 
 def test_later_non_null_fields_win_and_nulls_leave_values():
@@ -58,15 +55,3 @@ def test_property_type_follows_the_latest_value():
     request = fold([change("u", score=1), change("u", score=1.5)]).to_request()
     assert request["properties"] == {"score": 1.5}
     assert request["schema"] == {"properties": {"score": "real"}}
-
-
-@pytest.mark.parametrize(
-    "changed_at",
-    [1_700_000_000_123, datetime(2023, 11, 14, 22, 13, 20, 123_000, tzinfo=UTC)],
-    ids=["plain-long", "timestamp-millis"],
-)
-def test_changed_at_becomes_epoch_millis_whatever_the_writer_schema(changed_at):
-    """A producer whose schema declares changed_at as a plain long (fastavro then hands over
-    an int, not a datetime) is imported like one using timestamp-millis, not dead-lettered."""
-    datum = {"uid": "u", "changed_at": changed_at, "properties": None}
-    assert change_from_avro(datum) == UserChange(uid="u", changed_at_ms=1_700_000_000_123)

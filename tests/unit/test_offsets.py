@@ -17,7 +17,7 @@ def _tracker(*offsets: int) -> tuple[OffsetTracker, dict[int, Span]]:
     spans = {}
     for offset in offsets:
         spans[offset] = Span(offset)
-        tracker.track(TP, offset, spans[offset])
+        tracker.track(TP, offset, offset + 1, [spans[offset]])
     return tracker, spans
 
 
@@ -36,9 +36,9 @@ def test_a_span_holds_the_commit_at_its_first_record_until_it_is_acknowledged():
     tracker = OffsetTracker()
     tracker.assign([TP])
     merged, other = Span(3), Span(5)
-    tracker.track(TP, 3, merged)
-    tracker.track(TP, 5, other)
-    tracker.track(TP, 7)  # joins ``merged``
+    tracker.track(TP, 3, 4, [merged])
+    tracker.track(TP, 5, 6, [other])
+    tracker.track(TP, 7, 8)  # joins ``merged``
     other.acked = True
     assert tracker.position(TP) == 3
     merged.acked = True
@@ -67,7 +67,7 @@ def test_revoked_partition_is_never_committed_and_ignores_late_acks():
     tracker.revoke([TP])
     spans[1].acked = True
     assert tracker.committable() == {}
-    assert tracker.track(TP, 3, Span(3)) is False
+    assert tracker.track(TP, 3, 4, [Span(3)]) is False
     assert not tracker.owns(TP)
 
 
@@ -78,7 +78,7 @@ def test_commit_offers_only_moved_partitions():
     tracker.mark_committed(tracker.committable())
     assert tracker.committable() == {}
     later = Span(1)
-    tracker.track(TP, 1, later)
+    tracker.track(TP, 1, 2, [later])
     later.acked = True
     assert tracker.committable() == {TP: 2}
 
@@ -103,10 +103,10 @@ def test_an_offset_not_above_the_last_tracked_one_is_refused(offset, accepted):
     instead of being counted twice."""
     tracker, _ = _tracker(10)
     if accepted:
-        assert tracker.track(TP, offset, Span(offset)) is True
+        assert tracker.track(TP, offset, offset + 1, [Span(offset)]) is True
     else:
         with pytest.raises(ValueError, match=f"offset {offset} of .* arrived out of order"):
-            tracker.track(TP, offset, Span(offset))
+            tracker.track(TP, offset, offset + 1, [Span(offset)])
 
 
 def test_revoking_a_partition_not_owned_is_a_no_op():
@@ -145,7 +145,7 @@ def test_partitions_without_records_are_not_offered():
     tracker = OffsetTracker()
     tracker.assign([P0, P1])
     span = Span(7)
-    tracker.track(P1, 7, span)
+    tracker.track(P1, 7, 8, [span])
     span.acked = True
     assert tracker.committable() == {P1: 8}
 
@@ -156,7 +156,7 @@ def test_committable_is_limited_to_the_partitions_asked_for():
     tracker.assign([P0, P1])
     for tp in (P0, P1):
         span = Span(0)
-        tracker.track(tp, 0, span)
+        tracker.track(tp, 0, 1, [span])
         span.acked = True
     assert tracker.committable([P1, ("users", 9)]) == {P1: 1}
     assert tracker.committable([("users", 9), P1]) == {P1: 1}
@@ -171,7 +171,7 @@ def test_acknowledged_spans_are_forgotten_once_the_watermark_passed_them():
         before = tracemalloc.get_traced_memory()[0]
         for offset in range(20_000):
             span = Span(offset)
-            tracker.track(TP, offset, span)
+            tracker.track(TP, offset, offset + 1, [span])
             span.acked = True
             tracker.position(TP)
         grown = tracemalloc.get_traced_memory()[0] - before
