@@ -20,7 +20,15 @@ import orjson
 import structlog
 
 from worker.batch import Batch
-from worker.errors import Abandoned, RateLimited, RejectedRequest, RetriableError
+from worker.errors import (
+    Abandoned,
+    NotFound,
+    RateLimited,
+    RejectedRequest,
+    RetriableError,
+    ServerError,
+    Unreachable,
+)
 from worker.fullstory import JobStatus, UserError
 from worker.idempotency import idempotency_key
 from worker.metrics import Metrics, retry_reason
@@ -135,18 +143,15 @@ class Importer:
         self._sleep(0)  # raises if cancelled meanwhile
         try:
             result = call()
+        except (ServerError, Unreachable):
+            self._on_api_failure()
+            raise
         except RateLimited as exc:
             if exc.retry_after is not None:
                 self._gate.close_for(exc.retry_after)
             self._on_api_answer()
             raise
-        except RetriableError as exc:
-            if exc.status is None or exc.status >= 500:
-                self._on_api_failure()
-            else:
-                self._on_api_answer()
-            raise
-        except RejectedRequest:
+        except (RetriableError, RejectedRequest):
             self._on_api_answer()
             raise
         self._on_api_answer()
@@ -201,7 +206,7 @@ class Importer:
             try:
                 job_id = self._call(partial(self._api.create_batch, body, key))
             except RetriableError as exc:
-                if exc.status is not None and exc.status >= 500:
+                if isinstance(exc, ServerError):
                     consecutive_5xx += 1
                     if consecutive_5xx >= self._new_key_after:
                         # The server may replay a saved 5xx under this key for 24 hours.
@@ -217,7 +222,7 @@ class Importer:
     ) -> None:
         """Log the failed call, count it, and wait its backoff (or Retry-After)."""
         delay = backoff.next_delay(exc if isinstance(exc, RetriableError) else None)
-        self._metrics.api_retries.labels(call, retry_reason(exc.status)).inc()
+        self._metrics.api_retries.labels(call, retry_reason(exc)).inc()
         bound.warning(
             "fullstory_retry",
             call=call,
@@ -249,10 +254,8 @@ class Importer:
     def _status_or_gone(self, job_id: str) -> JobStatus:
         try:
             return self._api.job_status(job_id)
-        except RetriableError as exc:
-            if exc.status == 404:  # expired or unknown: nothing left to wait for
-                return JobStatus(id=job_id, status="UNKNOWN")
-            raise
+        except NotFound:  # expired or unknown: nothing left to wait for
+            return JobStatus(id=job_id, status="UNKNOWN")
 
     def _await(self, job_id: str, bound: Any, missing_ok: bool = False) -> JobStatus:
         interval = self._poll_min

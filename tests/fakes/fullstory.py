@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.errors import RejectedRequest, RetriableError
+from worker.errors import NotFound, RejectedRequest
 from worker.fullstory import JobStatus, UserError
 
 CALLS = ("create_batch", "job_status", "job_errors")
@@ -140,7 +140,7 @@ class ScriptedFullStory:
             self._scripted("job_status")
             job = self._jobs.get(job_id)
             if job is None:
-                raise RetriableError("job status: HTTP 404", status=404)
+                raise NotFound("job status: HTTP 404")
             job.polls += 1
             if job.running and self.complete_on_poll and job.polls >= self.complete_on_poll:
                 job.status = "COMPLETED"

@@ -18,6 +18,7 @@ from worker.errors import Abandoned
 from worker.fullstory import FullStoryClient, UserError
 from worker.idempotency import idempotency_key
 from worker.importer import Importer, encode_body
+from worker.metrics import Metrics
 from worker.retry import Backoff
 
 
@@ -426,12 +427,16 @@ def test_cancelling_stops_the_wait_for_a_running_job(wait):
         (_refused, True),
         (_timed_out, True),
         (_retry_after_0(), False),
+        (httpx.Response(401), False),
+        (httpx.Response(404), False),
+        (httpx.Response(200, text="<html>"), False),
     ],
-    ids=["500", "503", "connection-refused", "timeout", "429"],
+    ids=["500", "503", "connection-refused", "timeout", "429", "401", "404", "200-not-json"],
 )
 def test_readiness_hears_whether_fullstory_failed_or_answered(answer, failed):
     """/readyz turns off when FullStory keeps failing (5xx, timeouts, refused connections) and
-    on again with its next answer; a rate limit is an answer, not an outage."""
+    on again with its next answer; a rate limit, a refused key, a wrong URL or a garbled body
+    is an answer (FullStory is up), not an outage."""
     heard: list[str] = []
     script = Script({"POST /v2/users/batch": [answer, JOB], "GET /v2/users/batch/j1": [DONE]})
     importer = _importer(
@@ -543,3 +548,33 @@ def test_an_error_listing_is_read_until_complete_and_at_most_five_times(listings
     outcome = _importer(script).run(_batch("a", "b", "c"))
     assert set(outcome.failures) == failed
     assert sum(r.url.path.endswith("/errors") for r in script.requests) == reads
+
+
+def test_retries_are_counted_by_reason():
+    """``fsus_fullstory_retries_total{reason}`` tells an operator why FullStory calls are
+    retried; its label values stay those the dashboards know."""
+    script = Script(
+        {
+            "POST /v2/users/batch": [
+                httpx.Response(503),
+                _timed_out,
+                _retry_after_0(),
+                httpx.Response(401),
+                httpx.Response(404),
+                httpx.Response(200, text="<html>"),
+                JOB,
+            ],
+            "GET /v2/users/batch/j1": [DONE],
+        }
+    )
+    metrics = Metrics()
+    _importer(script, metrics=metrics).run(_batch("a"))
+    reasons = {
+        sample.labels["reason"]
+        for family in metrics.registry.collect()
+        if family.name == "fsus_fullstory_retries"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+    expected = {"server_error", "network", "rate_limited", "http_401", "http_404", "http_200"}
+    assert reasons == expected
