@@ -18,6 +18,7 @@ The API key is sent as ``Authorization: Basic <key>`` and appears nowhere else.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import httpx
@@ -33,21 +34,28 @@ from worker.errors import (
     Unreachable,
 )
 
-TERMINAL = ("COMPLETED", "FAILED")
 # Answers that blame the request body: only these split a batch and dead-letter its users.
 _INVALID_INPUT = (400, 413, 422)
+
+
+class JobState(Enum):
+    """A batch import job's status; the API documents these three and no other."""
+
+    PROCESSING = "PROCESSING"  # accepted, running
+    COMPLETED = "COMPLETED"  # every user imported
+    FAILED = "FAILED"  # some users (perhaps all) failed, each listed under /errors
 
 
 @dataclass(frozen=True, slots=True)
 class JobStatus:
     id: str
-    status: str
+    state: JobState
     imports: int = 0
     errors: int = 0
 
     @property
     def done(self) -> bool:
-        return self.status in TERMINAL
+        return self.state is not JobState.PROCESSING
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,17 +153,18 @@ class FullStoryClient:
             raise BadAnswer("create batch: answer has no job id", 200) from exc
 
     def job_status(self, job_id: str) -> JobStatus:
+        """A state this client does not know is a ``BadAnswer``, never taken as an end."""
         answer = self._send("GET", f"/v2/users/batch/{job_id}", "job status")
         try:
-            return JobStatus(
-                id=job_id,
-                status=str(answer["job"]["status"]),
-                # The SDK's models type these counts as strings; accept both.
-                imports=int(answer.get("imports") or 0),
-                errors=int(answer.get("errors") or 0),
-            )
+            state = answer["job"]["status"]
+            # The SDK's models type these counts as strings; accept both.
+            imports, errors = int(answer.get("imports") or 0), int(answer.get("errors") or 0)
         except (KeyError, TypeError, ValueError) as exc:
             raise BadAnswer("job status: answer has an unexpected shape", 200) from exc
+        try:
+            return JobStatus(job_id, JobState(state), imports, errors)
+        except ValueError as exc:
+            raise BadAnswer(f"job status: unknown state {state!r}", 200) from exc
 
     def job_errors(
         self, job_id: str, page_token: str | None = None

@@ -29,7 +29,7 @@ from worker.errors import (
     ServerError,
     Unreachable,
 )
-from worker.fullstory import JobStatus, UserError
+from worker.fullstory import JobState, JobStatus, UserError
 from worker.idempotency import idempotency_key
 from worker.metrics import Metrics, retry_reason
 from worker.records import SourceRecord
@@ -183,15 +183,15 @@ class Importer:
         job_log = bound.bind(job_id=job_id)
         started = time.monotonic()
         status = self._await(job_id, job_log)
-        if status.status == "FAILED":
+        if status.state is JobState.FAILED:
             for error in self._errors(job_id, status.errors, job_log):
                 outcome.failures[error.uid] = replace(error, job_id=job_id)
         seconds = time.monotonic() - started
-        self._metrics.jobs.labels(status.status).inc()
+        self._metrics.jobs.labels(status.state.value).inc()
         self._metrics.job_duration.observe(seconds)
         self._metrics.batch_users.observe(len(requests))
         job_log.info(
-            "job_completed" if status.status == "COMPLETED" else "job_failed",
+            "job_completed" if status.state is JobState.COMPLETED else "job_failed",
             users=len(requests),
             imports=status.imports,
             errors=status.errors,
@@ -232,11 +232,20 @@ class Importer:
         )
         self._sleep(delay)
 
-    def _retrying(self, call: Callable[[], T], name: str, bound: Any) -> T:
+    def _retrying(
+        self,
+        call: Callable[[], T],
+        name: str,
+        bound: Any,
+        ends_on: tuple[type[Exception], ...] = (),
+    ) -> T:
+        """``call`` until it succeeds; an error of a class in ``ends_on`` is raised instead."""
         backoff = self._backoff()
         while True:
             try:
                 result = self._call(call)
+            except ends_on:
+                raise
             except (RetriableError, RejectedRequest) as exc:
                 # A 4xx while reading a job we created is FullStory's problem, not the
                 # data's: keep asking rather than drop the batch's acknowledgement.
@@ -249,20 +258,20 @@ class Importer:
         self._local.cancel = cancel
         bound = log.bind(fence_jobs=job_ids)
         for job_id in job_ids:
-            self._await(job_id, bound, missing_ok=True)
+            try:
+                self._await(job_id, bound, ends_on=(NotFound,))
+            except NotFound:  # expired, or never created: nothing left to wait for
+                bound.info("fence_job_gone", job_id=job_id)
 
-    def _status_or_gone(self, job_id: str) -> JobStatus:
-        try:
-            return self._api.job_status(job_id)
-        except NotFound:  # expired or unknown: nothing left to wait for
-            return JobStatus(id=job_id, status="UNKNOWN")
-
-    def _await(self, job_id: str, bound: Any, missing_ok: bool = False) -> JobStatus:
+    def _await(
+        self, job_id: str, bound: Any, ends_on: tuple[type[Exception], ...] = ()
+    ) -> JobStatus:
         interval = self._poll_min
-        call = self._status_or_gone if missing_ok else self._api.job_status
         while True:
-            status = self._retrying(partial(call, job_id), "job_status", bound)
-            if status.done or status.status == "UNKNOWN":
+            status = self._retrying(
+                partial(self._api.job_status, job_id), "job_status", bound, ends_on
+            )
+            if status.done:
                 return status
             self._sleep(interval)
             interval = min(self._poll_max, interval * 1.5)

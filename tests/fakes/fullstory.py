@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.errors import NotFound, RejectedRequest
-from worker.fullstory import JobStatus, UserError
+from worker.fullstory import JobState, JobStatus, UserError
 
 CALLS = ("create_batch", "job_status", "job_errors")
 
@@ -145,7 +145,10 @@ class ScriptedFullStory:
             if job.running and self.complete_on_poll and job.polls >= self.complete_on_poll:
                 job.status = "COMPLETED"
             return JobStatus(
-                job.id, job.status, imports=len(job.users) - len(job.errors), errors=len(job.errors)
+                job.id,
+                JobState(job.status),
+                imports=len(job.users) - len(job.errors),
+                errors=len(job.errors),
             )
 
     def job_errors(

@@ -19,7 +19,7 @@ from worker.errors import (
     Unreachable,
     WorkerError,
 )
-from worker.fullstory import FullStoryClient, UserError
+from worker.fullstory import FullStoryClient, JobState, JobStatus, UserError
 
 Answer = httpx.Response | Callable[[httpx.Request], httpx.Response]
 
@@ -94,11 +94,14 @@ def _status(state: Any, **counts: Any) -> httpx.Response:
 @pytest.mark.parametrize(
     "answer",
     [
+        _status("QUEUED"),
+        _status("completed"),
+        _status(None),
         _status("COMPLETED", errors="many"),
         _json(200, {"imports": 1}),
         _json(200, {"job": "j1"}),
     ],
-    ids=["bad-count", "no-job", "job-not-object"],
+    ids=["unknown-state", "lower-case", "null-state", "bad-count", "no-job", "job-not-object"],
 )
 def test_a_job_status_the_worker_cannot_read_is_a_bad_answer(answer: httpx.Response):
     """A job is taken as ended only from a state the API documents: anything else is asked
@@ -106,6 +109,15 @@ def test_a_job_status_the_worker_cannot_read_is_a_bad_answer(answer: httpx.Respo
     users."""
     with pytest.raises(BadAnswer):
         _client(answer).job_status("j1")
+
+
+@pytest.mark.parametrize("state", list(JobState), ids=lambda state: state.value)
+def test_each_documented_job_state_is_read(state: JobState):
+    """The three states the API documents are read as such, with counts sent as strings
+    (as the SDK's models type them) or numbers."""
+    status = _client(_status(state.value, imports="3", errors=1)).job_status("j1")
+    assert status == JobStatus("j1", state, imports=3, errors=1)
+    assert status.done is (state is not JobState.PROCESSING)
 
 
 def test_a_404_on_a_jobs_status_is_not_found():

@@ -315,13 +315,24 @@ class InstantWaits(threading.Event):
             ],
             {"a", "b", "c"},
         ),
+        (
+            [PROCESSING, _status("QUEUED"), _status("SUCCEEDED"), _status("FAILED", errors=1)],
+            [_error_pages(["b"])],
+            {"b"},
+        ),
     ],
-    ids=["processing-then-completed", "processing-then-failed", "429-and-5xx-in-between"],
+    ids=[
+        "processing-then-completed",
+        "processing-then-failed",
+        "429-and-5xx-in-between",
+        "unknown-states-in-between",
+    ],
 )
 def test_a_job_is_followed_through_processing_to_its_end(statuses, errors, failed):
     """A batch's users are acknowledged only from the job's final status: PROCESSING answers,
-    429s and 5xx in between change nothing, and a FAILED job's errors are read on every page
-    (through failures too) so exactly the users it lists fail."""
+    429s, 5xx and states the API does not document in between change nothing, and a FAILED
+    job's errors are read on every page (through failures too) so exactly the users it lists
+    fail."""
     answers = {"POST /v2/users/batch": [JOB], "GET /v2/users/batch/j1": list(statuses)}
     if errors:
         answers["GET /v2/users/batch/j1/errors"] = list(errors)
@@ -366,6 +377,25 @@ def test_a_404_on_our_own_jobs_status_is_retried_not_taken_as_imported():
     assert set(outcome.failures) == {"a"}
 
 
+def test_a_job_whose_state_is_unknown_is_never_taken_as_ended():
+    """A state the worker does not know (FullStory adding one, a proxy's answer) is asked
+    again for as long as it lasts: the batch yields no outcome, so none of its users is
+    acknowledged, until the shutdown deadline abandons the wait."""
+    abandon = threading.Event()
+    polls: list[str] = []
+
+    def unknown(request: httpx.Request) -> httpx.Response:
+        polls.append(request.url.path)
+        if len(polls) == 5:
+            abandon.set()
+        return _status("QUEUED")(request)
+
+    script = Script({"POST /v2/users/batch": [JOB], "GET /v2/users/batch/j1": [unknown]})
+    with pytest.raises(Abandoned):
+        _importer(script, abandon).run(_batch("a"))
+    assert len(polls) == 5
+
+
 def test_a_fence_lifts_when_fullstory_no_longer_knows_the_old_job():
     """A previous owner's job that FullStory has forgotten (404) cannot race anything: the
     new owner stops waiting at once instead of holding the partition for ever."""
@@ -384,8 +414,8 @@ def test_a_fence_lifts_when_fullstory_no_longer_knows_the_old_job():
 
 def test_a_fence_holds_through_failed_polls_until_the_old_job_ends():
     """The new owner's records wait while the old job is PROCESSING, and a 5xx or 429 on its
-    status neither lifts the fence nor breaks it."""
-    statuses = [httpx.Response(503), PROCESSING, _retry_after_0(), PROCESSING, DONE]
+    status, or a state the API does not document, neither lifts the fence nor breaks it."""
+    statuses = [httpx.Response(503), PROCESSING, _retry_after_0(), _status("QUEUED"), DONE]
     script = Script({"GET /v2/users/batch/j1": list(statuses)})
     _importer(script).await_jobs(["j1"])
     assert len(script.requests) == len(statuses)
