@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.unit.fullstory_script import refused, timed_out
 from worker.config import Secret
 from worker.errors import (
     AuthFailed,
@@ -31,21 +32,13 @@ def _client(answer: Answer) -> FullStoryClient:
     return FullStoryClient("http://fs.test", Secret("KEY"), transport=httpx.MockTransport(handler))
 
 
-def _refused(request: httpx.Request) -> httpx.Response:
-    raise httpx.ConnectError("connection refused", request=request)
-
-
-def _timed_out(request: httpx.Request) -> httpx.Response:
-    raise httpx.ReadTimeout("timed out", request=request)
-
-
 def _json(status: int, body: Any) -> httpx.Response:
     return httpx.Response(status, json=body)
 
 
 ANSWERS = [
-    pytest.param(_refused, Unreachable, id="connection-refused"),
-    pytest.param(_timed_out, Unreachable, id="timeout"),
+    pytest.param(refused, Unreachable, id="connection-refused"),
+    pytest.param(timed_out, Unreachable, id="timeout"),
     pytest.param(httpx.Response(500), ServerError, id="500"),
     pytest.param(httpx.Response(502), ServerError, id="502"),
     pytest.param(_json(503, {"code": "unavailable"}), ServerError, id="503"),
@@ -146,3 +139,9 @@ def test_an_error_page_lists_each_user_and_the_next_token():
     }
     errors, token = _client(_json(200, page)).job_errors("j1")
     assert errors == [UserError("b", "invalid_user", "bad b")] and token == "p2"
+
+
+def test_client_repr_hides_the_api_key():
+    """The API key does not leak through the client's repr."""
+    client = FullStoryClient("http://fs.test", Secret("SECRET-KEY"))
+    assert "SECRET-KEY" not in repr(client)
