@@ -1,6 +1,6 @@
 """FullStory v2 batch user import over HTTP: one call, one answer, errors translated.
 
-No retrying here (``importer`` owns the policy). This is the one place that reads HTTP
+No retrying here (``calls`` owns the policy). This is the one place that reads HTTP
 statuses; every failure becomes one ``worker.errors`` class:
 
 - timeout, connection error -> ``Unreachable``
