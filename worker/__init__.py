@@ -2,8 +2,8 @@
 
 The pipeline, one module per stage:
 ``source`` (consume) -> ``decode`` -> ``batch`` (merge by uid) -> ``importer`` (POST the
-batch, await the job, read its errors) -> ``dlq`` (what could not be delivered) ->
-``offsets`` (commit the acknowledged prefix). ``pipeline`` runs the loop that ties them.
+batch) -> ``jobs`` (await the job, read its errors) -> ``dlq`` (what could not be delivered)
+-> ``offsets`` (commit the acknowledged prefix). ``pipeline`` runs the loop that ties them.
 """
 
 __version__ = "0.1.0"

@@ -4,9 +4,19 @@ WorkerError
 ├── ConfigError          bad configuration: exit 2 with one line naming the variable
 ├── InvalidRecord        this record can never be delivered: it goes to the DLQ
 ├── RetriableError       try again later (network, 5xx, registry down); never data loss
-│   └── RateLimited      429: wait ``retry_after`` seconds before the next request
+│   ├── Unreachable      no answer: a timeout, a refused or broken connection
+│   ├── ServerError      FullStory answered 5xx
+│   ├── RateLimited      429: wait ``retry_after`` seconds before the next request
+│   ├── AuthFailed       401 / 403: the API key is wrong or lacks a permission
+│   ├── NotFound         404: no such job (unknown or expired), or a wrong base URL
+│   └── BadAnswer        an answer the API does not document for the call: a 200 whose
+│                        body is not JSON or lacks a field, a job state the worker does
+│                        not know, a status such as 3xx / 405 / 408 / 415
 ├── RejectedRequest      FullStory refused a whole request body (400, 413, 422)
 └── Abandoned            the worker is shutting down; stop retrying
+
+``worker.fullstory`` maps every HTTP answer to one of these; the layers above dispatch on the
+class, never on ``status``.
 """
 
 from __future__ import annotations
@@ -35,11 +45,24 @@ class InvalidRecord(WorkerError):
 
 
 class RetriableError(WorkerError):
-    """A transient failure: the same call may succeed later."""
+    """A transient failure: the same call may succeed later. ``status``: the HTTP status
+    behind it, if any (for logs and metric labels)."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class Unreachable(RetriableError):
+    """No answer could be read: a timeout, a refused or broken connection, a garbled transfer.
+    The request may have reached FullStory."""
+
+
+class ServerError(RetriableError):
+    """HTTP 5xx: FullStory failed. Its idempotency store may replay this answer."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message, status=status)
 
 
 class RateLimited(RetriableError):
@@ -48,6 +71,29 @@ class RateLimited(RetriableError):
     def __init__(self, message: str, retry_after: float | None) -> None:
         super().__init__(message, status=429)
         self.retry_after = retry_after
+
+
+class AuthFailed(RetriableError):
+    """HTTP 401 or 403: retried, since waiting (and alerting) beats dead-lettering users."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message, status=status)
+
+
+class NotFound(RetriableError):
+    """HTTP 404: on a job's URL, FullStory does not know the job (never created, or expired);
+    on every URL, a wrong base URL."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=404)
+
+
+class BadAnswer(RetriableError):
+    """An answer the API does not document for the call (``status`` 200 when the body is
+    wrong): not a sign the request is wrong, so asked again rather than acted on."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message, status=status)
 
 
 class RejectedRequest(WorkerError):

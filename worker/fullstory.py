@@ -1,37 +1,61 @@
 """FullStory v2 batch user import over HTTP: one call, one answer, errors translated.
 
-No retrying here (``importer`` owns the policy). Every failure becomes one of the
-``worker.errors`` types: 429 -> ``RateLimited`` with its Retry-After; 400 / 413 / 422 (the
-body is invalid) -> ``RejectedRequest``; everything else (5xx, timeouts, connection errors,
-401 / 403, a wrong URL's 3xx / 404 / 405) -> ``RetriableError``.
+No retrying here (``calls`` owns the policy). This is the one place that reads HTTP
+statuses; every failure becomes one ``worker.errors`` class:
+
+- timeout, connection error -> ``Unreachable``
+- 5xx -> ``ServerError``
+- 429 -> ``RateLimited`` with its Retry-After
+- 401 / 403 -> ``AuthFailed``
+- 404 -> ``NotFound`` (a job FullStory does not know, or a wrong base URL)
+- 400 / 413 / 422 (the body is invalid) -> ``RejectedRequest``
+- any other status (a wrong URL's 3xx / 405, 408, 415 ...), or a 200 whose body is not what
+  the API documents -> ``BadAnswer``
+
 The API key is sent as ``Authorization: Basic <key>`` and appears nowhere else.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import httpx
 
 from worker.config import Secret
-from worker.errors import RateLimited, RejectedRequest, RetriableError
+from worker.errors import (
+    AuthFailed,
+    BadAnswer,
+    NotFound,
+    RateLimited,
+    RejectedRequest,
+    ServerError,
+    Unreachable,
+)
 
-TERMINAL = ("COMPLETED", "FAILED")
 # Answers that blame the request body: only these split a batch and dead-letter its users.
 _INVALID_INPUT = (400, 413, 422)
+
+
+class JobState(Enum):
+    """A batch import job's status; the API documents these three and no other."""
+
+    PROCESSING = "PROCESSING"  # accepted, running
+    COMPLETED = "COMPLETED"  # every user imported
+    FAILED = "FAILED"  # some users (perhaps all) failed, each listed under /errors
 
 
 @dataclass(frozen=True, slots=True)
 class JobStatus:
     id: str
-    status: str
+    state: JobState
     imports: int = 0
     errors: int = 0
 
     @property
     def done(self) -> bool:
-        return self.status in TERMINAL
+        return self.state is not JobState.PROCESSING
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +82,22 @@ def _check(response: httpx.Response, what: str) -> dict[str, Any]:
         try:
             body = response.json()
         except ValueError as exc:
-            raise RetriableError(f"{what}: answer is not JSON", status=status) from exc
+            raise BadAnswer(f"{what}: answer is not JSON", status) from exc
         if not isinstance(body, dict):
-            raise RetriableError(f"{what}: answer is not a JSON object", status=status)
+            raise BadAnswer(f"{what}: answer is not a JSON object", status)
         return body
     if status == 429:
         raise RateLimited(f"{what}: rate limited", _retry_after(response))
+    if status >= 500:
+        raise ServerError(f"{what}: HTTP {status}", status)
+    if status in (401, 403):
+        raise AuthFailed(f"{what}: HTTP {status} (check FULLSTORY_API_KEY)", status)
+    if status == 404:
+        raise NotFound(f"{what}: HTTP 404")
     if status not in _INVALID_INPUT:
-        # 5xx, 401/403 (credentials), 408, and anything that says the URL or the API is
-        # wrong (3xx, 404, 405, 415): waiting and alerting beats dead-lettering every user.
-        raise RetriableError(f"{what}: HTTP {status}", status=status)
+        # 3xx, 405, 408, 415, ...: the URL or the API is not what we expect; waiting and
+        # alerting beats dead-lettering every user.
+        raise BadAnswer(f"{what}: HTTP {status}", status)
     try:
         body = response.json()
         code, message = str(body.get("code", "")), str(body.get("message", ""))
@@ -103,9 +133,9 @@ class FullStoryClient:
         try:
             response = self._client.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
-            raise RetriableError(f"{what}: timed out ({type(exc).__name__})") from exc
+            raise Unreachable(f"{what}: timed out ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:  # transport errors, bad encodings, ...
-            raise RetriableError(f"{what}: {type(exc).__name__}") from exc
+            raise Unreachable(f"{what}: {type(exc).__name__}") from exc
         return _check(response, what)
 
     def create_batch(self, body: bytes, idempotency_key: str) -> str:
@@ -120,20 +150,21 @@ class FullStoryClient:
         try:
             return str(answer["job"]["id"])
         except (KeyError, TypeError) as exc:
-            raise RetriableError("create batch: answer has no job id") from exc
+            raise BadAnswer("create batch: answer has no job id", 200) from exc
 
     def job_status(self, job_id: str) -> JobStatus:
+        """A state this client does not know is a ``BadAnswer``, never taken as an end."""
         answer = self._send("GET", f"/v2/users/batch/{job_id}", "job status")
         try:
-            return JobStatus(
-                id=job_id,
-                status=str(answer["job"]["status"]),
-                # The SDK's models type these counts as strings; accept both.
-                imports=int(answer.get("imports") or 0),
-                errors=int(answer.get("errors") or 0),
-            )
+            state = answer["job"]["status"]
+            # The SDK's models type these counts as strings; accept both.
+            imports, errors = int(answer.get("imports") or 0), int(answer.get("errors") or 0)
         except (KeyError, TypeError, ValueError) as exc:
-            raise RetriableError("job status: answer has an unexpected shape") from exc
+            raise BadAnswer("job status: answer has an unexpected shape", 200) from exc
+        try:
+            return JobStatus(job_id, JobState(state), imports, errors)
+        except ValueError as exc:
+            raise BadAnswer(f"job status: unknown state {state!r}", 200) from exc
 
     def job_errors(
         self, job_id: str, page_token: str | None = None
@@ -144,14 +175,14 @@ class FullStoryClient:
         try:
             errors = [
                 UserError(
-                    uid=str((item.get("user") or {}).get("uid", "")),
+                    uid=str(item["user"]["uid"]),  # unmatched to a user, an error is no use
                     code=str(item.get("code", "")),
                     message=str(item.get("message", "")),
                 )
                 for item in answer.get("results") or []
             ]
-        except AttributeError as exc:
-            raise RetriableError("job errors: answer has an unexpected shape") from exc
+        except (AttributeError, KeyError, TypeError) as exc:
+            raise BadAnswer("job errors: answer has an unexpected shape", 200) from exc
         token = answer.get("next_page_token")
         return errors, str(token) if token else None
 

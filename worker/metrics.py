@@ -10,6 +10,14 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from worker.errors import (
+    RateLimited,
+    RejectedRequest,
+    RetriableError,
+    ServerError,
+    Unreachable,
+)
+
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _USER_BUCKETS = (1, 10, 100, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000)
 
@@ -90,12 +98,13 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def retry_reason(status: int | None) -> str:
-    """A low-cardinality label for why a call is retried."""
-    if status is None:
+def retry_reason(error: RetriableError | RejectedRequest) -> str:
+    """A low-cardinality label for why a FullStory call is retried: ``network``,
+    ``rate_limited``, ``server_error``, or ``http_<status>`` for any other answer."""
+    if isinstance(error, Unreachable):
         return "network"
-    if status == 429:
+    if isinstance(error, RateLimited):
         return "rate_limited"
-    if status >= 500:
+    if isinstance(error, ServerError):
         return "server_error"
-    return f"http_{status}"
+    return f"http_{error.status}"

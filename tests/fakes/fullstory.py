@@ -16,8 +16,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.errors import RejectedRequest, RetriableError
-from worker.fullstory import JobStatus, UserError
+from worker.errors import NotFound, RejectedRequest
+from worker.fullstory import JobState, JobStatus, UserError
 
 CALLS = ("create_batch", "job_status", "job_errors")
 
@@ -140,12 +140,15 @@ class ScriptedFullStory:
             self._scripted("job_status")
             job = self._jobs.get(job_id)
             if job is None:
-                raise RetriableError("job status: HTTP 404", status=404)
+                raise NotFound("job status: HTTP 404")
             job.polls += 1
             if job.running and self.complete_on_poll and job.polls >= self.complete_on_poll:
                 job.status = "COMPLETED"
             return JobStatus(
-                job.id, job.status, imports=len(job.users) - len(job.errors), errors=len(job.errors)
+                job.id,
+                JobState(job.status),
+                imports=len(job.users) - len(job.errors),
+                errors=len(job.errors),
             )
 
     def job_errors(

@@ -1,0 +1,291 @@
+"""The job stage: following a job to its end, the hand-over fence and a FAILED job's error
+pages, against FullStory answers scripted with httpx.MockTransport."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import pytest
+
+from tests.unit.fullstory_script import (
+    DONE,
+    JOB,
+    PROCESSING,
+    InstantWaits,
+    Script,
+    batch_of,
+    error_pages,
+    importer_on,
+    retry_after_0,
+    status_answer,
+)
+from worker.config import Secret
+from worker.errors import Abandoned
+from worker.fullstory import FullStoryClient
+from worker.importer import Importer
+
+
+def test_failed_job_reads_every_error_page():
+    """Per-user errors of a FAILED job are read across all pages, and only those users fail."""
+    failed = httpx.Response(
+        200, json={"imports": 1, "errors": 2, "job": {"id": "j1", "status": "FAILED"}}
+    )
+
+    def errors(request: httpx.Request) -> httpx.Response:
+        token = request.url.params.get("page_token")
+        uid = "b" if token is None else "c"
+        return httpx.Response(
+            200,
+            json={
+                "results": [
+                    {"code": "invalid_user", "message": f"bad {uid}", "user": {"uid": uid}}
+                ],
+                "total_records": "2",
+                "next_page_token": "p2" if token is None else None,
+            },
+        )
+
+    script = Script(
+        {
+            "POST /v2/users/batch": [JOB],
+            "GET /v2/users/batch/j1": [failed],
+            "GET /v2/users/batch/j1/errors": [errors],
+        }
+    )
+    outcome = importer_on(script).run(batch_of("a", "b", "c"))
+    assert {uid: e.message for uid, e in outcome.failures.items()} == {"b": "bad b", "c": "bad c"}
+
+
+def test_an_incomplete_error_listing_is_read_again():
+    """A FAILED job listing fewer errors than it counts is re-read, so no rejected user is
+    taken for imported."""
+    failed = httpx.Response(
+        200, json={"imports": 0, "errors": 2, "job": {"id": "j1", "status": "FAILED"}}
+    )
+    listings = [
+        [{"code": "invalid_user", "message": "m", "user": {"uid": "a"}}],
+        [
+            {"code": "invalid_user", "message": "m", "user": {"uid": "a"}},
+            {"code": "invalid_user", "message": "m", "user": {"uid": "b"}},
+        ],
+    ]
+
+    def errors(_request: httpx.Request) -> httpx.Response:
+        results = listings.pop(0) if len(listings) > 1 else listings[0]
+        return httpx.Response(200, json={"results": results, "total_records": "2"})
+
+    script = Script(
+        {
+            "POST /v2/users/batch": [JOB],
+            "GET /v2/users/batch/j1": [failed],
+            "GET /v2/users/batch/j1/errors": [errors],
+        }
+    )
+    outcome = importer_on(script).run(batch_of("a", "b"))
+    assert set(outcome.failures) == {"a", "b"}
+
+
+@pytest.mark.parametrize(
+    ("listings", "reads", "failed"),
+    [
+        ([["a", "b"]], 1, {"a", "b"}),
+        ([["a"], ["a"], ["a", "b"]], 3, {"a", "b"}),
+        ([["a"]], 5, {"a"}),
+    ],
+    ids=["complete-at-once", "complete-on-the-third-read", "never-complete"],
+)
+def test_an_error_listing_is_read_until_complete_and_at_most_five_times(listings, reads, failed):
+    """Users a FAILED job does not list count as imported, so a listing shorter than the job's
+    error count is read again, up to five times, then believed; a complete one is read once."""
+    failed_job = status_answer("FAILED", errors=2)
+    script = Script(
+        {
+            "POST /v2/users/batch": [JOB],
+            "GET /v2/users/batch/j1": [failed_job],
+            "GET /v2/users/batch/j1/errors": [error_pages(uids) for uids in listings],
+        }
+    )
+    outcome = importer_on(script).run(batch_of("a", "b", "c"))
+    assert set(outcome.failures) == failed
+    assert sum(r.url.path.endswith("/errors") for r in script.requests) == reads
+
+
+@pytest.mark.parametrize(
+    ("statuses", "errors", "failed"),
+    [
+        ([PROCESSING] * 3 + [DONE], [], set()),
+        (
+            [PROCESSING, PROCESSING, status_answer("FAILED", errors=2)],
+            [error_pages(["b"], ["c"])],
+            {"b", "c"},
+        ),
+        (
+            [
+                PROCESSING,
+                retry_after_0(),
+                PROCESSING,
+                httpx.Response(503),
+                PROCESSING,
+                status_answer("FAILED", errors=3),
+            ],
+            [
+                error_pages(["a"], ["b"], ["c"]),
+                httpx.Response(502),
+                error_pages(["a"], ["b"], ["c"]),
+                retry_after_0(),
+                error_pages(["a"], ["b"], ["c"]),
+            ],
+            {"a", "b", "c"},
+        ),
+        (
+            [
+                PROCESSING,
+                status_answer("QUEUED"),
+                status_answer("SUCCEEDED"),
+                status_answer("FAILED", errors=1),
+            ],
+            [error_pages(["b"])],
+            {"b"},
+        ),
+    ],
+    ids=[
+        "processing-then-completed",
+        "processing-then-failed",
+        "429-and-5xx-in-between",
+        "unknown-states-in-between",
+    ],
+)
+def test_a_job_is_followed_through_processing_to_its_end(statuses, errors, failed):
+    """A batch's users are acknowledged only from the job's final status: PROCESSING answers,
+    429s, 5xx and states the API does not document in between change nothing, and a FAILED
+    job's errors are read on every page (through failures too) so exactly the users it lists
+    fail."""
+    answers = {"POST /v2/users/batch": [JOB], "GET /v2/users/batch/j1": list(statuses)}
+    if errors:
+        answers["GET /v2/users/batch/j1/errors"] = list(errors)
+    script = Script(answers)
+    outcome = importer_on(script).run(batch_of("a", "b", "c"))
+    assert outcome.job_ids == ["j1"]
+    assert set(outcome.failures) == failed
+    assert all(outcome.failures[uid].message == f"bad {uid}" for uid in failed)
+    polls = [r for r in script.requests if r.url.path == "/v2/users/batch/j1"]
+    assert len(polls) == len(statuses), "the job was taken as ended before its final status"
+
+
+def test_a_long_job_is_polled_ever_less_often_up_to_poll_max():
+    """A job is first polled 0.1 s after the POST (a quick job is noticed at once), then ever
+    less often up to poll_max, so many long jobs do not spend FullStory's rate limit."""
+    script = Script(
+        {"POST /v2/users/batch": [JOB], "GET /v2/users/batch/j1": [PROCESSING] * 6 + [DONE]}
+    )
+    waits = InstantWaits()
+    client = FullStoryClient("http://fs.test", Secret("KEY"), transport=httpx.MockTransport(script))
+    # As the worker builds it: poll_max from JOB_POLL_MAX_INTERVAL_MS, poll_min its default.
+    importer = Importer(client, abandon=threading.Event(), poll_max_interval_s=0.3)
+    importer.run(batch_of("a"), cancel=waits)
+    assert [w for w in waits.waits if w] == pytest.approx([0.1, 0.15, 0.225, 0.3, 0.3, 0.3])
+
+
+def test_a_404_on_our_own_jobs_status_is_retried_not_taken_as_imported():
+    """FullStory not finding a job this worker just created is its problem: the status is
+    asked again, and the users are acknowledged only from the job's real end."""
+    script = Script(
+        {
+            "POST /v2/users/batch": [JOB],
+            "GET /v2/users/batch/j1": [
+                httpx.Response(404),
+                httpx.Response(404),
+                status_answer("FAILED", errors=1),
+            ],
+            "GET /v2/users/batch/j1/errors": [error_pages(["a"])],
+        }
+    )
+    outcome = importer_on(script).run(batch_of("a", "b"))
+    assert set(outcome.failures) == {"a"}
+
+
+def test_a_job_whose_state_is_unknown_is_never_taken_as_ended():
+    """A state the worker does not know (FullStory adding one, a proxy's answer) is asked
+    again for as long as it lasts: the batch yields no outcome, so none of its users is
+    acknowledged, until the shutdown deadline abandons the wait."""
+    abandon = threading.Event()
+    polls: list[str] = []
+
+    def unknown(request: httpx.Request) -> httpx.Response:
+        polls.append(request.url.path)
+        if len(polls) == 5:
+            abandon.set()
+        return status_answer("QUEUED")(request)
+
+    script = Script({"POST /v2/users/batch": [JOB], "GET /v2/users/batch/j1": [unknown]})
+    with pytest.raises(Abandoned):
+        importer_on(script, abandon).run(batch_of("a"))
+    assert len(polls) == 5
+
+
+def test_a_fence_lifts_when_fullstory_no_longer_knows_the_old_job():
+    """A previous owner's job that FullStory has forgotten (404) cannot race anything: the
+    new owner stops waiting at once instead of holding the partition for ever."""
+    abandon = threading.Event()
+    polls: list[str] = []
+
+    def gone(request: httpx.Request) -> httpx.Response:
+        polls.append(request.url.path)
+        if len(polls) > 1:
+            abandon.set()  # asked again: the fence did not lift; end the test's wait here
+        return httpx.Response(404)
+
+    importer_on(Script({"GET /v2/users/batch/old": [gone]}), abandon).await_jobs(["old"])
+    assert polls == ["/v2/users/batch/old"]
+
+
+def test_a_forgotten_job_lifts_its_own_part_of_a_fence_only():
+    """A fence over several jobs still waits for the others when FullStory has forgotten
+    one: the new owner's records must not race an old job that is still running."""
+    script = Script(
+        {
+            "GET /v2/users/batch/old": [httpx.Response(404)],
+            "GET /v2/users/batch/j1": [PROCESSING, PROCESSING, DONE],
+        }
+    )
+    importer_on(script).await_jobs(["old", "j1"])
+    polls = [r.url.path for r in script.requests]
+    assert polls == ["/v2/users/batch/old"] + ["/v2/users/batch/j1"] * 3
+
+
+def test_a_fence_holds_through_failed_polls_until_the_old_job_ends():
+    """The new owner's records wait while the old job is PROCESSING, and a 5xx or 429 on its
+    status, or a state the API does not document, neither lifts the fence nor breaks it."""
+    statuses = [httpx.Response(503), PROCESSING, retry_after_0(), status_answer("QUEUED"), DONE]
+    script = Script({"GET /v2/users/batch/j1": list(statuses)})
+    importer_on(script).await_jobs(["j1"])
+    assert len(script.requests) == len(statuses)
+
+
+@pytest.mark.parametrize(
+    "wait",
+    [
+        lambda importer, cancel: importer.run(batch_of("a"), cancel=cancel),
+        lambda importer, cancel: importer.await_jobs(["j1"], cancel),
+    ],
+    ids=["own-job", "fence"],
+)
+def test_cancelling_stops_the_wait_for_a_running_job(wait):
+    """A revoke cancels the waits of the partitions leaving: a cancelled wait ends at its next
+    pause instead of polling FullStory (and holding a job thread) until the job ends."""
+    cancel, abandon = threading.Event(), threading.Event()
+    polls: list[str] = []
+
+    def processing(request: httpx.Request) -> httpx.Response:
+        polls.append(request.url.path)
+        if len(polls) == 2:
+            cancel.set()
+        if len(polls) > 3:
+            abandon.set()  # the cancel was ignored; end the test's wait here
+        return PROCESSING(request)
+
+    script = Script({"POST /v2/users/batch": [JOB], "GET /v2/users/batch/j1": [processing]})
+    with pytest.raises(Abandoned):
+        wait(importer_on(script, abandon), cancel)
+    assert len(polls) == 2

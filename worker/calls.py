@@ -1,0 +1,140 @@
+"""FullStory calls under the worker's retry policy, for the import and the job stages.
+
+Threads: one ``Policy`` is shared by every job thread (its ``RateGate`` locks; its health
+callbacks and metrics are thread-safe). ``Calls`` is one thread's use of it, with that
+thread's cancel event, and is touched by that thread alone.
+
+- ``once`` makes one call, after any Retry-After a 429 gave any thread has elapsed, and tells
+  health how FullStory did: ``ServerError`` and ``Unreachable`` are API failures, every other
+  answer (429, 404, a refused body, a bad answer) is an answer.
+- ``retrying`` repeats a call until it succeeds, waiting its backoff (or Retry-After) between
+  tries; it never gives up on its own.
+- Every wait ends with ``Abandoned`` once the thread's cancel event or the worker's
+  ``abandon`` event (the shutdown deadline) is set.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from worker.errors import (
+    Abandoned,
+    RateLimited,
+    RejectedRequest,
+    RetriableError,
+    ServerError,
+    Unreachable,
+)
+from worker.metrics import Metrics, retry_reason
+from worker.retry import Backoff
+
+T = TypeVar("T")
+
+
+class RateGate:
+    """After a 429, no request goes out before Retry-After, from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._not_before = 0.0
+
+    def close_for(self, seconds: float) -> None:
+        with self._lock:
+            self._not_before = max(self._not_before, time.monotonic() + seconds)
+
+    def wait_s(self) -> float:
+        with self._lock:
+            return max(0.0, self._not_before - time.monotonic())
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What every job thread's calls share."""
+
+    abandon: threading.Event
+    backoff: Callable[[], Backoff]
+    on_api_answer: Callable[[], None]
+    on_api_failure: Callable[[], None]
+    metrics: Metrics
+    gate: RateGate = field(default_factory=RateGate)
+
+
+class Calls:
+    """One job thread's FullStory calls; ``cancel`` None: only ``abandon`` stops them."""
+
+    def __init__(self, policy: Policy, cancel: threading.Event | None) -> None:
+        self._policy = policy
+        self._cancel = cancel
+
+    def backoff(self) -> Backoff:
+        """A fresh backoff, for one call's series of tries."""
+        return self._policy.backoff()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``; raises ``Abandoned`` when cancelled or abandoned, even at 0."""
+        abandon = self._policy.abandon
+        stopped = (self._cancel if self._cancel is not None else abandon).wait(seconds)
+        if stopped or abandon.is_set():
+            raise Abandoned("cancelled, or the shutdown deadline was reached")
+
+    def once(self, call: Callable[[], T]) -> T:
+        """One API call, after any Retry-After another job thread was given has elapsed."""
+        policy = self._policy
+        while (wait := policy.gate.wait_s()) > 0:
+            self.sleep(wait)
+        self.sleep(0)  # raises if cancelled meanwhile
+        try:
+            result = call()
+        except (ServerError, Unreachable):
+            policy.on_api_failure()
+            raise
+        except RateLimited as exc:
+            if exc.retry_after is not None:
+                policy.gate.close_for(exc.retry_after)
+            policy.on_api_answer()
+            raise
+        except (RetriableError, RejectedRequest):
+            policy.on_api_answer()
+            raise
+        policy.on_api_answer()
+        return result
+
+    def back_off(
+        self, backoff: Backoff, exc: RetriableError | RejectedRequest, call: str, bound: Any
+    ) -> None:
+        """Log the failed call, count it, and wait its backoff (or Retry-After)."""
+        delay = backoff.next_delay(exc if isinstance(exc, RetriableError) else None)
+        self._policy.metrics.api_retries.labels(call, retry_reason(exc)).inc()
+        bound.warning(
+            "fullstory_retry",
+            call=call,
+            error=str(exc),
+            attempt=backoff.attempt,
+            delay_s=round(delay, 3),
+        )
+        self.sleep(delay)
+
+    def retrying(
+        self,
+        call: Callable[[], T],
+        name: str,
+        bound: Any,
+        ends_on: tuple[type[RetriableError], ...] = (),
+    ) -> T:
+        """``call`` until it succeeds; an error of a class in ``ends_on`` is raised instead.
+
+        A refused request is retried too: this is for reading jobs this worker created,
+        where a 4xx is FullStory's problem, not the data's.
+        """
+        backoff = self.backoff()
+        while True:
+            try:
+                return self.once(call)
+            except ends_on:
+                raise
+            except (RetriableError, RejectedRequest) as exc:
+                self.back_off(backoff, exc, name, bound)

@@ -1,0 +1,97 @@
+"""Await job: follow a FullStory job to its end, and read a FAILED job's per-user errors.
+
+Runs on job threads, through their ``Calls``: every failure is retried, for as long as it
+takes (a 4xx on a job this worker created is FullStory's problem, not the data's), until the
+thread is cancelled or abandoned. Only a hand-over fence stops at ``NotFound``: a job
+FullStory no longer knows has nothing left to wait for.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Protocol
+
+from worker.calls import Calls
+from worker.errors import NotFound, RetriableError
+from worker.fullstory import JobStatus, UserError
+
+# Reads of a FAILED job's error listing before a listing shorter than its count is believed.
+_ERROR_READS = 5
+
+
+class JobApi(Protocol):
+    def job_status(self, job_id: str) -> JobStatus: ...
+    def job_errors(
+        self, job_id: str, page_token: str | None = None
+    ) -> tuple[list[UserError], str | None]: ...
+
+
+class Jobs:
+    def __init__(self, api: JobApi, *, poll_min_s: float, poll_max_s: float) -> None:
+        self._api = api
+        self._poll_min = poll_min_s
+        self._poll_max = poll_max_s
+
+    def follow(self, job_id: str, calls: Calls, bound: Any) -> JobStatus:
+        """The job's status once it ended (COMPLETED or FAILED), never before.
+
+        Polled at once, then ``poll_min_s`` after a PROCESSING answer and half as long again
+        after each next one, up to ``poll_max_s``.
+        """
+        return self._poll(job_id, calls, bound, ends_on=())
+
+    def await_ended(self, job_ids: list[str], calls: Calls, bound: Any) -> None:
+        """Return once each job ended or FullStory no longer knows it (a partition fence)."""
+        for job_id in job_ids:
+            try:
+                self._poll(job_id, calls, bound, ends_on=(NotFound,))
+            except NotFound:  # expired, or never created: nothing left to wait for
+                bound.info("fence_job_gone", job_id=job_id)
+
+    def _poll(
+        self,
+        job_id: str,
+        calls: Calls,
+        bound: Any,
+        ends_on: tuple[type[RetriableError], ...],
+    ) -> JobStatus:
+        interval = self._poll_min
+        while True:
+            status = calls.retrying(
+                partial(self._api.job_status, job_id), "job_status", bound, ends_on
+            )
+            if status.done:
+                return status
+            calls.sleep(interval)
+            interval = min(self._poll_max, interval * 1.5)
+
+    def errors(self, job_id: str, expected: int, calls: Calls, bound: Any) -> list[UserError]:
+        """Every per-user error of a FAILED job with ``expected`` errors, across all pages.
+
+        Users not listed count as imported, so a listing shorter than ``expected`` (an answer
+        not yet complete) is read again, up to ``_ERROR_READS`` times, before it is believed.
+        """
+        backoff = calls.backoff()
+        for attempt in range(1, _ERROR_READS + 1):
+            errors = self._error_pages(job_id, calls, bound)
+            if len(errors) >= expected or attempt == _ERROR_READS:
+                break
+            bound.warning("job_errors_incomplete", listed=len(errors), expected=expected)
+            calls.sleep(backoff.next_delay())
+        if len(errors) < expected:
+            bound.error("job_errors_missing", listed=len(errors), expected=expected)
+        return errors
+
+    def _error_pages(self, job_id: str, calls: Calls, bound: Any) -> list[UserError]:
+        errors: list[UserError] = []
+        token: str | None = None
+        pages = 0
+        while True:
+            page, token = calls.retrying(
+                partial(self._api.job_errors, job_id, token), "job_errors", bound
+            )
+            errors.extend(page)
+            pages += 1
+            if not token:
+                bound.info("job_errors_read", errors=len(errors), pages=pages)
+                return errors
