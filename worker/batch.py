@@ -18,7 +18,6 @@ import itertools
 from array import array
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
 
 from worker.mapping import UserUpdate
 from worker.offsets import Span
@@ -55,9 +54,6 @@ class Batch:
     @property
     def uids(self) -> Collection[str]:
         return self.units.keys()
-
-    def requests(self) -> list[dict[str, Any]]:
-        return [unit.update.to_request() for unit in self.units.values()]
 
     def partitions(self) -> set[TopicPartition]:
         return {unit.tp for unit in self.units.values()}

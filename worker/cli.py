@@ -8,7 +8,6 @@ stderr naming the variable), 1 for an unexpected failure or a refused replay.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import re
 import signal
@@ -33,6 +32,7 @@ from worker.importer import Importer
 from worker.logs import configure_logging, kafka_logger
 from worker.metrics import Metrics
 from worker.pipeline import LoopSettings, Pipeline
+from worker.process import limit_malloc_arenas, tune_garbage_collector
 from worker.readback import KafkaRecordReader
 from worker.registry import SchemaRegistry
 from worker.replay import Target
@@ -70,18 +70,8 @@ def _kafka_client(make: Callable[[], T]) -> T:
         raise ConfigError(variable, f"librdkafka rejects this value for {name}") from exc
 
 
-def tune_garbage_collector() -> None:
-    """The loop allocates a few short-lived containers per record (a decoded datum and its
-    properties map), freed at once by reference counting, while the pending users are many
-    long-lived ones. Python's default collects the youngest generation every 700
-    allocations and, with it, keeps re-examining the survivors: about a tenth of the loop's
-    time in a backlog (measured in bench/RESULTS.md). Collect it every 10,000, and leave
-    the objects made while starting out of every collection."""
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
-
-
 def run(settings: Settings) -> int:
+    limit_malloc_arenas()  # before the first thread (health server, librdkafka, jobs)
     stop = _stop_on_signals()
     abandon = threading.Event()
     health = Health(settings.liveness_timeout_s)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import orjson
 import structlog
 
-from worker.batch import Batch
+from worker.batch import Batch, Unit
 from worker.calls import Calls, Policy
 from worker.errors import RejectedRequest, RetriableError, ServerError
 from worker.fullstory import JobState, UserError
@@ -51,14 +51,25 @@ class BatchOutcome:
     rejected: dict[str, list[SourceRecord]] = field(default_factory=dict)
 
 
-def encode_body(requests: list[dict[str, Any]]) -> bytes:
-    """The exact bytes sent; the idempotency key is derived from them.
+# Users encoded per orjson call: the request dicts of a whole batch never exist at once, and
+# each call's output is large (orjson keeps about 4 KB of memory behind every small result).
+_ENCODE_CHUNK = 500
 
-    orjson: compact UTF-8, about six times faster than ``json`` for 10,000 users and the same
-    bytes as ``json.dumps(separators=(",", ":"), ensure_ascii=False)`` but for float
-    exponents (``1.5e-7`` for ``1.5e-07``).
+
+def encode_body(users: Sequence[Unit]) -> bytes:
+    """The exact bytes sent (the idempotency key is derived from them): the same as
+    ``orjson.dumps({"requests": [...]})`` of the users' request objects.
+
+    orjson: compact UTF-8, about six times faster than ``json`` and the same bytes as
+    ``json.dumps(separators=(",", ":"), ensure_ascii=False)`` but for float exponents
+    (``1.5e-7`` for ``1.5e-07``).
     """
-    return orjson.dumps({"requests": requests})
+    dumps = orjson.dumps
+    chunks = [
+        dumps([unit.update.to_request() for unit in users[i : i + _ENCODE_CHUNK]])[1:-1]
+        for i in range(0, len(users), _ENCODE_CHUNK)
+    ]
+    return b'{"requests":[' + b",".join(chunks) + b"]}"
 
 
 class Importer:
@@ -96,7 +107,7 @@ class Importer:
             batch_id=batch.id, partitions=sorted(batch.partitions()), records=batch.record_count()
         )
         calls = Calls(self._policy, cancel)
-        self._import(batch.requests(), outcome, calls, bound, on_job_created)
+        self._import(list(batch.units.values()), outcome, calls, bound, on_job_created)
         return outcome
 
     def await_jobs(self, job_ids: list[str], cancel: threading.Event | None = None) -> None:
@@ -109,25 +120,25 @@ class Importer:
 
     def _import(
         self,
-        requests: list[dict[str, Any]],
+        users: list[Unit],
         outcome: BatchOutcome,
         calls: Calls,
         bound: Any,
         on_job_created: JobCreated,
     ) -> None:
-        body = encode_body(requests)
+        body = encode_body(users)
         try:
-            job_id = self._create(body, len(requests), calls, bound)
+            job_id = self._create(body, len(users), calls, bound)
         except RejectedRequest as exc:
-            if len(requests) == 1:
-                uid = str(requests[0]["uid"])
+            if len(users) == 1:
+                uid = users[0].uid
                 bound.warning("user_rejected", status=exc.status, code=exc.code)
                 outcome.failures[uid] = UserError(uid, exc.code, exc.message)
                 return
-            bound.warning("batch_rejected_splitting", users=len(requests), code=exc.code)
-            middle = len(requests) // 2
-            self._import(requests[:middle], outcome, calls, bound, on_job_created)
-            self._import(requests[middle:], outcome, calls, bound, on_job_created)
+            bound.warning("batch_rejected_splitting", users=len(users), code=exc.code)
+            middle = len(users) // 2
+            self._import(users[:middle], outcome, calls, bound, on_job_created)
+            self._import(users[middle:], outcome, calls, bound, on_job_created)
             return
         outcome.job_ids.append(job_id)
         on_job_created(outcome.batch.id, job_id)
@@ -140,10 +151,10 @@ class Importer:
         seconds = time.monotonic() - started
         self._metrics.jobs.labels(status.state.value).inc()
         self._metrics.job_duration.observe(seconds)
-        self._metrics.batch_users.observe(len(requests))
+        self._metrics.batch_users.observe(len(users))
         job_log.info(
             "job_completed" if status.state is JobState.COMPLETED else "job_failed",
-            users=len(requests),
+            users=len(users),
             imports=status.imports,
             errors=status.errors,
             seconds=round(seconds, 3),

@@ -9,6 +9,7 @@ infers every JSON number as ``real`` unless told otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any
 
 from worker.records import UserChange
@@ -46,7 +47,10 @@ class UserUpdate:
             mine = self.properties
             for name, value in properties.items():
                 if value is not None:
-                    mine[name] = value
+                    if name in mine:
+                        mine[name] = value
+                    else:  # kept as long as the user waits: one copy of each name
+                        mine[intern(name)] = value
 
     def to_request(self) -> dict[str, Any]:
         """The ``BatchUserImportRequest`` JSON object."""

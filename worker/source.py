@@ -35,9 +35,10 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     "max.poll.interval.ms": 300_000,
     # Broker states for readiness and the lag gauge, delivered inside consume().
     "statistics.interval.ms": 5_000,
-    # Prefetch at most 16 MB (librdkafka's default is 64 MB): plenty to keep decoding busy,
-    # and memory the pending users need more.
-    "queued.max.messages.kbytes": 16_384,
+    # Prefetch at most 4 MB of records (librdkafka's default is 64 MB; its own buffers cost
+    # about three times that in RSS): a tenth of a second of decoding at full speed, enough
+    # to keep it busy, and memory the pending users need more (bench/RESULTS.md).
+    "queued.max.messages.kbytes": 4_096,
 }
 
 

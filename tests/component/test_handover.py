@@ -5,7 +5,7 @@ a previous owner left running (the fence) before sending that partition's record
 from __future__ import annotations
 
 from tests.fakes import FakeKafka
-from worker.errors import RetriableError
+from worker.errors import ServerError
 
 
 def test_revoke_sends_the_partitions_buffered_records_and_commits_them(make_loop, kafka, fullstory):
@@ -74,7 +74,7 @@ def test_a_revoked_partitions_batch_without_a_job_is_cancelled(make_loop, kafka,
     """A batch of a revoked partition still retrying its POST when the revoke's wait ends is
     cancelled: a job it created later would be unknown to the partition's next owner."""
     kafka.change(0, "u0")
-    fullstory.fail_next("create_batch", *[RetriableError("HTTP 503", status=503)] * 10_000)
+    fullstory.fail_next("create_batch", *[ServerError("HTTP 503", status=503)] * 10_000)
     loop = make_loop(drain_timeout_s=0.5)
     loop.source.assign([0])
     loop.turn_until(lambda: len(fullstory.posts) >= 2, "the POST retried")
@@ -88,7 +88,7 @@ def test_a_revoke_leaves_the_other_partitions_retrying_batches_alone(make_loop, 
     """Only the revoked partition's batches are cancelled: a batch of a partition the worker
     keeps, still retrying its POST, goes on to its job and its commit."""
     kafka.change(1, "kept")
-    fullstory.fail_next("create_batch", *[RetriableError("HTTP 503", status=503)] * 30)
+    fullstory.fail_next("create_batch", *[ServerError("HTTP 503", status=503)] * 30)
     loop = make_loop(drain_timeout_s=0.5)
     loop.source.assign([0, 1])
     loop.turn_until(lambda: len(fullstory.posts) >= 2, "the POST retried")

@@ -3,7 +3,7 @@ cannot be applied before (or race) an earlier one; retries do not create a secon
 
 from __future__ import annotations
 
-from worker.errors import RateLimited, RetriableError
+from worker.errors import RateLimited, ServerError
 
 
 def test_a_users_later_change_waits_for_its_running_job(make_loop, kafka, fullstory):
@@ -52,7 +52,7 @@ def test_a_post_refused_with_429_and_503_is_retried_into_one_job(make_loop, kafk
     fullstory.fail_next(
         "create_batch",
         RateLimited("create batch: rate limited", retry_after=0.01),
-        RetriableError("create batch: HTTP 503", status=503),
+        ServerError("create batch: HTTP 503", status=503),
     )
     loop = make_loop()
     loop.source.assign([0])

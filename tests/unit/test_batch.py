@@ -26,7 +26,7 @@ def test_a_users_records_merge_on_arrival_into_one_unit():
     assert len(batcher) == 2
     batch = batcher.take(now=0.0)
     assert batch is not None
-    assert [r["uid"] for r in batch.requests()] == ["a", "b"]
+    assert list(batch.uids) == ["a", "b"]
     assert batch.units["a"].update.properties == {"plan": "p2"}
     assert list(batch.units["a"].offsets) == [0, 2]
     assert batch.record_count() == 3

@@ -11,6 +11,7 @@ import time
 import httpx
 import pytest
 
+from tests.unit.factories import change
 from tests.unit.fullstory_script import (
     DONE,
     JOB,
@@ -22,6 +23,7 @@ from tests.unit.fullstory_script import (
     retry_after_0,
     timed_out,
 )
+from worker.batch import Batcher
 from worker.errors import Abandoned
 from worker.fullstory import UserError
 from worker.idempotency import idempotency_key
@@ -214,10 +216,25 @@ def test_after_a_429_the_next_try_goes_when_retry_after_says():
 
 def test_the_body_is_compact_utf8_json():
     """FullStory limits a request's size and the idempotency key hashes these exact bytes:
-    the body is compact UTF-8 (no \\u escapes, no padding), the same for the same users."""
-    body = encode_body([{"uid": "zoë", "display_name": "Zoë Ü", "properties": {"n": 1}}])
+    the body is compact UTF-8 (no \\u escapes, no padding), the same for the same users,
+    whether encoded whole or a user at a time."""
+    batcher = Batcher(max_users=10, max_wait_s=0)
+    batcher.add(("users", 0), 0, change("zoë", display_name="Zoë Ü", n=1), 0)
+    batcher.add(("users", 0), 1, change("b", score=1.5, beta=True), 0)
+    batch = batcher.take(now=0.0)
+    body = encode_body(list(batch.units.values()))
     assert (
-        body == '{"requests":[{"uid":"zoë","display_name":"Zoë Ü","properties":{"n":1}}]}'.encode()
+        body
+        == (
+            '{"requests":[{"uid":"zoë","display_name":"Zoë Ü","properties":{"n":1},'
+            '"schema":{"properties":{"n":"int"}}},{"uid":"b","properties":{"score":1.5,'
+            '"beta":true},"schema":{"properties":{"score":"real","beta":"bool"}}}]}'
+        ).encode()
+    )
+    requests = [unit.update.to_request() for unit in batch.units.values()]
+    assert (
+        body
+        == json.dumps({"requests": requests}, separators=(",", ":"), ensure_ascii=False).encode()
     )
 
 
@@ -274,3 +291,16 @@ def test_retries_are_counted_by_reason():
     }
     expected = {"server_error", "network", "rate_limited", "http_401", "http_404", "http_200"}
     assert reasons == expected
+
+
+def test_a_large_batch_encoded_in_parts_is_the_same_body_as_whole():
+    """Users are encoded a few hundred at a time (memory): the joined body is exactly the
+    whole batch's compact JSON, so the idempotency key does not depend on how it was built."""
+    batcher = Batcher(max_users=5_000, max_wait_s=0)
+    for offset in range(1_201):
+        batcher.add(("users", 0), offset, change(f"u{offset}", seats=offset, plan="pro"), 0)
+    batch = batcher.take(now=0.0)
+    units = list(batch.units.values())
+    requests = [unit.update.to_request() for unit in units]
+    whole = json.dumps({"requests": requests}, separators=(",", ":"), ensure_ascii=False)
+    assert encode_body(units) == whole.encode()
