@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from worker.batch import Batch, Unit
 from worker.dlq import DeadLetterSink
+from worker.errors import InvalidRecord
 from worker.importer import BatchOutcome
 from worker.metrics import Metrics
 from worker.offsets import Span
-from worker.records import SourceRecord
+from worker.records import Message, SourceRecord, TopicPartition, source_record
 
 
 class _Countdown:
@@ -50,6 +51,14 @@ class Acknowledger:
             for record in outcome.rejected[uid]:
                 self.dead_letter(record, failure.code, failure.message, failure.job_id, letters)
         self._metrics.records_acknowledged.labels("imported").inc(imported)
+
+    def undecodable(
+        self, tp: TopicPartition, offset: int, message: Message, error: InvalidRecord
+    ) -> Span:
+        """Dead-letter a consumed record that can never be decoded; returns its span."""
+        span = Span(offset)
+        self.dead_letter(source_record(tp, offset, message), error.code, error.message, None, span)
+        return span
 
     def dead_letter(
         self,

@@ -125,9 +125,9 @@ def run(settings: Settings) -> int:
             on_assign=pipeline.on_assign,
             on_revoke=pipeline.on_revoke,
             on_lost=pipeline.on_lost,
-            on_error=lambda err: pipeline.on_kafka_error(err.code()),
+            on_error=lambda err: pipeline.kafka.on_error(err.code()),
             on_commit=pipeline.on_commit,
-            on_stats=pipeline.on_kafka_stats,
+            on_stats=pipeline.kafka.on_stats,
         )
     )
     log.info(

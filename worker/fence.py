@@ -8,10 +8,15 @@ loop calls this; the waits run on job threads (``Dispatcher.wait_for``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, KeysView
+from collections.abc import Callable, Collection, KeysView, Mapping
 from concurrent.futures import Future
 
+import structlog
+
+from worker.ledger import decode_jobs
 from worker.records import TopicPartition
+
+log = structlog.get_logger("worker.fence")
 
 
 class Fences:
@@ -24,9 +29,21 @@ class Fences:
     def partitions(self) -> KeysView[TopicPartition]:
         return self._fences.keys()
 
-    def hold(self, tp: TopicPartition, jobs: list[str], wait: Future[None]) -> None:
-        """Fence ``tp`` until ``wait`` (for ``jobs`` to end) is done."""
-        self._fences[tp] = (wait, jobs)
+    def hold(
+        self,
+        metadata: Mapping[TopicPartition, str],
+        wait_for: Callable[[list[str]], Future[None]],
+    ) -> dict[TopicPartition, list[str]]:
+        """Fence each newly assigned partition whose commit ``metadata`` names jobs, until
+        ``wait_for(jobs)`` is done; returns those partitions with their jobs."""
+        held = {}
+        for tp, text in metadata.items():
+            jobs = decode_jobs(text)
+            if jobs:
+                self._fences[tp] = (wait_for(jobs), jobs)
+                held[tp] = jobs
+                log.info("partition_fenced", partition=tp, jobs=jobs)
+        return held
 
     def lift(self) -> list[tuple[TopicPartition, list[str]]]:
         """Fences whose jobs all ended, removed; with those jobs."""
@@ -35,6 +52,7 @@ class Fences:
             if wait.done():
                 del self._fences[tp]
                 lifted.append((tp, jobs))
+                log.info("partition_fence_lifted", partition=tp)
         return lifted
 
     def forget(self, partitions: Collection[TopicPartition]) -> None:

@@ -89,6 +89,15 @@ class Metrics:
             registry=r,
         )
 
+    def loop_state(
+        self, *, jobs: int, pending: int, assigned: int, paused: int, fenced: int
+    ) -> None:
+        """The poll loop's gauges, set once a turn."""
+        self.jobs_in_flight.set(jobs)
+        self.pending_users.set(pending)
+        for state, count in (("assigned", assigned), ("paused", paused), ("fenced", fenced)):
+            self.partitions.labels(state).set(count)
+
     def forget_partition(self, topic: str, partition: int) -> None:
         """Stop reporting a partition this replica no longer owns."""
         with contextlib.suppress(KeyError):  # never reported

@@ -7,9 +7,8 @@ Delivery rules kept here (the pieces live in their own modules):
   its dead letter was written; the commit is the contiguous acknowledged prefix
   (``offsets``, ``commit``);
 * two in-flight jobs never share a uid (the batcher blocks a batch's uids until it ends);
-* far behind the log end, users keep merging instead of going out (a backlog sends each user
-  about once); when ``max_pending_users`` users wait, the loop pauses its partitions and keeps
-  polling, so it stays in the group however long FullStory takes; it never sleeps;
+* far behind the log end users keep merging, and too many waiting users pause the partitions
+  while the loop keeps polling (``flow``); it never sleeps;
 * on revoke it sends the revoked partitions' users and waits (bounded) for their jobs,
   commits their prefix and forgets them; acknowledgements arriving later are ignored;
 * on stop it stops fetching, does the same for every partition up to the deadline, commits
@@ -37,18 +36,15 @@ from worker.commit import Committer
 from worker.decode import Decoder
 from worker.dispatch import Dispatcher
 from worker.dlq import DeadLetterSink
-from worker.errors import InvalidRecord
 from worker.fence import Fences
+from worker.flow import BacklogHold, Backpressure
 from worker.health import Health
 from worker.importer import Importer
 from worker.intake import Intake
-from worker.kafka_stats import KafkaStats
-from worker.ledger import decode_jobs
 from worker.metrics import Metrics
-from worker.offsets import Span
 from worker.reachability import KafkaReachability
 from worker.readback import RecordReader
-from worker.records import Message, TopicPartition, source_record
+from worker.records import TopicPartition
 from worker.source import Source
 
 log = structlog.get_logger("worker.pipeline")
@@ -92,13 +88,14 @@ class Pipeline:
         self._clock = clock
         self._health = health
         self._settings = settings
-        self._kafka = KafkaReachability(health, self._metrics)
-        self._commits = Committer(self._metrics, on_success=self._kafka.reachable)
+        # librdkafka's error and statistics callbacks go to ``kafka``.
+        self.kafka = KafkaReachability(health, self._metrics)
+        self._commits = Committer(self._metrics, on_success=self.kafka.reachable)
         self._acks = Acknowledger(dlq, self._metrics)
         self._fences = Fences()
         self._intake = Intake(decoder, batcher)
-        self._paused: set[TopicPartition] = set()
-        self._in_backlog = False
+        self._backpressure = Backpressure(settings.max_pending_users)
+        self._hold = BacklogHold(settings.backlog_lag, settings.caught_up_lag)
         self._polled = False  # the last poll brought records
         self._last_commit = 0.0
         self._stop = stop or threading.Event()
@@ -106,12 +103,6 @@ class Pipeline:
         self.source: Source | None = None
 
     # -- librdkafka's callbacks (run inside source.consume) ------------------------------
-
-    def on_kafka_error(self, code: int) -> None:
-        self._kafka.on_error(code)
-
-    def on_kafka_stats(self, stats: KafkaStats) -> None:
-        self._kafka.on_stats(stats)
 
     def on_commit(self, error: object | None, partitions: list[TopicPartition]) -> None:
         self._commits.on_commit(error, partitions)
@@ -123,15 +114,11 @@ class Pipeline:
         if not partitions:
             return
         metadata = self._require_source().committed_metadata(partitions)
-        for tp, text in metadata.items():
-            jobs = decode_jobs(text)
-            if jobs:
-                # A previous owner's jobs may still run: their uids must not race ours, and
-                # our commits keep naming them until they end, in case the partition moves on.
-                for job in jobs:
-                    self._commits.job_started([tp], job)
-                self._fences.hold(tp, jobs, self._jobs.wait_for(jobs))
-                log.info("partition_fenced", partition=tp, jobs=jobs)
+        for tp, jobs in self._fences.hold(metadata, self._jobs.wait_for).items():
+            # A previous owner's jobs may still run: their uids must not race ours, and our
+            # commits keep naming them until they end, in case the partition moves on.
+            for job in jobs:
+                self._commits.job_started([tp], job)
 
     def on_revoke(self, partitions: list[TopicPartition]) -> None:
         revoked = set(partitions)
@@ -152,17 +139,13 @@ class Pipeline:
         # A batch of theirs still waiting to create its job would create one the next owner
         # cannot know about: cancel it (its records are that owner's to send now).
         self._jobs.cancel_unstarted(partitions)
-        # librdkafka keeps an application pause across a re-assignment: undo ours now.
-        paused = partitions & self._paused
-        if paused:
-            self._require_source().resume(paused)
+        self._backpressure.forget(self._require_source(), partitions)
         for topic, partition in partitions:
             self._metrics.forget_partition(topic, partition)
         self._commits.forget(partitions)
         self._fences.forget(partitions)
         self._batcher.drop_partitions(partitions)
         self._intake.drop(partitions)
-        self._paused -= partitions
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -192,18 +175,25 @@ class Pipeline:
             self._intake.extend(run for run in runs if self._commits.owns(run.tp))
         now = self._clock.monotonic()
         self._advance(now)
-        self._apply_backpressure(source)
+        waiting = len(self._intake) + len(self._batcher)
+        self._backpressure.apply(source, waiting, self._commits.owned())
         self._dlq.poll(0)
         if now - self._last_commit >= self._settings.commit_interval_s:
             self._commit()
             self._last_commit = now
-        self._update_gauges()
+        self._metrics.loop_state(
+            jobs=len(self._jobs),
+            pending=len(self._batcher),
+            assigned=len(self._commits.owned()),
+            paused=len(self._backpressure.paused),
+            fenced=len(self._fences),
+        )
         self._health.beat()
 
     def _advance(self, now: float, flush: Collection[TopicPartition] | None = None) -> None:
         """The stages after polling, shared by a turn and a drain (``flush``: send those
         partitions' users now, however young)."""
-        decoding = self._intake.decode(now, self._commits.track, self._invalid)
+        decoding = self._intake.decode(now, self._commits.track, self._acks.undecodable)
         if decoding is not None:
             self._health.decoding(decoding)
         if self._note_created_jobs():
@@ -211,7 +201,6 @@ class Pipeline:
         self._collect_finished()
         for _tp, jobs in self._fences.lift():
             self._commits.jobs_ended(jobs)
-            log.info("partition_fence_lifted", partition=_tp)
         self._submit_ready(now, flush)
 
     def _drain(self, partitions: Collection[TopicPartition] | None, deadline: float) -> None:
@@ -268,18 +257,14 @@ class Pipeline:
 
     # -- stages -----------------------------------------------------------------------
 
-    def _invalid(
-        self, tp: TopicPartition, offset: int, message: Message, error: InvalidRecord
-    ) -> Span:
-        span = Span(offset)
-        record = source_record(tp, offset, message)
-        self._acks.dead_letter(record, error.code, error.message, None, span)
-        return span
-
     def _submit_ready(self, now: float, flush: Collection[TopicPartition] | None) -> None:
         while len(self._jobs) < self._settings.max_jobs_in_flight:
             if flush is None:
-                if self._stop.is_set() or not self._batcher.ready(now) or self._holding():
+                if (
+                    self._stop.is_set()
+                    or not self._batcher.ready(now)
+                    or self._hold.holding(self._require_source().lag())
+                ):
                     return
             elif not self._batcher.ready(now, force=True):
                 return
@@ -287,16 +272,6 @@ class Pipeline:
             if batch is None:
                 return
             self._jobs.submit(batch)
-
-    def _holding(self) -> bool:
-        """From far behind the log end until caught up, users keep merging (a backlog sends
-        each user about once). Backpressure ends the hold: paused partitions count no lag."""
-        lag = self._require_source().lag()
-        if lag >= self._settings.backlog_lag:
-            self._in_backlog = True
-        elif lag <= self._settings.caught_up_lag:
-            self._in_backlog = False
-        return self._in_backlog
 
     def _note_created_jobs(self) -> bool:
         """Name jobs FullStory accepted since the last turn; True if there were any."""
@@ -317,29 +292,7 @@ class Pipeline:
         if ended:
             self._commit()  # what FullStory just acknowledged, without waiting for the interval
 
-    def _apply_backpressure(self, source: Source) -> None:
-        waiting = len(self._intake) + len(self._batcher)
-        limit = self._settings.max_pending_users
-        if waiting >= limit:
-            to_pause = self._commits.owned() - self._paused
-            if to_pause:
-                source.pause(to_pause)
-                self._paused |= to_pause
-                log.info("partitions_paused", waiting=waiting, jobs=len(self._jobs))
-        elif self._paused and waiting <= limit // 2:
-            source.resume(self._paused)
-            log.info("partitions_resumed", waiting=waiting)
-            self._paused.clear()
-
     def _commit(
         self, partitions: Collection[TopicPartition] | None = None, wait: bool = False
     ) -> None:
         self._commits.commit(self._require_source(), partitions, wait)
-
-    def _update_gauges(self) -> None:
-        metrics = self._metrics
-        metrics.jobs_in_flight.set(len(self._jobs))
-        metrics.pending_users.set(len(self._batcher))
-        metrics.partitions.labels("assigned").set(len(self._commits.owned()))
-        metrics.partitions.labels("paused").set(len(self._paused))
-        metrics.partitions.labels("fenced").set(len(self._fences))
