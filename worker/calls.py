@@ -9,6 +9,9 @@ thread's cancel event, and is touched by that thread alone.
   answer (429, 404, a refused body, a bad answer) is an answer.
 - ``retrying`` repeats a call until it succeeds, waiting its backoff (or Retry-After) between
   tries; it never gives up on its own.
+- After a ``ServerError`` or ``Unreachable``, the backoff ends early once another thread's
+  call succeeded (``Recovery``): when FullStory comes back, every thread tries again at once,
+  instead of sleeping out its own backoff (up to 30 s after a long outage).
 - Every wait ends with ``Abandoned`` once the thread's cancel event or the worker's
   ``abandon`` event (the shutdown deadline) is set.
 """
@@ -51,6 +54,36 @@ class RateGate:
             return max(0.0, self._not_before - time.monotonic())
 
 
+class Recovery:
+    """Successful FullStory calls, counted across job threads, and a way to wait for one."""
+
+    _SLICE_S = 0.1  # how often a waiting thread checks its cancel event
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self.successes = 0
+
+    def succeeded(self) -> None:
+        with self._changed:
+            self.successes += 1
+            self._changed.notify_all()
+
+    def wait(self, seconds: float, since: int, stopped: Callable[[float], bool]) -> bool:
+        """Wait up to ``seconds`` for a success after the ``since``-th; True if one came.
+        ``stopped(timeout)`` waits on the caller's cancel event (True: stop now)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            with self._changed:
+                if self.successes != since:
+                    return True
+                self._changed.wait(min(left, self._SLICE_S))
+                if self.successes != since:
+                    return True
+            if stopped(0):
+                return False
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """What every job thread's calls share."""
@@ -61,6 +94,7 @@ class Policy:
     on_api_failure: Callable[[], None]
     metrics: Metrics
     gate: RateGate = field(default_factory=RateGate)
+    recovery: Recovery = field(default_factory=Recovery)
 
 
 class Calls:
@@ -74,12 +108,24 @@ class Calls:
         """A fresh backoff, for one call's series of tries."""
         return self._policy.backoff()
 
+    def successes(self) -> int:
+        """FullStory calls that succeeded so far, on every thread."""
+        return self._policy.recovery.successes
+
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds``; raises ``Abandoned`` when cancelled or abandoned, even at 0."""
+        if self._stopped(seconds):
+            raise Abandoned("cancelled, or the shutdown deadline was reached")
+
+    def _stopped(self, seconds: float) -> bool:
         abandon = self._policy.abandon
         stopped = (self._cancel if self._cancel is not None else abandon).wait(seconds)
-        if stopped or abandon.is_set():
-            raise Abandoned("cancelled, or the shutdown deadline was reached")
+        return stopped or abandon.is_set()
+
+    def sleep_until_recovered(self, seconds: float, since: int) -> None:
+        """Like ``sleep``, but over as soon as a call succeeded after the ``since``-th."""
+        self._policy.recovery.wait(seconds, since, self._stopped)
+        self.sleep(0)
 
     def once(self, call: Callable[[], T]) -> T:
         """One API call, after any Retry-After another job thread was given has elapsed."""
@@ -101,12 +147,15 @@ class Calls:
             policy.on_api_answer()
             raise
         policy.on_api_answer()
+        policy.recovery.succeeded()
         return result
 
     def back_off(
         self, backoff: Backoff, exc: RetriableError | RejectedRequest, call: str, bound: Any
     ) -> None:
-        """Log the failed call, count it, and wait its backoff (or Retry-After)."""
+        """Log the failed call, count it, and wait its backoff (or Retry-After); after a 5xx or
+        an unreachable API, only until another thread's call succeeds."""
+        since = self.successes()
         delay = backoff.next_delay(exc if isinstance(exc, RetriableError) else None)
         self._policy.metrics.api_retries.labels(call, retry_reason(exc)).inc()
         bound.warning(
@@ -116,7 +165,10 @@ class Calls:
             attempt=backoff.attempt,
             delay_s=round(delay, 3),
         )
-        self.sleep(delay)
+        if isinstance(exc, ServerError | Unreachable):
+            self.sleep_until_recovered(delay, since)
+        else:
+            self.sleep(delay)
 
     def retrying(
         self,

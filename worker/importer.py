@@ -5,7 +5,8 @@ FullStory made of each user.
 transient failure (``calls``: 429 waits Retry-After, other failures back off with jitter),
 until it is cancelled or ``abandon`` is set at the shutdown deadline, which raises
 ``Abandoned``. A POST answered ``ServerError`` ``new_key_after_5xx`` times under one
-idempotency key moves to the next key for the same body. A batch FullStory refuses as a whole
+idempotency key, or again after other calls succeeded (a saved answer replayed), moves to the
+next key for the same body. A batch FullStory refuses as a whole
 (``RejectedRequest``) is split in halves until the refused users stand alone; they fail with
 its reason. Following a job to its end and reading its errors is ``jobs``.
 """
@@ -163,6 +164,7 @@ class Importer:
     def _create(self, body: bytes, users: int, calls: Calls, bound: Any) -> str:
         """The job id of one POST of ``body``, tried until FullStory accepts or refuses it."""
         generation, consecutive_5xx = 0, 0
+        first_5xx_at: int | None = None  # successes counted when this key first got a 5xx
         backoff = calls.backoff()
         while True:
             key = idempotency_key(body, generation)
@@ -170,11 +172,20 @@ class Importer:
                 job_id = calls.once(partial(self._api.create_batch, body, key))
             except RetriableError as exc:
                 if isinstance(exc, ServerError):
+                    # The server may replay a saved 5xx under this key for 24 hours: after
+                    # new_key_after_5xx of them, or at once when other calls succeeded since
+                    # this key's first one (FullStory is back: this 5xx is the saved one).
                     consecutive_5xx += 1
-                    if consecutive_5xx >= self._new_key_after:
-                        # The server may replay a saved 5xx under this key for 24 hours.
-                        generation, consecutive_5xx = generation + 1, 0
-                        bound.warning("idempotency_key_rotated", generation=generation)
+                    replayed = first_5xx_at is not None and calls.successes() > first_5xx_at
+                    if first_5xx_at is None:
+                        first_5xx_at = calls.successes()
+                    if replayed or consecutive_5xx >= self._new_key_after:
+                        generation, consecutive_5xx, first_5xx_at = generation + 1, 0, None
+                        bound.warning(
+                            "idempotency_key_rotated", generation=generation, replayed=replayed
+                        )
+                        if replayed:
+                            continue  # a new key's first try goes out at once
                 calls.back_off(backoff, exc, "create_batch", bound)
                 continue
             bound.info("batch_submitted", job_id=job_id, users=users, key=key[:17])

@@ -304,3 +304,49 @@ def test_a_large_batch_encoded_in_parts_is_the_same_body_as_whole():
     requests = [unit.update.to_request() for unit in units]
     whole = json.dumps({"requests": requests}, separators=(",", ":"), ensure_ascii=False)
     assert encode_body(units) == whole.encode()
+
+
+def test_when_fullstory_is_back_a_backing_off_batch_retries_at_once_under_a_new_key():
+    """After an outage, a job thread does not sleep out its backoff (up to 30 s) once another
+    thread's call succeeded, and a 5xx that its key then gets again is the saved answer
+    replayed: the same body goes at once under a new key, not after two more replays."""
+    keys_of_a: list[str] = []
+    a_waits = threading.Event()
+
+    def post(request: httpx.Request) -> httpx.Response:
+        uids = [r["uid"] for r in json.loads(request.content)["requests"]]
+        if uids == ["a"]:
+            keys_of_a.append(request.headers["Idempotency-Key"])
+            if len(keys_of_a) == 1:
+                a_waits.set()  # the outage's 503, saved under this key...
+                return httpx.Response(503)
+            if len(keys_of_a) == 2:
+                return httpx.Response(503)  # ...and replayed
+            return httpx.Response(200, json={"job": {"id": "ja", "status": "PROCESSING"}})
+        return httpx.Response(200, json={"job": {"id": "jb", "status": "PROCESSING"}})
+
+    done = httpx.Response(200, json={"imports": 1, "job": {"id": "j", "status": "COMPLETED"}})
+    script = Script(
+        {
+            "POST /v2/users/batch": [post],
+            "GET /v2/users/batch/ja": [done],
+            "GET /v2/users/batch/jb": [done],
+        }
+    )
+    abandon = threading.Event()
+    importer = importer_on(
+        script, abandon, backoff=lambda: Backoff(base_s=60, cap_s=60, floor_s=60)
+    )
+    outcomes = []
+    backing_off = threading.Thread(target=lambda: outcomes.append(importer.run(batch_of("a"))))
+    backing_off.start()
+    try:
+        assert a_waits.wait(10)
+        importer.run(batch_of("b"))  # FullStory answers again
+        backing_off.join(10)
+        assert not backing_off.is_alive(), "the batch slept out its 60 s backoff"
+    finally:
+        abandon.set()  # ends the thread if the test failed
+        backing_off.join(5)
+    assert outcomes and outcomes[0].job_ids == ["ja"]
+    assert keys_of_a[0] == keys_of_a[1] != keys_of_a[2]
