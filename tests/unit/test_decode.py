@@ -127,3 +127,13 @@ def test_registry_outage_is_retriable_not_a_dead_letter():
 
     with pytest.raises(RetriableError):
         Decoder(SCHEMA, down).decode(encode(event("u"), schema_id=1))
+
+
+def test_a_string_that_is_not_utf8_is_an_undecodable_record():
+    """Invalid UTF-8 is refused (a dead letter), never decoded with replacement characters."""
+    value = bytearray(encode(event("uü")))
+    value[value.index("ü".encode())] = 0xFF
+    with pytest.raises(InvalidRecord) as info:
+        Decoder(SCHEMA).decode(bytes(value))
+    assert info.value.code == "undecodable"
+
