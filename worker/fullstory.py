@@ -17,6 +17,7 @@ The API key is sent as ``Authorization: Basic <key>`` and appears nowhere else.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -66,21 +67,39 @@ class UserError:
     job_id: str | None = None  # the job that failed the user (None: refused with a 400)
 
 
+# The longest Retry-After believed: a larger value waits this long and asks again (one
+# absurd header must not park every job thread for days, or overflow a wait and crash).
+RETRY_AFTER_MAX_S = 60.0
+
+
 def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait, within 0..``RETRY_AFTER_MAX_S``; None when absent or not a number
+    (an HTTP-date, garbage: the worker's own backoff applies)."""
     raw = response.headers.get("Retry-After")
     if raw is None:
         return None
     try:
-        return max(0.0, float(raw))
+        seconds = float(raw)
     except ValueError:
-        return None  # an HTTP-date; fall back to our own backoff
+        return None
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), RETRY_AFTER_MAX_S)
+
+
+def _json(response: httpx.Response) -> Any:
+    """The answer's JSON; ``ValueError`` for anything else, nesting too deep included."""
+    try:
+        return response.json()
+    except RecursionError as exc:
+        raise ValueError("answer nests too deep") from exc
 
 
 def _check(response: httpx.Response, what: str) -> dict[str, Any]:
     status = response.status_code
     if status == 200:
         try:
-            body = response.json()
+            body = _json(response)
         except ValueError as exc:
             raise BadAnswer(f"{what}: answer is not JSON", status) from exc
         if not isinstance(body, dict):
@@ -99,8 +118,9 @@ def _check(response: httpx.Response, what: str) -> dict[str, Any]:
         # alerting beats dead-lettering every user.
         raise BadAnswer(f"{what}: HTTP {status}", status)
     try:
-        body = response.json()
-        code, message = str(body.get("code", "")), str(body.get("message", ""))
+        body = _json(response)
+        # Bounded: they travel in the user's dead-letter headers.
+        code, message = str(body.get("code", ""))[:100], str(body.get("message", ""))[:1000]
     except (ValueError, AttributeError):
         code, message = "", response.text[:200]
     raise RejectedRequest(status, code or f"http_{status}", message)

@@ -17,6 +17,18 @@ from worker.config import Secret
 from worker.decode import without_logical_types
 from worker.errors import InvalidRecord, RetriableError
 
+# Confluent Schema Registry's error_code for "Schema not found".
+_SCHEMA_NOT_FOUND = 40403
+
+
+def _error_code(response: httpx.Response) -> int | None:
+    try:
+        body = response.json()
+    except (ValueError, RecursionError):
+        return None
+    code = body.get("error_code") if isinstance(body, dict) else None
+    return code if isinstance(code, int) else None
+
 
 class SchemaRegistry:
     def __init__(
@@ -47,16 +59,28 @@ class SchemaRegistry:
             response = self._client.get(f"/schemas/ids/{schema_id}")
         except httpx.HTTPError as exc:
             raise RetriableError(f"schema registry unreachable: {type(exc).__name__}") from exc
-        if response.status_code == 404:
+        if response.status_code == 404 and _error_code(response) == _SCHEMA_NOT_FOUND:
             raise InvalidRecord("unknown_schema_id", f"schema id {schema_id} is not registered")
         if response.status_code != 200:
+            # A 404 without the registry's own error code is a wrong URL, not a missing
+            # schema: wait and alert rather than dead-letter every record.
             raise RetriableError(
                 f"schema registry answered {response.status_code}", status=response.status_code
             )
         try:
-            raw = json.loads(response.json()["schema"])
-            parsed = fastavro.parse_schema(without_logical_types(raw))
-        except (ValueError, KeyError, TypeError, fastavro.schema.SchemaParseException) as exc:
+            text = response.json()["schema"]
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            # A maintenance page, a proxy's answer: the registry is not answering yet.
+            raise RetriableError("schema registry answer is not a schema") from exc
+        try:
+            parsed = fastavro.parse_schema(without_logical_types(json.loads(text)))
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            RecursionError,
+            fastavro.schema.SchemaParseException,
+        ) as exc:
             raise InvalidRecord(
                 "bad_writer_schema", f"schema id {schema_id} is not a usable Avro schema"
             ) from exc

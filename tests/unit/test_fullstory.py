@@ -145,3 +145,31 @@ def test_client_repr_hides_the_api_key():
     """The API key does not leak through the client's repr."""
     client = FullStoryClient("http://fs.test", Secret("SECRET-KEY"))
     assert "SECRET-KEY" not in repr(client)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("10000000000", 60.0), ("inf", 60.0), ("-5", 0.0), ("nan", None), ("soon", None)],
+    ids=["absurd", "infinite", "negative", "nan", "not-a-number"],
+)
+def test_retry_after_is_bounded_so_one_header_cannot_park_or_crash_the_worker(header, seconds):
+    """Retry-After beyond a minute waits a minute and asks again (10^10 s used to overflow
+    the wait and crash every job thread, again after each restart)."""
+    with pytest.raises(RateLimited) as limited:
+        _client(httpx.Response(429, headers={"Retry-After": header})).job_status("j1")
+    assert limited.value.retry_after == seconds
+
+
+def test_an_answer_nested_too_deep_is_a_bad_answer_not_a_crash():
+    deep = httpx.Response(200, content=("[" * 100_000 + "]" * 100_000).encode())
+    with pytest.raises(BadAnswer):
+        _client(deep).job_status("j1")
+    with pytest.raises(BadAnswer):
+        _client(deep).create_batch(b'{"requests":[]}', "fsus-key")
+
+
+def test_a_refusals_message_is_bounded_for_the_dead_letter_headers():
+    refusal = _json(400, {"code": "c" * 10_000, "message": "m" * 1_000_000})
+    with pytest.raises(RejectedRequest) as refused:
+        _client(refusal).create_batch(b"{}", "fsus-key")
+    assert len(refused.value.code) == 100 and len(refused.value.message) == 1000
