@@ -54,6 +54,11 @@ def run_job(client: httpx.Client, *users: Any) -> tuple[str, dict[str, Any]]:
             id="value-8193-bytes",
         ),
         pytest.param(
+            {"uid": "u", "properties": {"quotes": '"' * 4096}},
+            "property_too_large",
+            id="value-escaped-to-8194-bytes",
+        ),
+        pytest.param(
             {"uid": "u", "properties": {f"p{i}": i for i in range(501)}},
             "too_many_properties",
             id="501-properties",
@@ -119,6 +124,10 @@ def test_invalid_user_fails_alone(
         ),
         pytest.param({"uid": "u", "properties": {"a" * 512: 1}}, id="name-512-chars"),
         pytest.param({"uid": "u", "properties": {"blob": "x" * 8190}}, id="value-8192-bytes"),
+        pytest.param(
+            {"uid": "u", "properties": {"quotes": '"' * 4095, "n": 10**17}},
+            id="value-escaped-to-8192-bytes",
+        ),
         pytest.param(
             {"uid": "u", "properties": {f"p{i}": i for i in range(500)}}, id="500-properties"
         ),
