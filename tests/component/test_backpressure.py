@@ -48,3 +48,25 @@ def test_a_partition_assigned_while_paused_is_resumed_with_the_others(make_loop,
     fullstory.finish()
     loop.turn_until(kafka.committed_to_end, "both partitions read to their end")
     assert not loop.source.paused
+
+
+def test_a_partition_revoked_while_paused_is_forgotten_and_the_others_resume(
+    make_loop, kafka, fullstory
+):
+    """Revoking one paused partition undoes its pause only, and its users no longer count: the
+    partition kept is fetched again as soon as few enough users wait."""
+    kafka.change(0, "u0")
+    loop = make_loop(max_pending=4, max_jobs=1, drain_timeout_s=0.5)
+    loop.source.assign([0, 1])
+    loop.turn_until(lambda: fullstory.jobs(), "a job for u0")
+    for partition, uid in ((0, "u1"), (0, "u2"), (1, "u3"), (1, "u4")):
+        kafka.change(partition, uid)
+    loop.turn_until(lambda: len(loop.source.paused) == 2, "both partitions paused")
+    loop.source.revoke([0])  # u1 and u2 wait behind u0's job: the next owner sends them
+    loop.turn_until(lambda: ("users", 0) not in loop.source.assigned, "partition 0 revoked")
+    kafka.change(1, "u5")
+    loop.turn_until(lambda: not loop.source.paused, "partition 1 resumed")
+    loop.turn_until(lambda: loop.source.positions[("users", 1)] == 3, "u5 fetched")
+    fullstory.complete_on_poll = 1
+    fullstory.finish()
+    loop.turn_until(lambda: kafka.committed_offset(1) == 3, "partition 1 committed to its end")

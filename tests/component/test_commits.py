@@ -82,3 +82,17 @@ def test_the_loops_own_commits_never_wait_for_the_coordinator(make_loop, kafka, 
     loop.turn()
     waited = [c for c in loop.source.commits[before:] if c.wait]
     assert waited and all(set(c.offsets) == {("users", 0)} for c in waited)
+
+
+def test_what_a_job_acknowledged_is_committed_at_once_not_at_the_next_interval(
+    make_loop, kafka, fullstory
+):
+    """The commit follows the job's end in the same turn: a restart (or the next owner)
+    repeats nothing FullStory already acknowledged, whatever the commit interval."""
+    kafka.change(0, "u1")
+    loop = make_loop(commit_interval_s=3_600)
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "the job")
+    fullstory.finish()
+    loop.turn_until(lambda: kafka.committed_offset(0) == 1, "the record committed")
+    assert loop.clock.monotonic() < 3_600

@@ -51,3 +51,26 @@ def test_a_registry_outage_in_the_middle_of_a_poll_loses_and_repeats_nothing(
     fullstory.finish(second.id)
     loop.turn_until(kafka.committed_to_end, "everything committed")
     assert not loop.dlq.letters
+
+
+def test_a_partition_revoked_while_its_records_wait_for_the_registry_is_left_to_its_new_owner(
+    make_loop, kafka, fullstory
+):
+    """Records held back by a registry outage belong to the partition's owner: a revoke drops
+    the revoked partition's and keeps the others', which go once the registry answers."""
+    registry = Registry()
+    registry.unreachable = {2}
+    kafka.produce(0, encode(event("gone"), schema_id=2), b"gone")
+    kafka.produce(1, encode(event("kept"), schema_id=2), b"kept")
+    loop = make_loop(registry=registry)
+    loop.source.assign([0, 1])
+    loop.turn(5)
+    loop.source.revoke([0])
+    loop.turn_until(lambda: ("users", 0) not in loop.source.assigned, "partition 0 revoked")
+    registry.unreachable.clear()
+    loop.turn_until(lambda: fullstory.jobs(), "the kept partition's user sent")
+    assert [job.uids for job in fullstory.jobs()] == [["kept"]]
+    fullstory.finish()
+    loop.turn_until(lambda: kafka.committed_offset(1) == 1, "partition 1 committed")
+    assert kafka.committed_offset(0) is None
+    assert not loop.dlq.letters

@@ -136,4 +136,3 @@ def test_a_string_that_is_not_utf8_is_an_undecodable_record():
     with pytest.raises(InvalidRecord) as info:
         Decoder(SCHEMA).decode(bytes(value))
     assert info.value.code == "undecodable"
-
