@@ -147,7 +147,8 @@ class Importer:
         started = time.monotonic()
         status = self._jobs.follow(job_id, calls, job_log)
         if status.state is JobState.FAILED:
-            for error in self._jobs.errors(job_id, status.errors, calls, job_log):
+            uids = {unit.uid for unit in users}
+            for error in self._jobs.errors(job_id, status.errors, uids, calls, job_log):
                 outcome.failures[error.uid] = replace(error, job_id=job_id)
         seconds = time.monotonic() - started
         self._metrics.jobs.labels(status.state.value).inc()

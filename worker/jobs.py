@@ -8,11 +8,12 @@ FullStory no longer knows has nothing left to wait for.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from functools import partial
 from typing import Any, Protocol
 
 from worker.calls import Calls
-from worker.errors import NotFound, RetriableError
+from worker.errors import BadAnswer, NotFound, RetriableError
 from worker.fullstory import JobStatus, UserError
 
 # Reads of a FAILED job's error listing before a listing shorter than its count is believed.
@@ -65,15 +66,20 @@ class Jobs:
             calls.sleep(interval)
             interval = min(self._poll_max, interval * 1.5)
 
-    def errors(self, job_id: str, expected: int, calls: Calls, bound: Any) -> list[UserError]:
-        """Every per-user error of a FAILED job with ``expected`` errors, across all pages.
+    def errors(
+        self, job_id: str, expected: int, uids: Collection[str], calls: Calls, bound: Any
+    ) -> list[UserError]:
+        """Every per-user error of a FAILED job of ``uids`` with ``expected`` errors, across
+        all pages.
 
         Users not listed count as imported, so a listing shorter than ``expected`` (an answer
         not yet complete) is read again, up to ``_ERROR_READS`` times, before it is believed.
+        A page naming a uid the job did not carry cannot be mapped to records: it is a bad
+        answer, read again for as long as it takes (nothing of the job is acknowledged).
         """
         backoff = calls.backoff()
         for attempt in range(1, _ERROR_READS + 1):
-            errors = self._error_pages(job_id, calls, bound)
+            errors = self._error_pages(job_id, uids, calls, bound)
             if len(errors) >= expected or attempt == _ERROR_READS:
                 break
             bound.warning("job_errors_incomplete", listed=len(errors), expected=expected)
@@ -82,16 +88,27 @@ class Jobs:
             bound.error("job_errors_missing", listed=len(errors), expected=expected)
         return errors
 
-    def _error_pages(self, job_id: str, calls: Calls, bound: Any) -> list[UserError]:
+    def _error_pages(
+        self, job_id: str, uids: Collection[str], calls: Calls, bound: Any
+    ) -> list[UserError]:
         errors: list[UserError] = []
         token: str | None = None
         pages = 0
         while True:
             page, token = calls.retrying(
-                partial(self._api.job_errors, job_id, token), "job_errors", bound
+                partial(self._page, job_id, token, uids), "job_errors", bound
             )
             errors.extend(page)
             pages += 1
             if not token:
                 bound.info("job_errors_read", errors=len(errors), pages=pages)
                 return errors
+
+    def _page(
+        self, job_id: str, token: str | None, uids: Collection[str]
+    ) -> tuple[list[UserError], str | None]:
+        page, next_token = self._api.job_errors(job_id, token)
+        foreign = sum(1 for error in page if error.uid not in uids)
+        if foreign:
+            raise BadAnswer(f"job errors: {foreign} name a uid the job did not carry", 200)
+        return page, next_token

@@ -289,3 +289,30 @@ def test_cancelling_stops_the_wait_for_a_running_job(wait):
     with pytest.raises(Abandoned):
         wait(importer_on(script, abandon), cancel)
     assert len(polls) == 2
+
+
+def test_an_error_listing_naming_a_uid_the_job_did_not_carry_is_read_again():
+    """An /errors page that names a stranger cannot be mapped to records: it is a bad answer,
+    read again (never a crash, never the job's other users acknowledged on it), and the
+    listing that follows is the one believed."""
+    failed = httpx.Response(
+        200, json={"imports": 1, "errors": 1, "job": {"id": "j1", "status": "FAILED"}}
+    )
+    listings = [["stranger"], ["b"]]
+    reads = []
+
+    def errors(_request: httpx.Request) -> httpx.Response:
+        reads.append(1)
+        uids = listings.pop(0) if len(listings) > 1 else listings[0]
+        results = [{"code": "invalid_user", "message": "m", "user": {"uid": u}} for u in uids]
+        return httpx.Response(200, json={"results": results, "total_records": "1"})
+
+    script = Script(
+        {
+            "POST /v2/users/batch": [JOB],
+            "GET /v2/users/batch/j1": [failed],
+            "GET /v2/users/batch/j1/errors": [errors],
+        }
+    )
+    outcome = importer_on(script).run(batch_of("a", "b"))
+    assert set(outcome.failures) == {"b"} and len(reads) == 2
