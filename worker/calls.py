@@ -10,8 +10,9 @@ thread's cancel event, and is touched by that thread alone.
 - ``retrying`` repeats a call until it succeeds, waiting its backoff (or Retry-After) between
   tries; it never gives up on its own.
 - After a ``ServerError`` or ``Unreachable``, the backoff ends early once another thread's
-  call succeeded (``Recovery``): when FullStory comes back, every thread tries again at once,
-  instead of sleeping out its own backoff (up to 30 s after a long outage).
+  call *to the same endpoint* succeeded (``Recovery``): when FullStory comes back, every thread
+  tries again at once, instead of sleeping out its own backoff (up to 30 s after a long
+  outage); an endpoint that still fails is not hammered because another one answers.
 - Every wait ends with ``Abandoned`` once the thread's cancel event or the worker's
   ``abandon`` event (the shutdown deadline) is set.
 """
@@ -55,29 +56,33 @@ class RateGate:
 
 
 class Recovery:
-    """Successful FullStory calls, counted across job threads, and a way to wait for one."""
+    """Successful FullStory calls by endpoint (``create_batch``, ``job_status``, ...), counted
+    across job threads, and a way to wait for one."""
 
     _SLICE_S = 0.1  # how often a waiting thread checks its cancel event
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
-        self.successes = 0
+        self._successes: dict[str, int] = {}
 
-    def succeeded(self) -> None:
+    def successes(self, name: str) -> int:
+        return self._successes.get(name, 0)
+
+    def succeeded(self, name: str) -> None:
         with self._changed:
-            self.successes += 1
+            self._successes[name] = self.successes(name) + 1
             self._changed.notify_all()
 
-    def wait(self, seconds: float, since: int, stopped: Callable[[float], bool]) -> bool:
-        """Wait up to ``seconds`` for a success after the ``since``-th; True if one came.
-        ``stopped(timeout)`` waits on the caller's cancel event (True: stop now)."""
+    def wait(self, seconds: float, name: str, since: int, stopped: Callable[[float], bool]) -> bool:
+        """Wait up to ``seconds`` for a success of ``name`` after its ``since``-th; True if
+        one came. ``stopped(timeout)`` waits on the caller's cancel event (True: stop now)."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             with self._changed:
-                if self.successes != since:
+                if self.successes(name) != since:
                     return True
                 self._changed.wait(min(left, self._SLICE_S))
-                if self.successes != since:
+                if self.successes(name) != since:
                     return True
             if stopped(0):
                 return False
@@ -108,9 +113,9 @@ class Calls:
         """A fresh backoff, for one call's series of tries."""
         return self._policy.backoff()
 
-    def successes(self) -> int:
-        """FullStory calls that succeeded so far, on every thread."""
-        return self._policy.recovery.successes
+    def successes(self, name: str) -> int:
+        """Calls to the endpoint ``name`` that succeeded so far, on every thread."""
+        return self._policy.recovery.successes(name)
 
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds``; raises ``Abandoned`` when cancelled or abandoned, even at 0."""
@@ -122,13 +127,15 @@ class Calls:
         stopped = (self._cancel if self._cancel is not None else abandon).wait(seconds)
         return stopped or abandon.is_set()
 
-    def sleep_until_recovered(self, seconds: float, since: int) -> None:
-        """Like ``sleep``, but over as soon as a call succeeded after the ``since``-th."""
-        self._policy.recovery.wait(seconds, since, self._stopped)
+    def sleep_until_recovered(self, seconds: float, name: str, since: int) -> None:
+        """Like ``sleep``, but over as soon as a call to ``name`` succeeded after its
+        ``since``-th."""
+        self._policy.recovery.wait(seconds, name, since, self._stopped)
         self.sleep(0)
 
-    def once(self, call: Callable[[], T]) -> T:
-        """One API call, after any Retry-After another job thread was given has elapsed."""
+    def once(self, call: Callable[[], T], name: str) -> T:
+        """One call to the endpoint ``name``, after any Retry-After another job thread was
+        given has elapsed."""
         policy = self._policy
         while (wait := policy.gate.wait_s()) > 0:
             self.sleep(wait)
@@ -147,15 +154,15 @@ class Calls:
             policy.on_api_answer()
             raise
         policy.on_api_answer()
-        policy.recovery.succeeded()
+        policy.recovery.succeeded(name)
         return result
 
     def back_off(
         self, backoff: Backoff, exc: RetriableError | RejectedRequest, call: str, bound: Any
     ) -> None:
         """Log the failed call, count it, and wait its backoff (or Retry-After); after a 5xx or
-        an unreachable API, only until another thread's call succeeds."""
-        since = self.successes()
+        an unreachable API, only until another thread's call to the same endpoint succeeds."""
+        since = self.successes(call)
         delay = backoff.next_delay(exc if isinstance(exc, RetriableError) else None)
         self._policy.metrics.api_retries.labels(call, retry_reason(exc)).inc()
         bound.warning(
@@ -166,7 +173,7 @@ class Calls:
             delay_s=round(delay, 3),
         )
         if isinstance(exc, ServerError | Unreachable):
-            self.sleep_until_recovered(delay, since)
+            self.sleep_until_recovered(delay, call, since)
         else:
             self.sleep(delay)
 
@@ -185,7 +192,7 @@ class Calls:
         backoff = self.backoff()
         while True:
             try:
-                return self.once(call)
+                return self.once(call, name)
             except ends_on:
                 raise
             except (RetriableError, RejectedRequest) as exc:

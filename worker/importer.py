@@ -5,7 +5,7 @@ FullStory made of each user.
 transient failure (``calls``: 429 waits Retry-After, other failures back off with jitter),
 until it is cancelled or ``abandon`` is set at the shutdown deadline, which raises
 ``Abandoned``. A POST answered ``ServerError`` ``new_key_after_5xx`` times under one
-idempotency key, or again after other calls succeeded (a saved answer replayed), moves to the
+idempotency key, or again after other POSTs succeeded (a saved answer replayed), moves to the
 next key for the same body. A batch FullStory refuses as a whole
 (``RejectedRequest``) is split in halves until the refused users stand alone; they fail with
 its reason. Following a job to its end and reading its errors is ``jobs``.
@@ -170,16 +170,18 @@ class Importer:
         while True:
             key = idempotency_key(body, generation)
             try:
-                job_id = calls.once(partial(self._api.create_batch, body, key))
+                job_id = calls.once(partial(self._api.create_batch, body, key), "create_batch")
             except RetriableError as exc:
                 if isinstance(exc, ServerError):
                     # The server may replay a saved 5xx under this key for 24 hours: after
-                    # new_key_after_5xx of them, or at once when other calls succeeded since
+                    # new_key_after_5xx of them, or at once when other POSTs succeeded since
                     # this key's first one (FullStory is back: this 5xx is the saved one).
                     consecutive_5xx += 1
-                    replayed = first_5xx_at is not None and calls.successes() > first_5xx_at
+                    replayed = (
+                        first_5xx_at is not None and calls.successes("create_batch") > first_5xx_at
+                    )
                     if first_5xx_at is None:
-                        first_5xx_at = calls.successes()
+                        first_5xx_at = calls.successes("create_batch")
                     if replayed or consecutive_5xx >= self._new_key_after:
                         generation, consecutive_5xx, first_5xx_at = generation + 1, 0, None
                         bound.warning(

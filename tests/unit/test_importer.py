@@ -350,3 +350,38 @@ def test_when_fullstory_is_back_a_backing_off_batch_retries_at_once_under_a_new_
         backing_off.join(5)
     assert outcomes and outcomes[0].job_ids == ["ja"]
     assert keys_of_a[0] == keys_of_a[1] != keys_of_a[2]
+
+
+def test_a_failing_post_is_not_retried_because_another_endpoint_answers():
+    """Only a success of the same call ends a backoff early: job polls answering while POSTs
+    fail with 503 must not turn every poll into another POST (and another key)."""
+    posts: list[str] = []
+    failing = threading.Event()
+
+    def post(request: httpx.Request) -> httpx.Response:
+        posts.append(request.headers["Idempotency-Key"])
+        failing.set()
+        return httpx.Response(503)
+
+    done = httpx.Response(200, json={"imports": 1, "job": {"id": "j", "status": "COMPLETED"}})
+    script = Script({"POST /v2/users/batch": [post], "GET /v2/users/batch/jx": [done]})
+    abandon = threading.Event()
+    importer = importer_on(
+        script, abandon, backoff=lambda: Backoff(base_s=60, cap_s=60, floor_s=60)
+    )
+
+    def run() -> None:
+        with pytest.raises(Abandoned):  # the test's end abandons the 60 s backoff
+            importer.run(batch_of("a"))
+
+    backing_off = threading.Thread(target=run)
+    backing_off.start()
+    try:
+        assert failing.wait(10)
+        for _ in range(5):
+            importer.await_jobs(["jx"])  # job_status answers, five times
+        backing_off.join(0.5)
+        assert backing_off.is_alive() and len(posts) == 1
+    finally:
+        abandon.set()
+        backing_off.join(5)
