@@ -20,6 +20,12 @@ PLURAL_TYPES = frozenset(name + "s" for name in SINGULAR_TYPES)
 DECLARABLE_TYPES = SINGULAR_TYPES | PLURAL_TYPES
 
 
+def suffix_of(name: str) -> str | None:
+    """The type a v1-style suffix declares (`visits_int` -> `int`, `tags_strs` -> `strs`)."""
+    base, _, suffix = name.rpartition("_")
+    return suffix if base and suffix in DECLARABLE_TYPES else None
+
+
 def is_number(value: object) -> bool:
     """True for JSON numbers (Python int or float), false for booleans."""
     return isinstance(value, int | float) and not isinstance(value, bool)

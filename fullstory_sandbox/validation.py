@@ -19,6 +19,9 @@ Rules (FullStory v2 limits), with the error code each produces:
 - more than 500 unique (leaf, dotted-path) properties        -> `too_many_properties`
 - an array holding objects or arrays                         -> `invalid_property_value`
 - a value contradicting its declared schema type             -> `type_mismatch`
+- a value contradicting its name's type suffix (v1 naming, `visits_int`: a suffix declares
+  the type when the schema does not, and the property is stored without it)
+                                                             -> `type_mismatch`
 `display_name` and `email` may be null (which clears them on upsert).
 """
 
@@ -36,6 +39,7 @@ from fullstory_sandbox.proptypes import (
     infer_type,
     is_primitive,
     normalize,
+    suffix_of,
 )
 
 UID_MAX_CHARS = 256
@@ -177,6 +181,11 @@ class _PropertyWalk:
                     "invalid_property_name",
                     f"property name {path[:40]!r}... is longer than {PROPERTY_NAME_MAX_CHARS}",
                 )
+            suffix = suffix_of(name) if path not in self.declared else None
+            if suffix is not None and not isinstance(value, dict):
+                # v1 naming: the suffix declares the type, the name is stored without it
+                name = name[: -len(suffix) - 1]
+                path = f"{prefix}{name}"
             if isinstance(value, dict):
                 if path in self.declared:
                     raise _Refused(
@@ -190,17 +199,18 @@ class _PropertyWalk:
                 raise _Refused(
                     "too_many_properties", f"more than {MAX_PROPERTIES_PER_USER} properties"
                 )
-            normalized[name] = self.leaf(path, value)
+            normalized[name] = self.leaf(path, value, suffix)
         return normalized
 
-    def leaf(self, path: str, value: object) -> object:
-        """The normalized value of one leaf; records its declared or inferred type."""
+    def leaf(self, path: str, value: object, suffix: str | None = None) -> object:
+        """The normalized value of one leaf; records its declared (by the schema or the
+        name's type suffix) or inferred type."""
         if isinstance(value, list) and not all(is_primitive(item) for item in value):
             raise _Refused(
                 "invalid_property_value",
                 f"property {path!r}: arrays may hold only strings, numbers and booleans",
             )
-        declared = self.declared.get(path)
+        declared = suffix or self.declared.get(path)
         if declared is None:
             inferred = infer_type(value)
             if inferred is not None:

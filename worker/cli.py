@@ -39,6 +39,7 @@ from worker.replay import Target
 from worker.replay import commit as replay_commit
 from worker.replay import plan as replay_plan
 from worker.source import KafkaSource
+from worker.validate import Rules
 
 log = structlog.get_logger("worker.cli")
 T = TypeVar("T")
@@ -86,7 +87,11 @@ def run(settings: Settings) -> int:
         if settings.schema_registry_url
         else None
     )
-    decoder = Decoder(load_reader_schema(), registry.writer_schema if registry else None)
+    decoder = Decoder(
+        load_reader_schema(),
+        registry.writer_schema if registry else None,
+        Rules(settings.property_types),
+    )
     api = FullStoryClient(
         settings.fullstory_api_url,
         settings.fullstory_api_key,
@@ -101,6 +106,7 @@ def run(settings: Settings) -> int:
         on_api_answer=health.api_answered,
         on_api_failure=health.api_failed,
         metrics=metrics,
+        declare_types=settings.property_types == "v2",
     )
     pipeline = Pipeline(
         decoder=decoder,

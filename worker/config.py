@@ -75,6 +75,7 @@ class Settings:
     liveness_timeout_s: float = 60.0
     log_level: str = "info"
     log_format: str = "json"
+    property_types: str = "v2"
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -169,4 +170,5 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         liveness_timeout_s=float(_int(env, "LIVENESS_TIMEOUT_S", 60, 1, 3600)),
         log_level=_choice(env, "LOG_LEVEL", "info", _LOG_LEVELS),
         log_format=_choice(env, "LOG_FORMAT", "json", ("json", "console")),
+        property_types=_choice(env, "PROPERTY_TYPES", "v2", ("v2", "suffixed")),
     )

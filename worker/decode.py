@@ -3,7 +3,8 @@
 With a registry: Confluent wire format (magic byte 0, 4-byte big-endian schema id, Avro
 body), decoded with the writer schema and resolved against the reader schema. Without:
 Avro written with the local schema, with or without that 5-byte header. A record that can
-never be decoded raises ``InvalidRecord``; a registry outage raises ``RetriableError``.
+never be decoded, or that breaks a rule of FullStory's (``validate``), raises
+``InvalidRecord``; a registry outage raises ``RetriableError``.
 
 The datum fastavro returns is the ``UserChange`` itself (no copy into other objects: this
 runs for every record). Schemas are read without their logical types, so ``changed_at``
@@ -23,6 +24,7 @@ import fastavro
 
 from worker.errors import InvalidRecord
 from worker.records import UserChange
+from worker.validate import Rules
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "user_change.avsc"
 _HEADER = struct.Struct(">bI")
@@ -56,12 +58,17 @@ class Decoder:
     """Decodes values; ``writer_schema`` fetches a schema by id (registry mode) or is None."""
 
     def __init__(
-        self, reader_schema: Any, writer_schema: Callable[[int], Any] | None = None
+        self,
+        reader_schema: Any,
+        writer_schema: Callable[[int], Any] | None = None,
+        rules: Rules | None = None,
     ) -> None:
         """``reader_schema``: the schema JSON; ``writer_schema(id)``: a parsed schema read
-        without logical types (``without_logical_types``)."""
+        without logical types (``without_logical_types``); ``rules``: FullStory's rules each
+        decoded event is checked against (v2 mode when not given)."""
         self._local = fastavro.parse_schema(without_logical_types(reader_schema))
         self._writer_schema = writer_schema
+        self._check = (rules or Rules()).check
 
     def decode(self, value: bytes | None) -> UserChange:
         if value is None:
@@ -73,7 +80,7 @@ class Decoder:
         uid = change["uid"]
         if not uid or uid.isspace():
             raise InvalidRecord("empty_uid", "uid is empty or only white space")
-        return change
+        return self._check(change)
 
     def _decode_registry(self, value: bytes, writer_schema: Callable[[int], Any]) -> Any:
         if len(value) < _HEADER.size or value[0] != 0:

@@ -72,14 +72,13 @@ class Intake:
             for message in messages:
                 offset = message.offset()
                 try:
-                    change = decode(message.value())
-                except InvalidRecord as exc:
+                    unit = add(tp, offset, decode(message.value()), now)
+                except InvalidRecord as exc:  # undecodable, or breaks a rule of FullStory's
                     spans.append(invalid(tp, offset, message, exc))
                     continue
-                except RetriableError as exc:
+                except RetriableError as exc:  # the registry: decode raised, nothing added
                     self._wait_for_retry(now, exc, track, run, messages.index(message), spans)
                     return False
-                unit = add(tp, offset, change, now)
                 if unit is not None:
                     spans.append(unit)
             runs.popleft()

@@ -12,17 +12,29 @@ from dataclasses import dataclass, field
 from sys import intern
 from typing import Any
 
+from worker.errors import InvalidRecord
 from worker.records import UserChange
+
+MAX_PROPERTIES_PER_USER = 500
+
+
+class DateStr(str):
+    """A string value sent as a ``date`` (it came under a ``_date`` name)."""
+
+    __slots__ = ()
 
 
 def declared_type(value: bool | int | float | str) -> str:
     """FullStory's declared type for an Avro value (``bool`` before ``int``: it is one)."""
-    if isinstance(value, bool):
+    cls = value.__class__
+    if cls is bool:
         return "bool"
-    if isinstance(value, int):
+    if cls is int:
         return "int"
-    if isinstance(value, float):
+    if cls is float:
         return "real"
+    if cls is DateStr:
+        return "date"
     return "str"
 
 
@@ -36,15 +48,19 @@ class UserUpdate:
     properties: dict[str, bool | int | float | str] = field(default_factory=dict)
 
     def apply(self, change: UserChange) -> None:
-        """Fold a later change on top: non-null values win, nulls leave things as they are."""
+        """Fold a later change on top: non-null values win, nulls leave things as they are.
+        A change that would take the user over FullStory's limit of properties raises
+        ``InvalidRecord`` (``too_many_properties``) and changes nothing."""
+        properties = change["properties"]
+        mine = self.properties
+        if properties and len(mine) + len(properties) > MAX_PROPERTIES_PER_USER:
+            self._check_room(properties)
         display_name, email = change["display_name"], change["email"]
         if display_name is not None:
             self.display_name = display_name
         if email is not None:
             self.email = email
-        properties = change["properties"]
         if properties:
-            mine = self.properties
             for name, value in properties.items():
                 if value is not None:
                     if name in mine:
@@ -52,8 +68,18 @@ class UserUpdate:
                     else:  # kept as long as the user waits: one copy of each name
                         mine[intern(name)] = value
 
-    def to_request(self) -> dict[str, Any]:
-        """The ``BatchUserImportRequest`` JSON object."""
+    def _check_room(self, properties: dict[str, Any]) -> None:
+        new = sum(1 for n, v in properties.items() if v is not None and n not in self.properties)
+        if len(self.properties) + new > MAX_PROPERTIES_PER_USER:
+            raise InvalidRecord(
+                "too_many_properties",
+                f"the user would have {len(self.properties) + new} properties, "
+                f"more than {MAX_PROPERTIES_PER_USER}",
+            )
+
+    def to_request(self, declare_types: bool = True) -> dict[str, Any]:
+        """The ``BatchUserImportRequest`` JSON object; ``declare_types`` False when the
+        property names carry their type suffixes instead (``suffixed`` mode)."""
         request: dict[str, Any] = {"uid": self.uid}
         if self.display_name is not None:
             request["display_name"] = self.display_name
@@ -61,9 +87,10 @@ class UserUpdate:
             request["email"] = self.email
         if self.properties:
             request["properties"] = dict(self.properties)
-            request["schema"] = {
-                "properties": {n: declared_type(v) for n, v in self.properties.items()}
-            }
+            if declare_types:
+                request["schema"] = {
+                    "properties": {n: declared_type(v) for n, v in self.properties.items()}
+                }
         return request
 
 

@@ -98,6 +98,16 @@ def run_job(client: httpx.Client, *users: Any) -> tuple[str, dict[str, Any]]:
             "invalid_schema",
             id="unknown-declared-type",
         ),
+        pytest.param(
+            {"uid": "u", "properties": {"visits_int": "many"}},
+            "type_mismatch",
+            id="int-suffix-string-given",
+        ),
+        pytest.param(
+            {"uid": "u", "properties": {"signup_date": "soon"}},
+            "type_mismatch",
+            id="date-suffix-not-iso",
+        ),
         pytest.param("just a string", "invalid_user", id="not-an-object"),
     ],
 )
@@ -240,6 +250,41 @@ def test_numbers_are_real_unless_declared_int(client: httpx.Client, sandbox: San
     assert imports[0]["schema"]["properties"]["days"] == "int"
     plain = client.get(f"/v2/users/batch/{job_id}/imports").json()["results"]
     assert "schema" not in plain[0]
+
+
+def test_a_type_suffix_declares_the_type_and_the_property_is_stored_without_it(
+    client: httpx.Client, sandbox: Sandbox
+) -> None:
+    """FullStory's v1 naming, as the worker's `suffixed` mode sends it: no schema, the suffix
+    says the type."""
+    run_job(
+        client,
+        {
+            "uid": "a",
+            "properties": {
+                "visits_int": 3,
+                "spent_real": 2,
+                "plan_str": "pro",
+                "beta_bool": False,
+                "signup_date": "2024-01-01",
+            },
+        },
+    )
+    user = sandbox.users()["a"]
+    assert user["properties"] == {
+        "visits": 3,
+        "spent": 2,
+        "plan": "pro",
+        "beta": False,
+        "signup": "2024-01-01",
+    }
+    assert user["types"] == {
+        "visits": "int",
+        "spent": "real",
+        "plan": "str",
+        "beta": "bool",
+        "signup": "date",
+    }
 
 
 def test_resent_property_takes_the_type_of_the_new_request(

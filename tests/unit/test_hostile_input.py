@@ -1,0 +1,115 @@
+"""Whatever a producer writes, decode -> validate -> merge -> encode raises nothing but the
+worker's own ``InvalidRecord``, and the body it sends is strict JSON that FullStory's rules
+(the sandbox's validation) accept for every user. Property-based (hypothesis)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fullstory_sandbox.messages import parse_json
+from fullstory_sandbox.validation import UserError, validate_user
+from tests.unit.avro import SCHEMA, encode
+from worker.batch import Batcher
+from worker.decode import Decoder
+from worker.errors import InvalidRecord
+from worker.importer import encode_body
+from worker.records import TopicPartition
+from worker.validate import Rules
+
+TP: TopicPartition = ("users", 0)
+EXAMPLES = settings(
+    max_examples=400,
+    deadline=None,
+    derandomize=True,  # the same examples in every run: CI never flakes on a new one
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+# Names near the rules: suffixed, colliding with their bare twin, bad characters, long ones;
+# most of them valid, so that most events reach the merge.
+valid_names = st.one_of(
+    st.sampled_from(
+        [
+            "plan",
+            "plan_str",
+            "visits",
+            "visits_int",
+            "spent",
+            "spent_real",
+            "beta_bool",
+            "signup_date",
+            "a_str_int",
+            "x",
+            "p" * 507,
+        ]
+    ),
+    st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,12}", fullmatch=True),
+)
+names = st.one_of(
+    valid_names,
+    valid_names,
+    st.sampled_from(["tags_strs", "_x", "9x", "has space", "é", "p" * 513]),
+    st.text(max_size=12),
+)
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([float("nan"), float("inf"), float("-inf")]),
+    st.text(max_size=40),
+    st.sampled_from(["2024-05-01", "2024-05-01T10:00:00+02:00", "soon"]),
+    st.sampled_from(["x" * 8190, "x" * 8191, "é" * 4095, "é" * 4096, "\x01" * 1365]),
+)
+texts = st.one_of(st.none(), st.text(max_size=140), st.sampled_from(["x" * 129, "n" * 257]))
+uids = st.one_of(
+    st.sampled_from(["u1", "u2"]),
+    st.sampled_from([" ", "", "u\x00", "u" * 257]),
+    st.text(max_size=8),
+)
+changes = st.fixed_dictionaries(
+    {
+        "uid": uids,
+        "changed_at": st.integers(min_value=0, max_value=2**62),
+        "display_name": texts,
+        "email": texts,
+        "properties": st.dictionaries(names, values, max_size=6),
+    }
+)
+
+
+def refuse(_: object) -> UserError:
+    raise AssertionError
+
+
+@EXAMPLES
+@given(st.lists(changes, max_size=12), st.sampled_from(["v2", "suffixed"]))
+def test_any_stream_gives_a_body_fullstory_accepts_or_the_workers_own_refusals(
+    stream: list[dict[str, Any]], mode: str
+) -> None:
+    decoder, batcher = Decoder(SCHEMA, rules=Rules(mode)), Batcher(50_000, 0.0)
+    for offset, change in enumerate(stream):
+        try:
+            batcher.add(TP, offset, decoder.decode(encode(change)), 0.0)
+        except InvalidRecord as refused:
+            assert refused.code and refused.message
+    batch = batcher.take(0.0)
+    if batch is None:
+        return
+    body = parse_json(encode_body(list(batch.units.values()), declare_types=mode == "v2"))
+    for request in body["requests"]:
+        # a null would clear the property: the worker never sends one (orjson writes NaN so)
+        assert None not in request.get("properties", {}).values(), request
+        verdict = validate_user(request)
+        assert not isinstance(verdict, UserError), (request, verdict)
+
+
+@EXAMPLES
+@given(st.binary(max_size=64))
+def test_any_bytes_decode_or_are_refused(value: bytes) -> None:
+    try:
+        Decoder(SCHEMA).decode(value)
+    except InvalidRecord as refused:
+        assert refused.code
