@@ -91,6 +91,7 @@ def run(settings: Settings) -> int:
         load_reader_schema(),
         registry.writer_schema if registry else None,
         Rules(settings.property_types),
+        settings.local_schema_ids,
     )
     api = FullStoryClient(
         settings.fullstory_api_url,

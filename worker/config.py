@@ -76,6 +76,7 @@ class Settings:
     log_level: str = "info"
     log_format: str = "json"
     property_types: str = "v2"
+    local_schema_ids: frozenset[int] = frozenset()
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -106,6 +107,23 @@ def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(name, "must be an http:// or https:// URL")
     return raw.rstrip("/")
+
+
+def _ids(env: Mapping[str, str], name: str) -> frozenset[int]:
+    """A comma-separated list of schema ids (0..2147483647)."""
+    ids = set()
+    for part in env.get(name, "").split(","):
+        if part.strip():
+            try:
+                value = int(part.strip())
+            except ValueError:
+                raise ConfigError(
+                    name, f"must be comma-separated schema ids, got {part!r}"
+                ) from None
+            if not 0 <= value <= 2**31 - 1:
+                raise ConfigError(name, f"schema ids are within 0..2147483647, got {value}")
+            ids.add(value)
+    return frozenset(ids)
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -171,4 +189,5 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         log_level=_choice(env, "LOG_LEVEL", "info", _LOG_LEVELS),
         log_format=_choice(env, "LOG_FORMAT", "json", ("json", "console")),
         property_types=_choice(env, "PROPERTY_TYPES", "v2", ("v2", "suffixed")),
+        local_schema_ids=_ids(env, "LOCAL_SCHEMA_IDS"),
     )

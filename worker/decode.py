@@ -2,7 +2,9 @@
 
 With a registry: Confluent wire format (magic byte 0, 4-byte big-endian schema id, Avro
 body), decoded with the writer schema and resolved against the reader schema. Without:
-Avro written with the local schema, with or without that 5-byte header. A record that can
+Avro written with the local schema, without that 5-byte header or with one whose schema id the
+operator declared for the local schema (``LOCAL_SCHEMA_IDS``): any other id is dead-lettered,
+never read with a schema it was not written with. A record that can
 never be decoded, or that breaks a rule of FullStory's (``validate``), raises
 ``InvalidRecord``; a registry outage raises ``RetriableError``.
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +64,16 @@ class Decoder:
         reader_schema: Any,
         writer_schema: Callable[[int], Any] | None = None,
         rules: Rules | None = None,
+        local_schema_ids: Collection[int] = (),
     ) -> None:
         """``reader_schema``: the schema JSON; ``writer_schema(id)``: a parsed schema read
         without logical types (``without_logical_types``); ``rules``: FullStory's rules each
-        decoded event is checked against (v2 mode when not given)."""
+        decoded event is checked against (v2 mode when not given); ``local_schema_ids``:
+        without a registry, the wire-format schema ids written with the local schema."""
         self._local = fastavro.parse_schema(without_logical_types(reader_schema))
         self._writer_schema = writer_schema
         self._check = (rules or Rules()).check
+        self._local_ids = frozenset(local_schema_ids)
 
     def decode(self, value: bytes | None) -> UserChange:
         if value is None:
@@ -95,12 +100,22 @@ class Decoder:
             ) from exc
 
     def _decode_local(self, value: bytes) -> Any:
-        # A plain Avro body can also start with 0 (an empty uid), so try both readings.
+        # A plain Avro body starts with 0 only when its uid is empty (never imported: it is
+        # read as such when it can be, for its reason), so a leading 0 is otherwise the
+        # wire-format header, and its schema id must be the local schema's.
         if value[:1] == b"\x00" and len(value) >= _HEADER.size:
-            try:
-                return _read_exactly(value[_HEADER.size :], self._local, None)
-            except Exception:  # fastavro raises many types on bad bytes
-                pass
+            _, schema_id = _HEADER.unpack_from(value)
+            if schema_id not in self._local_ids:
+                try:
+                    return _read_exactly(value, self._local, None)  # an empty uid
+                except Exception:  # fastavro raises many types on bad bytes
+                    pass
+                raise InvalidRecord(
+                    "undeclared_schema_id",
+                    f"value has the wire-format header of schema id {schema_id}, not one "
+                    "LOCAL_SCHEMA_IDS declares for the local schema (no SCHEMA_REGISTRY_URL)",
+                )
+            value = value[_HEADER.size :]
         try:
             return _read_exactly(value, self._local, None)
         except Exception as exc:  # fastavro raises many types on bad bytes

@@ -64,3 +64,19 @@ def test_secrets_never_show_in_repr():
         "sasl.password": "hunter2",
         "security.protocol": "SASL_SSL",
     }
+
+
+def test_local_schema_ids_and_property_types_are_read_and_checked():
+    env = {**BASE, "LOCAL_SCHEMA_IDS": "7, 12", "PROPERTY_TYPES": "suffixed"}
+    settings = load_settings(env)
+    assert settings.local_schema_ids == {7, 12} and settings.property_types == "suffixed"
+    assert load_settings(BASE).local_schema_ids == frozenset()
+    for name, value in (
+        ("LOCAL_SCHEMA_IDS", "7,x"),
+        ("LOCAL_SCHEMA_IDS", "-1"),
+        ("LOCAL_SCHEMA_IDS", "2147483648"),
+        ("PROPERTY_TYPES", "v1"),
+    ):
+        with pytest.raises(ConfigError) as info:
+            load_settings({**BASE, name: value})
+        assert name in str(info.value)

@@ -10,9 +10,10 @@ from worker.errors import InvalidRecord, RetriableError
 from worker.registry import SchemaRegistry
 
 
-def test_plain_avro_with_and_without_header_decodes():
-    """Without a registry, local-schema Avro is read whether or not it has the 5-byte header."""
-    decoder = Decoder(SCHEMA)
+def test_plain_avro_with_and_without_a_declared_header_decodes():
+    """Without a registry, local-schema Avro is read without the 5-byte header, or with one
+    whose schema id the operator declared for the local schema."""
+    decoder = Decoder(SCHEMA, local_schema_ids={42})
     datum = event("u1", display_name="Ada", properties={"seats": 3, "beta": True, "gone": None})
     for value in (encode(datum), encode(datum, schema_id=42)):
         change = decoder.decode(value)
@@ -31,6 +32,27 @@ def test_undecodable_values_are_invalid_records(value, code):
     with pytest.raises(InvalidRecord) as info:
         Decoder(SCHEMA).decode(value)
     assert info.value.code == code
+
+
+def test_without_a_registry_an_undeclared_schema_id_is_never_read_with_the_local_schema():
+    """A writer that swapped two string fields would get display_name and email swapped,
+    silently: a header whose id is not declared for the local schema is a dead letter."""
+    swapped = {
+        **SCHEMA,
+        "fields": [
+            SCHEMA["fields"][0],
+            SCHEMA["fields"][1],
+            SCHEMA["fields"][3],
+            SCHEMA["fields"][2],
+            SCHEMA["fields"][4],
+        ],
+    }
+    value = encode(event("u1", display_name="Ada", email="ada@example.com"), swapped, schema_id=8)
+    for decoder in (Decoder(SCHEMA), Decoder(SCHEMA, local_schema_ids={7})):
+        with pytest.raises(InvalidRecord) as info:
+            decoder.decode(value)
+        assert info.value.code == "undeclared_schema_id" and "8" in info.value.message
+    assert Decoder(SCHEMA, local_schema_ids={8}).decode(value)["email"] == "Ada"  # as declared
 
 
 @pytest.mark.parametrize("uid", ["", " ", "\t\n"], ids=["empty", "space", "white-space"])
