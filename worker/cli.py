@@ -8,6 +8,7 @@ stderr naming the variable), 1 for an unexpected failure or a refused replay.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import signal
@@ -34,6 +35,7 @@ from worker.metrics import Metrics
 from worker.pipeline import LoopSettings, Pipeline
 from worker.process import limit_malloc_arenas, tune_garbage_collector
 from worker.readback import KafkaRecordReader
+from worker.redact import redact_url
 from worker.registry import SchemaRegistry
 from worker.replay import Target
 from worker.replay import commit as replay_commit
@@ -70,6 +72,17 @@ def _kafka_client(make: Callable[[], T]) -> T:
         raise ConfigError(variable, f"librdkafka rejects this value for {name}") from exc
 
 
+def _health_server(settings: Settings, health: Health, metrics: Metrics) -> HealthServer:
+    """Listen on HTTP_HOST:HTTP_PORT; an address that cannot be had is a ConfigError."""
+    try:
+        return HealthServer(health, settings.http_host, settings.http_port, metrics.exposition)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError("HTTP_PORT", f"is taken on HTTP_HOST ({reason})") from exc
+        raise ConfigError("HTTP_HOST", f"cannot listen there ({reason})") from exc
+
+
 def run(settings: Settings) -> int:
     limit_malloc_arenas()  # before the first thread (health server, librdkafka, jobs)
     stop = _stop_on_signals()
@@ -78,8 +91,7 @@ def run(settings: Settings) -> int:
     metrics = Metrics()
     http = None
     if settings.http_port:
-        host = os.environ.get("HTTP_HOST", "0.0.0.0")
-        http = HealthServer(health, host, settings.http_port, metrics.exposition)
+        http = _health_server(settings, health, metrics)
         http.start()
     registry = (
         SchemaRegistry(settings.schema_registry_url, auth=settings.schema_registry_auth)
@@ -134,10 +146,11 @@ def run(settings: Settings) -> int:
         "config_loaded",
         topics=list(settings.kafka.topics),
         group_id=settings.kafka.group_id,
-        fullstory_api_url=settings.fullstory_api_url,
+        fullstory_api_url=redact_url(settings.fullstory_api_url),
         batch_max_users=settings.batch_max_users,
         max_jobs_in_flight=settings.max_jobs_in_flight,
         schema_registry=bool(settings.schema_registry_url),
+        schema_registry_url=redact_url(settings.schema_registry_url or "") or None,
     )
     tune_garbage_collector()
     code = 0

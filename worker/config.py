@@ -1,7 +1,8 @@
 """Settings from the environment, validated once at start-up before connecting anywhere.
 
 Every problem raises ``ConfigError`` naming the variable; the CLI turns it into one line
-on stderr and exit status 2. Secrets are wrapped in ``Secret`` so no repr shows them.
+on stderr and exit status 2. Secrets are wrapped in ``Secret`` so no repr shows them, and
+URLs are shown with their userinfo redacted.
 
 librdkafka pass-through: ``KAFKA_CFG_<NAME>`` becomes property ``<name>`` lowercased with
 ``_`` -> ``.`` (``KAFKA_CFG_SASL_PASSWORD`` -> ``sasl.password``). It reaches the consumer
@@ -10,37 +11,21 @@ and the DLQ producer both.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit
 
+import httpx
+
 from worker.errors import ConfigError
+from worker.redact import Secret as Secret  # re-exported: callers import it from here
+from worker.redact import redact_url
 
 _SECRET_HINTS = ("password", "secret", "key", "token", "credentials")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-class Secret:
-    """A string whose repr and str never show it; call ``reveal()`` where it is sent."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +41,7 @@ class KafkaSettings:
         return {"bootstrap.servers": self.bootstrap_servers, **revealed}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Settings:
     kafka: KafkaSettings
     fullstory_api_key: Secret
@@ -69,12 +54,23 @@ class Settings:
     max_jobs_in_flight: int = 10
     max_pending_users: int = 100_000
     shutdown_timeout_s: float = 30.0
+    http_host: str = "0.0.0.0"
     http_port: int = 8080
     http_timeout_s: float = 30.0
     job_poll_max_interval_ms: int = 2_000
     liveness_timeout_s: float = 60.0
     log_level: str = "info"
     log_format: str = "json"
+
+    def __repr__(self) -> str:
+        # URLs may carry userinfo: shown redacted, like the secrets.
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_url") and isinstance(value, str):
+                value = redact_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -97,13 +93,34 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
-def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
-    raw = env.get(name, "").strip() or default
-    if raw is None:
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return _HOSTNAME.fullmatch(host) is not None
+    return True
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    """An http(s) URL with a host that httpx accepts, or None when unset. Problems are
+    named without echoing the URL: it may carry credentials."""
+    raw = env.get(name, "").strip()
+    if not raw:
         return None
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(raw)
+        port = parts.port  # raises for a port that is not a number in 0..65535
+        httpx.URL(raw)
+    except (ValueError, httpx.InvalidURL):
+        raise ConfigError(name, "is not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
         raise ConfigError(name, "must be an http:// or https:// URL")
+    if not parts.hostname or not _valid_host(parts.hostname):
+        raise ConfigError(name, "must name a valid host")
+    if port == 0:
+        raise ConfigError(name, "must not use port 0")
+    if parts.query or parts.fragment:
+        raise ConfigError(name, "must not carry a query or a fragment")
     return raw.rstrip("/")
 
 
@@ -111,6 +128,13 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     value = env.get(name, "").strip().lower() or default
     if value not in choices:
         raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _host(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if not _valid_host(value):
+        raise ConfigError(name, f"must be an IP address or a host name, got {value!r}")
     return value
 
 
@@ -131,10 +155,11 @@ def load_kafka_settings(env: Mapping[str, str]) -> KafkaSettings:
     topics = tuple(t.strip() for t in _required(env, "KAFKA_TOPICS").split(",") if t.strip())
     if not topics:
         raise ConfigError("KAFKA_TOPICS", "must name at least one topic")
+    group_id = env.get("KAFKA_GROUP_ID", "").strip() or "fullstory-user-sync"
     return KafkaSettings(
         bootstrap_servers=bootstrap,
         topics=topics,
-        group_id=env.get("KAFKA_GROUP_ID", "").strip() or "fullstory-user-sync",
+        group_id=group_id,
         extra=_kafka_extra(env),
     )
 
@@ -149,21 +174,22 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     kafka = load_kafka_settings(env)
     api_key = Secret(_required(env, "FULLSTORY_API_KEY"))
     registry_auth = env.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "").strip()
-    http_port = _int(env, "HTTP_PORT", 8080, 0, 65535)
+    api_url = _url(env, "FULLSTORY_API_URL") or "https://api.fullstory.com"
+    registry_url = _url(env, "SCHEMA_REGISTRY_URL")
     return Settings(
         kafka=kafka,
         fullstory_api_key=api_key,
-        schema_registry_url=_url(env, "SCHEMA_REGISTRY_URL", None),
+        schema_registry_url=registry_url,
         schema_registry_auth=Secret(registry_auth) if registry_auth else None,
-        fullstory_api_url=_url(env, "FULLSTORY_API_URL", "https://api.fullstory.com")
-        or "https://api.fullstory.com",
+        fullstory_api_url=api_url,
         dlq_topic=env.get("DLQ_TOPIC", "").strip() or "fullstory-user-sync-dlq",
         batch_max_users=_int(env, "BATCH_MAX_USERS", 10_000, 1, 50_000),
         batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", 1_000, 0, 3_600_000),
         max_jobs_in_flight=_int(env, "MAX_JOBS_IN_FLIGHT", 10, 1, 100),
         max_pending_users=_int(env, "MAX_PENDING_USERS", 100_000, 100, 10_000_000),
         shutdown_timeout_s=float(_int(env, "SHUTDOWN_TIMEOUT_S", 30, 1, 3600)),
-        http_port=http_port,
+        http_host=_host(env, "HTTP_HOST", "0.0.0.0"),
+        http_port=_int(env, "HTTP_PORT", 8080, 0, 65535),
         http_timeout_s=float(_int(env, "FULLSTORY_HTTP_TIMEOUT_S", 30, 1, 600)),
         job_poll_max_interval_ms=_int(env, "JOB_POLL_MAX_INTERVAL_MS", 2_000, 10, 60_000),
         liveness_timeout_s=float(_int(env, "LIVENESS_TIMEOUT_S", 60, 1, 3600)),

@@ -2,6 +2,7 @@ import pytest
 
 from worker.config import Secret, load_settings
 from worker.errors import ConfigError
+from worker.redact import redact_url
 
 BASE = {
     "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
@@ -41,8 +42,19 @@ def test_defaults_follow_the_contract():
         ({"MAX_PENDING_USERS": "99"}, "MAX_PENDING_USERS"),
         # It counted records; users are merged on arrival now, so it would silently mislead.
         ({"MAX_BUFFERED_RECORDS": "50000"}, "MAX_BUFFERED_RECORDS"),
+        # URLs that used to pass the check and crash the start-up with a traceback.
+        ({"FULLSTORY_API_URL": "http://[::1"}, "FULLSTORY_API_URL"),
+        ({"FULLSTORY_API_URL": "https://h:abc"}, "FULLSTORY_API_URL"),
+        ({"FULLSTORY_API_URL": "https://h:99999"}, "FULLSTORY_API_URL"),
+        ({"FULLSTORY_API_URL": "https://h:0"}, "FULLSTORY_API_URL"),
+        ({"FULLSTORY_API_URL": "https://a b/"}, "FULLSTORY_API_URL"),
+        ({"FULLSTORY_API_URL": "https://:443/"}, "FULLSTORY_API_URL"),
+        ({"FULLSTORY_API_URL": "https://h/?region=eu"}, "FULLSTORY_API_URL"),
+        ({"SCHEMA_REGISTRY_URL": "http://reg:port"}, "SCHEMA_REGISTRY_URL"),
+        ({"HTTP_HOST": "bad host"}, "HTTP_HOST"),
+        ({"HTTP_HOST": "-x"}, "HTTP_HOST"),
     ],
-    ids=lambda v: v if isinstance(v, str) else next(iter(v)),
+    ids=lambda v: v if isinstance(v, str) else f"{next(iter(v))}={next(iter(v.values()))}",
 )
 def test_bad_values_name_their_variable(override, variable):
     """Each bad value is reported with the variable's name."""
@@ -64,3 +76,44 @@ def test_secrets_never_show_in_repr():
         "sasl.password": "hunter2",
         "security.protocol": "SASL_SSL",
     }
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[::1", "https://user:hunter2@h:abc", "https://user:hunter2@a b/"],
+)
+def test_a_malformed_url_is_refused_without_echoing_it(url):
+    """The URL may hold a password: the error names the variable, never the value."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({**BASE, "FULLSTORY_API_URL": url})
+    assert info.value.variable == "FULLSTORY_API_URL"
+    assert "hunter2" not in str(info.value) and url not in str(info.value)
+
+
+def test_urls_with_credentials_are_redacted_in_the_settings_repr():
+    """Userinfo in a URL is a credential: the settings' repr (logs, tracebacks) masks it."""
+    settings = load_settings(
+        {
+            **BASE,
+            "FULLSTORY_API_URL": "https://user:hunter2@fs.example.com/",
+            "SCHEMA_REGISTRY_URL": "https://key:s3cr3t@registry:8081",
+        }
+    )
+    text = repr(settings)
+    assert "hunter2" not in text and "s3cr3t" not in text
+    assert "https://***@fs.example.com" in text and "https://***@registry:8081" in text
+    assert settings.fullstory_api_url == "https://user:hunter2@fs.example.com"  # still sent
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://u:p@h:8/x", "https://***@h:8/x"),
+        ("https://u@h", "https://***@h"),
+        ("https://h/a@b", "https://h/a@b"),
+        ("http://[::1", "***"),
+    ],
+)
+def test_redact_url_masks_the_userinfo(url, shown):
+    """Only the userinfo goes; a URL that does not parse is hidden whole."""
+    assert redact_url(url) == shown
