@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import errno
 import os
-import re
 import signal
 import sys
 import threading
@@ -19,11 +18,11 @@ from types import FrameType
 from typing import TypeVar
 
 import structlog
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
 from worker.batch import Batcher
 from worker.clock import SystemClock
-from worker.config import Settings, load_kafka_settings, load_settings
+from worker.config import KafkaSettings, Settings, load_kafka_settings, load_settings
 from worker.decode import Decoder, load_reader_schema
 from worker.dlq import KafkaDeadLetters
 from worker.errors import ConfigError, WorkerError
@@ -60,16 +59,14 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _kafka_client(make: Callable[[], T]) -> T:
+def _kafka_client(kafka: KafkaSettings, make: Callable[[], T]) -> T:
     """Build a Kafka client; librdkafka refusing a KAFKA_CFG_* value is a ConfigError."""
     try:
         return make()
     except KafkaException as exc:
-        found = re.search(r'property "([^"]+)"', str(exc.args[0]))
-        name = found.group(1) if found else "?"
-        variable = "KAFKA_CFG_" + name.upper().replace(".", "_")
-        # The value is not echoed: it may be a secret.
-        raise ConfigError(variable, f"librdkafka rejects this value for {name}") from exc
+        error = exc.args[0]
+        message = error.str() if isinstance(error, KafkaError) else str(error)
+        raise kafka.refused(message) from exc
 
 
 def _health_server(settings: Settings, health: Health, metrics: Metrics) -> HealthServer:
@@ -119,7 +116,7 @@ def run(settings: Settings) -> int:
         batcher=Batcher(settings.batch_max_users, settings.batch_max_wait_ms / 1000),
         importer=importer,
         reader=KafkaRecordReader(kafka),
-        dlq=_kafka_client(lambda: KafkaDeadLetters(kafka, settings.dlq_topic)),
+        dlq=_kafka_client(settings.kafka, lambda: KafkaDeadLetters(kafka, settings.dlq_topic)),
         clock=SystemClock(),
         health=health,
         settings=LoopSettings(
@@ -131,6 +128,7 @@ def run(settings: Settings) -> int:
         metrics=metrics,
     )
     source = _kafka_client(
+        settings.kafka,
         lambda: KafkaSource(
             {**kafka, "group.id": settings.kafka.group_id},
             settings.kafka.topics,
@@ -140,7 +138,7 @@ def run(settings: Settings) -> int:
             on_error=lambda err: pipeline.kafka.on_error(err.code()),
             on_commit=pipeline.on_commit,
             on_stats=pipeline.kafka.on_stats,
-        )
+        ),
     )
     log.info(
         "config_loaded",

@@ -2,11 +2,8 @@
 
 Every problem raises ``ConfigError`` naming the variable; the CLI turns it into one line
 on stderr and exit status 2. Secrets are wrapped in ``Secret`` so no repr shows them, and
-URLs are shown with their userinfo redacted.
-
-librdkafka pass-through: ``KAFKA_CFG_<NAME>`` becomes property ``<name>`` lowercased with
-``_`` -> ``.`` (``KAFKA_CFG_SASL_PASSWORD`` -> ``sasl.password``). It reaches the consumer
-and the DLQ producer both.
+URLs are shown with their userinfo redacted. Refused besides malformed values:
+``KAFKA_CFG_*`` values that would break a delivery guarantee (``worker.kafka_config``).
 """
 
 from __future__ import annotations
@@ -20,10 +17,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from worker.errors import ConfigError
+from worker.kafka_config import kafka_properties, refused_variable
 from worker.redact import Secret as Secret  # re-exported: callers import it from here
 from worker.redact import redact_url
 
-_SECRET_HINTS = ("password", "secret", "key", "token", "credentials")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?")
 
@@ -34,11 +31,22 @@ class KafkaSettings:
     topics: tuple[str, ...]
     group_id: str = "fullstory-user-sync"
     extra: Mapping[str, str | Secret] = field(default_factory=dict)
+    # Which KAFKA_CFG_* variable each property of ``extra`` came from.
+    variables: Mapping[str, str] = field(default_factory=dict)
 
     def client_config(self) -> dict[str, str]:
         """librdkafka properties with secrets revealed, for the Kafka clients only."""
         revealed = {k: v.reveal() if isinstance(v, Secret) else v for k, v in self.extra.items()}
         return {"bootstrap.servers": self.bootstrap_servers, **revealed}
+
+    def refused(self, message: str) -> ConfigError:
+        """librdkafka refused a client's configuration with ``message``: the error naming
+        the variable, with librdkafka's reason (any secret value in it masked)."""
+        variable = refused_variable(message, self.extra, self.variables)
+        for value in self.extra.values():
+            if isinstance(value, Secret) and value.reveal():
+                message = message.replace(value.reveal(), "***")
+        return ConfigError(variable, f"librdkafka refuses it: {message}")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -138,17 +146,6 @@ def _host(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-def _kafka_extra(env: Mapping[str, str]) -> dict[str, str | Secret]:
-    extra: dict[str, str | Secret] = {}
-    for name, value in sorted(env.items()):
-        if not name.startswith("KAFKA_CFG_") or name == "KAFKA_CFG_":
-            continue
-        prop = name.removeprefix("KAFKA_CFG_").lower().replace("_", ".")
-        secret = any(hint in prop for hint in _SECRET_HINTS)
-        extra[prop] = Secret(value) if secret else value
-    return extra
-
-
 def load_kafka_settings(env: Mapping[str, str]) -> KafkaSettings:
     """The Kafka part alone (what ``replay`` needs); raises ``ConfigError``."""
     bootstrap = _required(env, "KAFKA_BOOTSTRAP_SERVERS")
@@ -156,11 +153,13 @@ def load_kafka_settings(env: Mapping[str, str]) -> KafkaSettings:
     if not topics:
         raise ConfigError("KAFKA_TOPICS", "must name at least one topic")
     group_id = env.get("KAFKA_GROUP_ID", "").strip() or "fullstory-user-sync"
+    extra, variables = kafka_properties(env, group_id)
     return KafkaSettings(
         bootstrap_servers=bootstrap,
         topics=topics,
         group_id=group_id,
-        extra=_kafka_extra(env),
+        extra=extra,
+        variables=variables,
     )
 
 

@@ -39,6 +39,7 @@ def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ("FULLSTORY_API_KEY", {}),
         ("BATCH_MAX_USERS", {"BATCH_MAX_USERS": "0"}),
         ("KAFKA_CFG_SECURITY_PROTOCOL", {"KAFKA_CFG_SECURITY_PROTOCOL": "SASL_SSLX"}),
+        ("KAFKA_CFG_FOO_BAR", {"KAFKA_CFG_FOO_BAR": "1"}),
         ("HTTP_HOST", {"HTTP_HOST": "192.0.2.1", "HTTP_PORT": "8080"}),
     ],
     ids=[
@@ -46,6 +47,7 @@ def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         "no-api-key",
         "bad-batch-size",
         "bad-librdkafka-value",
+        "unknown-librdkafka-property",
         "http-host-not-ours",
     ],
 )

@@ -117,3 +117,98 @@ def test_urls_with_credentials_are_redacted_in_the_settings_repr():
 def test_redact_url_masks_the_userinfo(url, shown):
     """Only the userinfo goes; a URL that does not parse is hidden whole."""
     assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("KAFKA_CFG_ENABLE_AUTO_COMMIT", "true"),
+        ("KAFKA_CFG_ENABLE_AUTO_COMMIT", "True"),
+        ("KAFKA_CFG_ENABLE_AUTO_COMMIT", "t"),
+        ("KAFKA_CFG_ENABLE_AUTO_COMMIT", "1"),
+        ("KAFKA_CFG_ENABLE_AUTO_COMMIT", "yes"),
+        ("KAFKA_CFG_AUTO_COMMIT_ENABLE", "true"),
+        ("KAFKA_CFG_ISOLATION_LEVEL", "read_uncommitted"),
+        ("KAFKA_CFG_ISOLATION_LEVEL", "READ_UNCOMMITTED"),
+        ("KAFKA_CFG_GROUP_ID", "another-group"),
+    ],
+)
+def test_kafka_settings_that_would_break_a_guarantee_are_refused(variable, value):
+    """Auto-commit would commit unacknowledged records, read_uncommitted would import aborted
+    transactions, a second group id would be ignored: each is refused with its reason."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({**BASE, variable: value})
+    assert info.value.variable == variable
+    assert ":" in str(info.value) and len(info.value.problem) > 20  # says why
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("KAFKA_CFG_ENABLE_AUTO_COMMIT", "false"),
+        ("KAFKA_CFG_ENABLE_AUTO_COMMIT", "0"),
+        ("KAFKA_CFG_ENABLE_AUTO_OFFSET_STORE", "true"),
+        ("KAFKA_CFG_ENABLE_PARTITION_EOF", "true"),
+        ("KAFKA_CFG_ISOLATION_LEVEL", "read_committed"),
+        ("KAFKA_CFG_GROUP_ID", "fullstory-user-sync"),
+        ("KAFKA_CFG_AUTO_OFFSET_RESET", "latest"),
+    ],
+)
+def test_kafka_settings_that_keep_the_guarantees_are_passed_through(variable, value):
+    """Commits always name their offsets, so the offset store and EOF events are harmless."""
+    settings = load_settings({**BASE, variable: value})
+    prop = variable.removeprefix("KAFKA_CFG_").lower().replace("_", ".")
+    assert settings.kafka.client_config()[prop] == value
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "KAFKA_CFG_SASL_PASSWORD",
+        "KAFKA_CFG_SASL_JAAS_CONFIG",
+        "KAFKA_CFG_SSL_KEY_PEM",
+        "KAFKA_CFG_SSL_KEY_PASSWORD",
+        "KAFKA_CFG_SASL_OAUTHBEARER_CLIENT_SECRET",
+        "KAFKA_CFG_SASL_OAUTHBEARER_CONFIG",
+    ],
+)
+def test_kafka_credentials_are_wrapped_in_secret(variable):
+    """Properties that can hold a credential never show in a repr."""
+    settings = load_settings({**BASE, variable: "hunter2"})
+    prop = variable.removeprefix("KAFKA_CFG_").lower().replace("_", ".")
+    assert isinstance(settings.kafka.extra[prop], Secret)
+    assert "hunter2" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("override", "variable"),
+    [
+        # librdkafka quotes the property with a colon, which the old pattern missed.
+        ({"KAFKA_CFG_FOO_BAR": "1"}, "KAFKA_CFG_FOO_BAR"),
+        ({"KAFKA_CFG_SECURITY_PROTOCOL": "SASL_SSLX"}, "KAFKA_CFG_SECURITY_PROTOCOL"),
+        ({"KAFKA_CFG_SESSION_TIMEOUT_MS": "soon"}, "KAFKA_CFG_SESSION_TIMEOUT_MS"),
+        # No property quoted at all: found by trying each one alone.
+        (
+            {"KAFKA_CFG_SASL_JAAS_CONFIG": "x", "KAFKA_CFG_CLIENT_ID": "c"},
+            "KAFKA_CFG_SASL_JAAS_CONFIG",
+        ),
+    ],
+    ids=["unknown", "bad-enum", "bad-int", "unquoted"],
+)
+def test_a_librdkafka_refusal_names_the_variable(override, variable):
+    """The operator sees which KAFKA_CFG_* variable librdkafka refused, not KAFKA_CFG_?."""
+    from confluent_kafka import Consumer, KafkaException
+
+    kafka = load_settings({**BASE, **override}).kafka
+    with pytest.raises(KafkaException) as refusal:
+        Consumer({**kafka.client_config(), "group.id": "g"})
+    error = kafka.refused(refusal.value.args[0].str())
+    assert error.variable == variable
+
+
+def test_a_librdkafka_refusal_masks_secret_values():
+    """librdkafka may quote the value it refuses: a secret one is masked in the message."""
+    kafka = load_settings({**BASE, "KAFKA_CFG_SASL_PASSWORD": "hunter2"}).kafka
+    error = kafka.refused('Invalid value "hunter2" for configuration property "sasl.password"')
+    assert error.variable == "KAFKA_CFG_SASL_PASSWORD"
+    assert "hunter2" not in str(error)
