@@ -150,6 +150,9 @@ def run(settings: Settings) -> int:
         schema_registry=bool(settings.schema_registry_url),
         schema_registry_url=redact_url(settings.schema_registry_url or "") or None,
     )
+    if settings.insecure_http:
+        # Opted in with *_ALLOW_INSECURE_HTTP: said once, here, not on every request.
+        log.warning("insecure_http_allowed", variables=list(settings.insecure_http))
     tune_garbage_collector()
     code = 0
     try:

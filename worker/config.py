@@ -3,7 +3,11 @@
 Every problem raises ``ConfigError`` naming the variable; the CLI turns it into one line
 on stderr and exit status 2. Secrets are wrapped in ``Secret`` so no repr shows them, and
 URLs are shown with their userinfo redacted. Refused besides malformed values:
-``KAFKA_CFG_*`` values that would break a delivery guarantee (``worker.kafka_config``).
+
+* credentials over plain http:// to a host other than loopback (the FullStory API key
+  always; the registry's only when it has some), unless ``*_ALLOW_INSECURE_HTTP=true``;
+* a ``DLQ_TOPIC`` among ``KAFKA_TOPICS`` (dead letters would loop forever);
+* ``KAFKA_CFG_*`` values that would break a delivery guarantee (``worker.kafka_config``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ from worker.redact import Secret as Secret  # re-exported: callers import it fro
 from worker.redact import redact_url
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+_INSECURE_OPT_INS = {
+    "FULLSTORY_API_URL": "FULLSTORY_ALLOW_INSECURE_HTTP",
+    "SCHEMA_REGISTRY_URL": "SCHEMA_REGISTRY_ALLOW_INSECURE_HTTP",
+}
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?")
 
 
@@ -56,6 +65,8 @@ class Settings:
     schema_registry_url: str | None = None
     schema_registry_auth: Secret | None = None
     fullstory_api_url: str = "https://api.fullstory.com"
+    # Variables whose URL goes over plain http to another host by explicit opt-in.
+    insecure_http: tuple[str, ...] = ()
     dlq_topic: str = "fullstory-user-sync-dlq"
     batch_max_users: int = 10_000
     batch_max_wait_ms: int = 1_000
@@ -101,12 +112,32 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    """Unset is false; anything but true/false/1/0/yes/no is refused, not guessed."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return False
+    value = _BOOLEANS.get(raw.lower())
+    if value is None:
+        raise ConfigError(name, f"must be true or false (or 1/0, yes/no), got {raw!r}")
+    return value
+
+
 def _valid_host(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:
         return _HOSTNAME.fullmatch(host) is not None
     return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _url(env: Mapping[str, str], name: str) -> str | None:
@@ -130,6 +161,11 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
     if parts.query or parts.fragment:
         raise ConfigError(name, "must not carry a query or a fragment")
     return raw.rstrip("/")
+
+
+def _plain_http_off_host(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "http" and not _is_loopback(parts.hostname or "")
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -163,6 +199,35 @@ def load_kafka_settings(env: Mapping[str, str]) -> KafkaSettings:
     )
 
 
+def _insecure_http(
+    env: Mapping[str, str], api_url: str, registry_url: str | None, registry_auth: str
+) -> tuple[str, ...]:
+    """Refuse credentials over plain http to another host unless opted in; return the
+    variables that opted in (the CLI warns about them once).
+
+    The FullStory URL always carries the API key. The registry's carries credentials only
+    with SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO or userinfo in the URL; without them a plain
+    http registry is fine (schemas are not secret)."""
+    # Both read even when not needed, so a typo in either is reported, not ignored.
+    opted_in = {url: _bool(env, flag) for url, flag in _INSECURE_OPT_INS.items()}
+    allowed = []
+    checks = [("FULLSTORY_API_URL", api_url, True)]
+    if registry_url is not None:
+        carries = bool(registry_auth) or "@" in urlsplit(registry_url).netloc
+        checks.append(("SCHEMA_REGISTRY_URL", registry_url, carries))
+    for name, url, carries_credentials in checks:
+        if not carries_credentials or not _plain_http_off_host(url):
+            continue
+        if not opted_in[name]:
+            raise ConfigError(
+                name,
+                "sends credentials over plain http:// to a non-loopback host; "
+                f"use https:// (or set {_INSECURE_OPT_INS[name]}=true)",
+            )
+        allowed.append(name)
+    return tuple(allowed)
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Build and validate the settings; raises ``ConfigError`` on the first problem."""
     if "MAX_BUFFERED_RECORDS" in env:
@@ -175,13 +240,22 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     registry_auth = env.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "").strip()
     api_url = _url(env, "FULLSTORY_API_URL") or "https://api.fullstory.com"
     registry_url = _url(env, "SCHEMA_REGISTRY_URL")
+    insecure = _insecure_http(env, api_url, registry_url, registry_auth)
+    dlq_topic = env.get("DLQ_TOPIC", "").strip() or "fullstory-user-sync-dlq"
+    if dlq_topic in kafka.topics:
+        raise ConfigError(
+            "DLQ_TOPIC",
+            "is one of KAFKA_TOPICS: the worker would consume its own dead letters "
+            "and dead-letter them again, forever",
+        )
     return Settings(
         kafka=kafka,
         fullstory_api_key=api_key,
         schema_registry_url=registry_url,
         schema_registry_auth=Secret(registry_auth) if registry_auth else None,
         fullstory_api_url=api_url,
-        dlq_topic=env.get("DLQ_TOPIC", "").strip() or "fullstory-user-sync-dlq",
+        insecure_http=insecure,
+        dlq_topic=dlq_topic,
         batch_max_users=_int(env, "BATCH_MAX_USERS", 10_000, 1, 50_000),
         batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", 1_000, 0, 3_600_000),
         max_jobs_in_flight=_int(env, "MAX_JOBS_IN_FLIGHT", 10, 1, 100),

@@ -90,6 +90,90 @@ def test_a_malformed_url_is_refused_without_echoing_it(url):
     assert "hunter2" not in str(info.value) and url not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"FULLSTORY_API_URL": "http://fullstory.internal"},
+        {"FULLSTORY_API_URL": "http://10.0.0.7:8787"},
+        {"FULLSTORY_API_URL": "http://fullstory.internal", "FULLSTORY_ALLOW_INSECURE_HTTP": "no"},
+    ],
+    ids=["host", "private-ip", "opt-in-false"],
+)
+def test_plain_http_to_another_host_is_refused_for_the_api_key(override):
+    """The API key goes in every request: plain http off the machine is refused."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({**BASE, **override})
+    assert info.value.variable == "FULLSTORY_API_URL"
+    assert "FULLSTORY_ALLOW_INSECURE_HTTP" in info.value.problem
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8787", "http://127.8.9.10", "http://[::1]:8787", "http://localhost:1"],
+)
+def test_plain_http_to_loopback_is_allowed(url):
+    """The sandbox and a local proxy sit on loopback: the key never leaves the machine."""
+    settings = load_settings({**BASE, "FULLSTORY_API_URL": url})
+    assert settings.fullstory_api_url == url
+    assert settings.insecure_http == ()
+
+
+@pytest.mark.parametrize("flag", ["true", "TRUE", "1", "yes"])
+def test_the_opt_in_allows_plain_http_and_is_remembered_for_the_warning(flag):
+    """With FULLSTORY_ALLOW_INSECURE_HTTP the operator chose it; the CLI warns once."""
+    settings = load_settings(
+        {**BASE, "FULLSTORY_API_URL": "http://fs.internal", "FULLSTORY_ALLOW_INSECURE_HTTP": flag}
+    )
+    assert settings.insecure_http == ("FULLSTORY_API_URL",)
+
+
+@pytest.mark.parametrize(
+    "variable", ["FULLSTORY_ALLOW_INSECURE_HTTP", "SCHEMA_REGISTRY_ALLOW_INSECURE_HTTP"]
+)
+@pytest.mark.parametrize("value", ["maybe", "on", "2", "tru"])
+def test_an_opt_in_that_is_not_a_boolean_is_refused(variable, value):
+    """A typo is refused, not read as false (or true), even when no URL needs it."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({**BASE, variable: value})
+    assert info.value.variable == variable
+
+
+@pytest.mark.parametrize(
+    ("override", "refused"),
+    [
+        ({"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "k:s"}, True),
+        ({"SCHEMA_REGISTRY_URL": "http://k:s@registry:8081"}, True),
+        ({}, False),
+        (
+            {"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "k:s", "SCHEMA_REGISTRY_URL": "https://r"},
+            False,
+        ),
+        (
+            {"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "k:s", "SCHEMA_REGISTRY_URL": "http://[::1]"},
+            False,
+        ),
+        (
+            {
+                "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "k:s",
+                "SCHEMA_REGISTRY_ALLOW_INSECURE_HTTP": "1",
+            },
+            False,
+        ),
+    ],
+    ids=["auth", "userinfo", "no-credentials", "https", "loopback", "opt-in"],
+)
+def test_registry_credentials_over_plain_http_are_refused(override, refused):
+    """Schemas are not secret, so a plain-http registry is fine, unless it gets credentials."""
+    env = {**BASE, "SCHEMA_REGISTRY_URL": "http://registry:8081", **override}
+    if not refused:
+        load_settings(env)
+        return
+    with pytest.raises(ConfigError) as info:
+        load_settings(env)
+    assert info.value.variable == "SCHEMA_REGISTRY_URL"
+    assert "SCHEMA_REGISTRY_ALLOW_INSECURE_HTTP" in info.value.problem
+
+
 def test_urls_with_credentials_are_redacted_in_the_settings_repr():
     """Userinfo in a URL is a credential: the settings' repr (logs, tracebacks) masks it."""
     settings = load_settings(
@@ -117,6 +201,13 @@ def test_urls_with_credentials_are_redacted_in_the_settings_repr():
 def test_redact_url_masks_the_userinfo(url, shown):
     """Only the userinfo goes; a URL that does not parse is hidden whole."""
     assert redact_url(url) == shown
+
+
+def test_a_dlq_topic_among_the_source_topics_is_refused():
+    """The worker would consume its own dead letters and dead-letter them again, forever."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({**BASE, "DLQ_TOPIC": "more"})
+    assert info.value.variable == "DLQ_TOPIC"
 
 
 @pytest.mark.parametrize(
