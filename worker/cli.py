@@ -33,6 +33,7 @@ from worker.logs import configure_logging, kafka_logger
 from worker.metrics import Metrics
 from worker.pipeline import LoopSettings, Pipeline
 from worker.process import limit_malloc_arenas, tune_garbage_collector
+from worker.reachability import KafkaReachability
 from worker.readback import KafkaRecordReader
 from worker.redact import redact_url
 from worker.registry import SchemaRegistry
@@ -84,6 +85,7 @@ def run(settings: Settings) -> int:
     limit_malloc_arenas()  # before the first thread (health server, librdkafka, jobs)
     stop = _stop_on_signals()
     abandon = threading.Event()
+    clock = SystemClock()
     health = Health(settings.liveness_timeout_s)
     metrics = Metrics()
     http = None
@@ -103,6 +105,8 @@ def run(settings: Settings) -> int:
         max_connections=settings.max_jobs_in_flight + 2,
     )
     kafka: dict[str, object] = {**settings.kafka.client_config(), "logger": kafka_logger()}
+    # Built first: the consumer and the DLQ producer both report their errors to it.
+    reachability = KafkaReachability(health, metrics, clock)
     importer = Importer(
         api,
         abandon=abandon,
@@ -116,8 +120,15 @@ def run(settings: Settings) -> int:
         batcher=Batcher(settings.batch_max_users, settings.batch_max_wait_ms / 1000),
         importer=importer,
         reader=KafkaRecordReader(kafka),
-        dlq=_kafka_client(settings.kafka, lambda: KafkaDeadLetters(kafka, settings.dlq_topic)),
-        clock=SystemClock(),
+        dlq=_kafka_client(
+            settings.kafka,
+            lambda: KafkaDeadLetters(
+                kafka,
+                settings.dlq_topic,
+                on_error=lambda err: reachability.on_error(err.code(), err.str(), "dlq"),
+            ),
+        ),
+        clock=clock,
         health=health,
         settings=LoopSettings(
             max_jobs_in_flight=settings.max_jobs_in_flight,
@@ -126,6 +137,7 @@ def run(settings: Settings) -> int:
         abandon=abandon,
         stop=stop,
         metrics=metrics,
+        kafka=reachability,
     )
     source = _kafka_client(
         settings.kafka,
@@ -135,9 +147,9 @@ def run(settings: Settings) -> int:
             on_assign=pipeline.on_assign,
             on_revoke=pipeline.on_revoke,
             on_lost=pipeline.on_lost,
-            on_error=lambda err: pipeline.kafka.on_error(err.code()),
+            on_error=lambda err: reachability.on_error(err.code(), err.str()),
             on_commit=pipeline.on_commit,
-            on_stats=pipeline.kafka.on_stats,
+            on_stats=reachability.on_stats,
         ),
     )
     log.info(
