@@ -89,8 +89,7 @@ class Pipeline:
         self._clock = clock
         self._health = health
         self._settings = settings
-        # librdkafka's error and statistics callbacks go to ``kafka`` (built by the caller
-        # when the DLQ producer reports to it too).
+        # librdkafka's error and statistics callbacks (the DLQ producer's too) go to ``kafka``.
         self.kafka = kafka or KafkaReachability(health, self._metrics, clock)
         self._commits = Committer(self._metrics, on_success=self.kafka.reachable)
         self._acks = Acknowledger(dlq, self._metrics)
