@@ -8,8 +8,8 @@ stderr naming the variable), 1 for an unexpected failure or a refused replay.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
-import re
 import signal
 import sys
 import threading
@@ -18,11 +18,11 @@ from types import FrameType
 from typing import TypeVar
 
 import structlog
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
 from worker.batch import Batcher
 from worker.clock import SystemClock
-from worker.config import Settings, load_kafka_settings, load_settings
+from worker.config import KafkaSettings, Settings, load_kafka_settings, load_settings
 from worker.decode import Decoder, load_reader_schema
 from worker.dlq import KafkaDeadLetters
 from worker.errors import ConfigError, WorkerError
@@ -33,7 +33,9 @@ from worker.logs import configure_logging, kafka_logger
 from worker.metrics import Metrics
 from worker.pipeline import LoopSettings, Pipeline
 from worker.process import limit_malloc_arenas, tune_garbage_collector
+from worker.reachability import KafkaReachability
 from worker.readback import KafkaRecordReader
+from worker.redact import redact_url
 from worker.registry import SchemaRegistry
 from worker.replay import Target
 from worker.replay import commit as replay_commit
@@ -59,28 +61,37 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _kafka_client(make: Callable[[], T]) -> T:
+def _kafka_client(kafka: KafkaSettings, make: Callable[[], T]) -> T:
     """Build a Kafka client; librdkafka refusing a KAFKA_CFG_* value is a ConfigError."""
     try:
         return make()
     except KafkaException as exc:
-        found = re.search(r'property "([^"]+)"', str(exc.args[0]))
-        name = found.group(1) if found else "?"
-        variable = "KAFKA_CFG_" + name.upper().replace(".", "_")
-        # The value is not echoed: it may be a secret.
-        raise ConfigError(variable, f"librdkafka rejects this value for {name}") from exc
+        error = exc.args[0]
+        message = error.str() if isinstance(error, KafkaError) else str(error)
+        raise kafka.refused(message) from exc
+
+
+def _health_server(settings: Settings, health: Health, metrics: Metrics) -> HealthServer:
+    """Listen on HTTP_HOST:HTTP_PORT; an address that cannot be had is a ConfigError."""
+    try:
+        return HealthServer(health, settings.http_host, settings.http_port, metrics.exposition)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError("HTTP_PORT", f"is taken on HTTP_HOST ({reason})") from exc
+        raise ConfigError("HTTP_HOST", f"cannot listen there ({reason})") from exc
 
 
 def run(settings: Settings) -> int:
     limit_malloc_arenas()  # before the first thread (health server, librdkafka, jobs)
     stop = _stop_on_signals()
     abandon = threading.Event()
+    clock = SystemClock()
     health = Health(settings.liveness_timeout_s)
     metrics = Metrics()
     http = None
     if settings.http_port:
-        host = os.environ.get("HTTP_HOST", "0.0.0.0")
-        http = HealthServer(health, host, settings.http_port, metrics.exposition)
+        http = _health_server(settings, health, metrics)
         http.start()
     registry = (
         SchemaRegistry(settings.schema_registry_url, auth=settings.schema_registry_auth)
@@ -100,6 +111,8 @@ def run(settings: Settings) -> int:
         max_connections=settings.max_jobs_in_flight + 2,
     )
     kafka: dict[str, object] = {**settings.kafka.client_config(), "logger": kafka_logger()}
+    # Built first: the consumer and the DLQ producer both report their errors to it.
+    reachability = KafkaReachability(health, metrics, clock)
     importer = Importer(
         api,
         abandon=abandon,
@@ -114,8 +127,15 @@ def run(settings: Settings) -> int:
         batcher=Batcher(settings.batch_max_users, settings.batch_max_wait_ms / 1000),
         importer=importer,
         reader=KafkaRecordReader(kafka),
-        dlq=_kafka_client(lambda: KafkaDeadLetters(kafka, settings.dlq_topic)),
-        clock=SystemClock(),
+        dlq=_kafka_client(
+            settings.kafka,
+            lambda: KafkaDeadLetters(
+                kafka,
+                settings.dlq_topic,
+                on_error=lambda err: reachability.on_error(err.code(), err.str(), "dlq"),
+            ),
+        ),
+        clock=clock,
         health=health,
         settings=LoopSettings(
             max_jobs_in_flight=settings.max_jobs_in_flight,
@@ -124,28 +144,34 @@ def run(settings: Settings) -> int:
         abandon=abandon,
         stop=stop,
         metrics=metrics,
+        kafka=reachability,
     )
     source = _kafka_client(
+        settings.kafka,
         lambda: KafkaSource(
             {**kafka, "group.id": settings.kafka.group_id},
             settings.kafka.topics,
             on_assign=pipeline.on_assign,
             on_revoke=pipeline.on_revoke,
             on_lost=pipeline.on_lost,
-            on_error=lambda err: pipeline.kafka.on_error(err.code()),
+            on_error=lambda err: reachability.on_error(err.code(), err.str()),
             on_commit=pipeline.on_commit,
-            on_stats=pipeline.kafka.on_stats,
-        )
+            on_stats=reachability.on_stats,
+        ),
     )
     log.info(
         "config_loaded",
         topics=list(settings.kafka.topics),
         group_id=settings.kafka.group_id,
-        fullstory_api_url=settings.fullstory_api_url,
+        fullstory_api_url=redact_url(settings.fullstory_api_url),
         batch_max_users=settings.batch_max_users,
         max_jobs_in_flight=settings.max_jobs_in_flight,
         schema_registry=bool(settings.schema_registry_url),
+        schema_registry_url=redact_url(settings.schema_registry_url or "") or None,
     )
+    if settings.insecure_http:
+        # Opted in with *_ALLOW_INSECURE_HTTP: said once, here, not on every request.
+        log.warning("insecure_http_allowed", variables=list(settings.insecure_http))
     tune_garbage_collector()
     code = 0
     try:

@@ -1,46 +1,37 @@
 """Settings from the environment, validated once at start-up before connecting anywhere.
 
 Every problem raises ``ConfigError`` naming the variable; the CLI turns it into one line
-on stderr and exit status 2. Secrets are wrapped in ``Secret`` so no repr shows them.
+on stderr and exit status 2. Secrets are wrapped in ``Secret`` so no repr shows them, and
+URLs are shown with their userinfo redacted. Refused besides malformed values:
 
-librdkafka pass-through: ``KAFKA_CFG_<NAME>`` becomes property ``<name>`` lowercased with
-``_`` -> ``.`` (``KAFKA_CFG_SASL_PASSWORD`` -> ``sasl.password``). It reaches the consumer
-and the DLQ producer both.
+* credentials over plain http:// to a host other than loopback (the FullStory API key
+  always; the registry's only when it has some), unless ``*_ALLOW_INSECURE_HTTP=true``;
+* a ``DLQ_TOPIC`` among ``KAFKA_TOPICS`` (dead letters would loop forever);
+* ``KAFKA_CFG_*`` values that would break a delivery guarantee (``worker.kafka_config``).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit
 
+import httpx
+
 from worker.errors import ConfigError
+from worker.kafka_config import kafka_properties, refused_variable
+from worker.redact import Secret as Secret  # re-exported: callers import it from here
+from worker.redact import redact_url
 
-_SECRET_HINTS = ("password", "secret", "key", "token", "credentials")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-class Secret:
-    """A string whose repr and str never show it; call ``reveal()`` where it is sent."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+_INSECURE_OPT_INS = {
+    "FULLSTORY_API_URL": "FULLSTORY_ALLOW_INSECURE_HTTP",
+    "SCHEMA_REGISTRY_URL": "SCHEMA_REGISTRY_ALLOW_INSECURE_HTTP",
+}
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,26 +40,40 @@ class KafkaSettings:
     topics: tuple[str, ...]
     group_id: str = "fullstory-user-sync"
     extra: Mapping[str, str | Secret] = field(default_factory=dict)
+    # Which KAFKA_CFG_* variable each property of ``extra`` came from.
+    variables: Mapping[str, str] = field(default_factory=dict)
 
     def client_config(self) -> dict[str, str]:
         """librdkafka properties with secrets revealed, for the Kafka clients only."""
         revealed = {k: v.reveal() if isinstance(v, Secret) else v for k, v in self.extra.items()}
         return {"bootstrap.servers": self.bootstrap_servers, **revealed}
 
+    def refused(self, message: str) -> ConfigError:
+        """librdkafka refused a client's configuration with ``message``: the error naming
+        the variable, with librdkafka's reason (any secret value in it masked)."""
+        variable = refused_variable(message, self.extra, self.variables)
+        for value in self.extra.values():
+            if isinstance(value, Secret) and value.reveal():
+                message = message.replace(value.reveal(), "***")
+        return ConfigError(variable, f"librdkafka refuses it: {message}")
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, repr=False)
 class Settings:
     kafka: KafkaSettings
     fullstory_api_key: Secret
     schema_registry_url: str | None = None
     schema_registry_auth: Secret | None = None
     fullstory_api_url: str = "https://api.fullstory.com"
+    # Variables whose URL goes over plain http to another host by explicit opt-in.
+    insecure_http: tuple[str, ...] = ()
     dlq_topic: str = "fullstory-user-sync-dlq"
     batch_max_users: int = 10_000
     batch_max_wait_ms: int = 1_000
     max_jobs_in_flight: int = 10
     max_pending_users: int = 100_000
     shutdown_timeout_s: float = 30.0
+    http_host: str = "0.0.0.0"
     http_port: int = 8080
     http_timeout_s: float = 30.0
     job_poll_max_interval_ms: int = 2_000
@@ -77,6 +82,16 @@ class Settings:
     log_format: str = "json"
     property_types: str = "v2"
     local_schema_ids: frozenset[int] = frozenset()
+
+    def __repr__(self) -> str:
+        # URLs may carry userinfo: shown redacted, like the secrets.
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_url") and isinstance(value, str):
+                value = redact_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
@@ -99,13 +114,54 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
-def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
-    raw = env.get(name, "").strip() or default
-    if raw is None:
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    """Unset is false; anything but true/false/1/0/yes/no is refused, not guessed."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return False
+    value = _BOOLEANS.get(raw.lower())
+    if value is None:
+        raise ConfigError(name, f"must be true or false (or 1/0, yes/no), got {raw!r}")
+    return value
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return _HOSTNAME.fullmatch(host) is not None
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    """An http(s) URL with a host that httpx accepts, or None when unset. Problems are
+    named without echoing the URL: it may carry credentials."""
+    raw = env.get(name, "").strip()
+    if not raw:
         return None
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(raw)
+        port = parts.port  # raises for a port that is not a number in 0..65535
+        httpx.URL(raw)
+    except (ValueError, httpx.InvalidURL):
+        raise ConfigError(name, "is not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
         raise ConfigError(name, "must be an http:// or https:// URL")
+    if not parts.hostname or not _valid_host(parts.hostname):
+        raise ConfigError(name, "must name a valid host")
+    if port == 0:
+        raise ConfigError(name, "must not use port 0")
+    if parts.query or parts.fragment:
+        raise ConfigError(name, "must not carry a query or a fragment")
     return raw.rstrip("/")
 
 
@@ -126,6 +182,11 @@ def _ids(env: Mapping[str, str], name: str) -> frozenset[int]:
     return frozenset(ids)
 
 
+def _plain_http_off_host(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme == "http" and not _is_loopback(parts.hostname or "")
+
+
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env.get(name, "").strip().lower() or default
     if value not in choices:
@@ -133,15 +194,11 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
-def _kafka_extra(env: Mapping[str, str]) -> dict[str, str | Secret]:
-    extra: dict[str, str | Secret] = {}
-    for name, value in sorted(env.items()):
-        if not name.startswith("KAFKA_CFG_") or name == "KAFKA_CFG_":
-            continue
-        prop = name.removeprefix("KAFKA_CFG_").lower().replace("_", ".")
-        secret = any(hint in prop for hint in _SECRET_HINTS)
-        extra[prop] = Secret(value) if secret else value
-    return extra
+def _host(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if not _valid_host(value):
+        raise ConfigError(name, f"must be an IP address or a host name, got {value!r}")
+    return value
 
 
 def load_kafka_settings(env: Mapping[str, str]) -> KafkaSettings:
@@ -150,12 +207,44 @@ def load_kafka_settings(env: Mapping[str, str]) -> KafkaSettings:
     topics = tuple(t.strip() for t in _required(env, "KAFKA_TOPICS").split(",") if t.strip())
     if not topics:
         raise ConfigError("KAFKA_TOPICS", "must name at least one topic")
+    group_id = env.get("KAFKA_GROUP_ID", "").strip() or "fullstory-user-sync"
+    extra, variables = kafka_properties(env, group_id)
     return KafkaSettings(
         bootstrap_servers=bootstrap,
         topics=topics,
-        group_id=env.get("KAFKA_GROUP_ID", "").strip() or "fullstory-user-sync",
-        extra=_kafka_extra(env),
+        group_id=group_id,
+        extra=extra,
+        variables=variables,
     )
+
+
+def _insecure_http(
+    env: Mapping[str, str], api_url: str, registry_url: str | None, registry_auth: str
+) -> tuple[str, ...]:
+    """Refuse credentials over plain http to another host unless opted in; return the
+    variables that opted in (the CLI warns about them once).
+
+    The FullStory URL always carries the API key. The registry's carries credentials only
+    with SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO or userinfo in the URL; without them a plain
+    http registry is fine (schemas are not secret)."""
+    # Both read even when not needed, so a typo in either is reported, not ignored.
+    opted_in = {url: _bool(env, flag) for url, flag in _INSECURE_OPT_INS.items()}
+    allowed = []
+    checks = [("FULLSTORY_API_URL", api_url, True)]
+    if registry_url is not None:
+        carries = bool(registry_auth) or "@" in urlsplit(registry_url).netloc
+        checks.append(("SCHEMA_REGISTRY_URL", registry_url, carries))
+    for name, url, carries_credentials in checks:
+        if not carries_credentials or not _plain_http_off_host(url):
+            continue
+        if not opted_in[name]:
+            raise ConfigError(
+                name,
+                "sends credentials over plain http:// to a non-loopback host; "
+                f"use https:// (or set {_INSECURE_OPT_INS[name]}=true)",
+            )
+        allowed.append(name)
+    return tuple(allowed)
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:
@@ -168,21 +257,31 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     kafka = load_kafka_settings(env)
     api_key = Secret(_required(env, "FULLSTORY_API_KEY"))
     registry_auth = env.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "").strip()
-    http_port = _int(env, "HTTP_PORT", 8080, 0, 65535)
+    api_url = _url(env, "FULLSTORY_API_URL") or "https://api.fullstory.com"
+    registry_url = _url(env, "SCHEMA_REGISTRY_URL")
+    insecure = _insecure_http(env, api_url, registry_url, registry_auth)
+    dlq_topic = env.get("DLQ_TOPIC", "").strip() or "fullstory-user-sync-dlq"
+    if dlq_topic in kafka.topics:
+        raise ConfigError(
+            "DLQ_TOPIC",
+            "is one of KAFKA_TOPICS: the worker would consume its own dead letters "
+            "and dead-letter them again, forever",
+        )
     return Settings(
         kafka=kafka,
         fullstory_api_key=api_key,
-        schema_registry_url=_url(env, "SCHEMA_REGISTRY_URL", None),
+        schema_registry_url=registry_url,
         schema_registry_auth=Secret(registry_auth) if registry_auth else None,
-        fullstory_api_url=_url(env, "FULLSTORY_API_URL", "https://api.fullstory.com")
-        or "https://api.fullstory.com",
-        dlq_topic=env.get("DLQ_TOPIC", "").strip() or "fullstory-user-sync-dlq",
+        fullstory_api_url=api_url,
+        insecure_http=insecure,
+        dlq_topic=dlq_topic,
         batch_max_users=_int(env, "BATCH_MAX_USERS", 10_000, 1, 50_000),
         batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", 1_000, 0, 3_600_000),
         max_jobs_in_flight=_int(env, "MAX_JOBS_IN_FLIGHT", 10, 1, 100),
         max_pending_users=_int(env, "MAX_PENDING_USERS", 100_000, 100, 10_000_000),
         shutdown_timeout_s=float(_int(env, "SHUTDOWN_TIMEOUT_S", 30, 1, 3600)),
-        http_port=http_port,
+        http_host=_host(env, "HTTP_HOST", "0.0.0.0"),
+        http_port=_int(env, "HTTP_PORT", 8080, 0, 65535),
         http_timeout_s=float(_int(env, "FULLSTORY_HTTP_TIMEOUT_S", 30, 1, 600)),
         job_poll_max_interval_ms=_int(env, "JOB_POLL_MAX_INTERVAL_MS", 2_000, 10, 60_000),
         liveness_timeout_s=float(_int(env, "LIVENESS_TIMEOUT_S", 60, 1, 3600)),

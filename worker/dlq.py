@@ -71,7 +71,21 @@ _CONSUMER_ONLY = (
 
 
 class KafkaDeadLetters:
-    def __init__(self, config: dict[str, Any], topic: str) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topic: str,
+        on_error: Callable[[KafkaError], None] | None = None,
+    ) -> None:
+        """``on_error`` gets the producer's errors (it counts them and logs once per outage);
+        without it each is logged."""
+
+        def error_cb(err: KafkaError) -> None:
+            if on_error is None:
+                log.warning("dlq_kafka_error", error=str(err))
+            else:
+                on_error(err)
+
         self._topic = topic
         shared = {k: v for k, v in config.items() if not k.startswith(_CONSUMER_ONLY)}
         self._producer = Producer(
@@ -81,7 +95,7 @@ class KafkaDeadLetters:
                 "acks": "all",
                 # librdkafka retries internally; our own resend covers what it gives up on.
                 "message.timeout.ms": 120_000,
-                "error_cb": lambda err: log.warning("dlq_kafka_error", error=str(err)),
+                "error_cb": error_cb,
             }
         )
         self._in_flight = 0

@@ -24,7 +24,6 @@ from typing import Any
 
 import httpx
 
-from worker.config import Secret
 from worker.errors import (
     AuthFailed,
     BadAnswer,
@@ -34,6 +33,7 @@ from worker.errors import (
     ServerError,
     Unreachable,
 )
+from worker.redact import Secret, redact_url
 
 # Answers that blame the request body: only these split a batch and dead-letter its users.
 _INVALID_INPUT = (400, 413, 422)
@@ -147,7 +147,7 @@ class FullStoryClient:
         )
 
     def __repr__(self) -> str:
-        return f"FullStoryClient(base_url={str(self._client.base_url)!r})"
+        return f"FullStoryClient(base_url={redact_url(str(self._client.base_url))!r})"
 
     def _send(self, method: str, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
         try:

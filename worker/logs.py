@@ -41,6 +41,10 @@ class _ToStructlog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         level = record.levelname.lower()
+        if record.getMessage().startswith("FAIL "):
+            # A failed broker connection, several a second while Kafka is down: the error
+            # callback reports each one too, counted and logged once per outage.
+            level = "debug"
         method = getattr(self._log, level if level != "critical" else "error", self._log.info)
         method("librdkafka", message=record.getMessage())
 

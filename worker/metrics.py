@@ -82,6 +82,12 @@ class Metrics:
             "fsus_partitions", "Partitions owned, by state.", ["state"], registry=r
         )
 
+        self.kafka_errors = Counter(
+            "fsus_kafka_errors",
+            "Errors librdkafka reported (mostly failed connections), by client and code.",
+            ["client", "code"],
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "fsus_consumer_lag",
             "Records between the consumer's position and the log end (librdkafka statistics).",

@@ -80,6 +80,7 @@ class Pipeline:
         abandon: threading.Event,
         stop: threading.Event | None = None,
         metrics: Metrics | None = None,
+        kafka: KafkaReachability | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
         self._batcher = batcher
@@ -88,8 +89,8 @@ class Pipeline:
         self._clock = clock
         self._health = health
         self._settings = settings
-        # librdkafka's error and statistics callbacks go to ``kafka``.
-        self.kafka = KafkaReachability(health, self._metrics)
+        # librdkafka's error and statistics callbacks (the DLQ producer's too) go to ``kafka``.
+        self.kafka = kafka or KafkaReachability(health, self._metrics, clock)
         self._commits = Committer(self._metrics, on_success=self.kafka.reachable)
         self._acks = Acknowledger(dlq, self._metrics)
         self._fences = Fences()

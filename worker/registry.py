@@ -13,9 +13,9 @@ from typing import Any
 import fastavro
 import httpx
 
-from worker.config import Secret
 from worker.decode import without_logical_types
 from worker.errors import InvalidRecord, RetriableError
+from worker.redact import Secret
 
 # Confluent Schema Registry's error_code for "Schema not found".
 _SCHEMA_NOT_FOUND = 40403

@@ -84,8 +84,9 @@ class KafkaSource:
         on_stats: Callable[[KafkaStats], None] | None = None,
     ) -> None:
         def error_cb(err: KafkaError) -> None:
-            log.warning("kafka_error", error=str(err), code=err.code())
-            if on_error is not None:
+            if on_error is None:
+                log.warning("kafka_error", error=str(err), code=err.code())
+            else:  # it counts them and logs once per outage
                 on_error(err)
 
         def commit_cb(err: KafkaError | None, partitions: list[KafkaTopicPartition]) -> None:

@@ -1,9 +1,16 @@
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from worker.cli import _health_server
+from worker.config import load_settings
+from worker.errors import ConfigError
+from worker.health import Health
+from worker.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {
@@ -32,14 +39,48 @@ def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         ("FULLSTORY_API_KEY", {}),
         ("BATCH_MAX_USERS", {"BATCH_MAX_USERS": "0"}),
         ("KAFKA_CFG_SECURITY_PROTOCOL", {"KAFKA_CFG_SECURITY_PROTOCOL": "SASL_SSLX"}),
+        ("KAFKA_CFG_FOO_BAR", {"KAFKA_CFG_FOO_BAR": "1"}),
+        ("HTTP_HOST", {"HTTP_HOST": "192.0.2.1", "HTTP_PORT": "8080"}),
     ],
-    ids=["no-topics", "no-api-key", "bad-batch-size", "bad-librdkafka-value"],
+    ids=[
+        "no-topics",
+        "no-api-key",
+        "bad-batch-size",
+        "bad-librdkafka-value",
+        "unknown-librdkafka-property",
+        "http-host-not-ours",
+    ],
 )
 def test_bad_configuration_exits_2_with_one_line_naming_the_variable(missing, extra):
     """Operators see exactly which variable is wrong, before anything connects."""
-    env = {k: v for k, v in BASE.items() if k != missing} | extra | {"HTTP_PORT": "0"}
+    env = {k: v for k, v in BASE.items() if k != missing} | {"HTTP_PORT": "0"} | extra
     done = _run(env)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and missing in lines[0]
     assert "top-secret-key" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "https://user:hunter2@h:abc"], ids=["bad-ipv6", "bad-port"]
+)
+def test_a_malformed_url_exits_2_with_one_line_and_no_traceback(url):
+    """It used to pass the check, crash in httpx with a traceback and exit 1."""
+    done = _run(BASE | {"FULLSTORY_API_URL": url, "HTTP_PORT": "0"})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "FULLSTORY_API_URL" in lines[0]
+    assert "hunter2" not in done.stderr + done.stdout
+
+
+def test_a_taken_health_port_is_a_configuration_error_naming_http_port():
+    """Binding a port another process holds is reported as HTTP_PORT, not a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = load_settings(BASE | {"HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(port)})
+        with pytest.raises(ConfigError) as info:
+            _health_server(settings, Health(60), Metrics())
+    assert info.value.variable == "HTTP_PORT"
+    assert "Address already in use" in str(info.value)  # the integration fixture retries on it
