@@ -70,6 +70,7 @@ class PropertyNames:
         self.mode = mode
         # name -> (name as sent, or None when it depends on the value's type; suffix or None)
         self._checked: dict[str, tuple[str | None, str | None]] = {}
+        self.unchanged: set[str] = set()  # valid names sent as they are, without a suffix
 
     def lookup(self, name: str) -> tuple[str | None, str | None]:
         known = self._checked.get(name)
@@ -77,7 +78,10 @@ class PropertyNames:
             known = self._check(name)
             if len(self._checked) >= _NAMES_CACHED:
                 self._checked.clear()
+                self.unchanged.clear()
             self._checked[name] = known
+            if known == (name, None):
+                self.unchanged.add(name)
         return known
 
     def _check(self, name: str) -> tuple[str | None, str | None]:
@@ -135,9 +139,17 @@ class Rules:
                 "too_many_properties",
                 f"{len(properties)} properties, more than {MAX_PROPERTIES_PER_USER}",
             )
+        # The common case, inline (this runs for every record): names seen before that are
+        # sent as they are, finite numbers, short strings. Anything else takes the full path.
+        unchanged = self.names.unchanged
         for name, value in properties.items():
-            sent, typed = self._property(name, value)
-            if sent != name or typed is not value:
+            if name not in unchanged:
+                return self._renamed(properties)
+            cls = value.__class__
+            if cls is float:
+                if value - value != 0.0:  # type: ignore[operator]  # inf or NaN
+                    return self._renamed(properties)
+            elif cls is str and len(value) > _SURELY_SMALL:  # type: ignore[arg-type]
                 return self._renamed(properties)
         return properties
 
@@ -181,6 +193,8 @@ def _suffixed(name: str, suffix: str, value: Value) -> Value:
     if suffix == "real" and declared_type(value) == "int":
         value = float(value)
     elif suffix == "int" and isinstance(value, float) and value.is_integer():
+        if not -(2.0**63) <= value < 2.0**63:
+            raise _mismatch(name, suffix, "is beyond a 64-bit integer")
         value = int(value)
     if declared_type(value) != suffix:
         raise _mismatch(name, suffix, f"holds a {declared_type(value)}")
