@@ -14,7 +14,8 @@ statuses; every failure becomes one ``worker.errors`` class:
 
 Every call is over within ``timeout_s`` (``FULLSTORY_HTTP_TIMEOUT_S``), connecting, waiting
 for a pooled connection and a trickled answer included (``bounded_http``); past it, the call
-is ``Unreachable``.
+is ``Unreachable``. Job ids are checked where FullStory hands them out (``create_batch``) and
+escaped wherever they go into a URL.
 
 The API key is sent as ``Authorization: Basic <key>`` and appears nowhere else.
 """
@@ -23,9 +24,11 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -44,6 +47,8 @@ from worker.errors import (
 # The longest answer read: a job status or an /errors page is a few KiB to a few MiB (a page
 # of errors carries each failed user's request); past this the connection is closed unread.
 ANSWER_MAX_BYTES = 8 * 1024 * 1024
+# The longest job id believed (FullStory's are short); anything longer is a bad answer.
+JOB_ID_MAX_CHARS = 256
 
 # Answers that blame the request body: only these split a batch and dead-letter its users.
 _INVALID_INPUT = (400, 413, 422)
@@ -103,6 +108,21 @@ def _json(response: Answer) -> Any:
         return json.loads(response.body)
     except RecursionError as exc:
         raise ValueError("answer nests too deep") from exc
+
+
+def _job_id(value: object) -> str:
+    """A job id fit for a URL path segment and a log line; ``BadAnswer`` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not 0 < len(value) <= JOB_ID_MAX_CHARS:
+        raise BadAnswer("create batch: the job id is missing, empty or too long", 200)
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise BadAnswer("create batch: the job id has control characters", 200)
+    return value
+
+
+def _job_path(job_id: str) -> str:
+    return f"/v2/users/batch/{quote(job_id, safe='')}"
 
 
 def _check(response: Answer, what: str) -> dict[str, Any]:
@@ -189,13 +209,14 @@ class FullStoryClient:
             headers={"Content-Type": "application/json", "Idempotency-Key": idempotency_key},
         )
         try:
-            return str(answer["job"]["id"])
+            job_id = answer["job"]["id"]
         except (KeyError, TypeError) as exc:
             raise BadAnswer("create batch: answer has no job id", 200) from exc
+        return _job_id(job_id)
 
     def job_status(self, job_id: str) -> JobStatus:
         """A state this client does not know is a ``BadAnswer``, never taken as an end."""
-        answer = self._send("GET", f"/v2/users/batch/{job_id}", "job status")
+        answer = self._send("GET", _job_path(job_id), "job status")
         try:
             state = answer["job"]["status"]
             # The SDK's models type these counts as strings; accept both.
@@ -212,7 +233,7 @@ class FullStoryClient:
     ) -> tuple[list[UserError], str | None]:
         """One page of a failed job's per-user errors, and the next page token."""
         params = {"page_token": page_token} if page_token else None
-        path = f"/v2/users/batch/{job_id}/errors"
+        path = f"{_job_path(job_id)}/errors"
         answer = self._send("GET", path, "job errors", params=params)
         try:
             errors = [
