@@ -74,8 +74,10 @@ class Jobs:
 
         Users not listed count as imported, so a listing shorter than ``expected`` (an answer
         not yet complete) is read again, up to ``_ERROR_READS`` times, before it is believed.
-        A page naming a uid the job did not carry cannot be mapped to records: it is a bad
-        answer, read again for as long as it takes (nothing of the job is acknowledged).
+        A page naming a uid the job did not carry cannot be mapped to records, and a listing
+        that repeats a page token or lists more errors than the job had users cannot be its
+        errors: each is a bad answer, read again for as long as it takes (nothing of the job
+        is acknowledged meanwhile).
         """
         backoff = calls.backoff()
         for attempt in range(1, _ERROR_READS + 1):
@@ -91,8 +93,26 @@ class Jobs:
     def _error_pages(
         self, job_id: str, uids: Collection[str], calls: Calls, bound: Any
     ) -> list[UserError]:
+        """The whole listing, read again from its first page while it is a bad answer as a
+        whole (``_listing``), under the usual backoff, for as long as it takes."""
+        backoff = calls.backoff()
+        while True:
+            try:
+                return self._listing(job_id, uids, calls, bound)
+            except BadAnswer as exc:
+                calls.back_off(backoff, exc, "job_errors", bound)
+
+    def _listing(
+        self, job_id: str, uids: Collection[str], calls: Calls, bound: Any
+    ) -> list[UserError]:
+        """Every page of one reading of the listing; ``BadAnswer`` when it cannot be the
+        errors of these users: a page token seen before in it (a loop), more errors than the
+        job had users, or more pages than could carry them (each page but the last lists at
+        least one). So a listing is never followed for ever nor kept growing: at most
+        ``len(uids) + 1`` pages, ``len(uids)`` errors plus one page's."""
         errors: list[UserError] = []
         token: str | None = None
+        seen: set[str] = set()
         pages = 0
         while True:
             page, token = calls.retrying(
@@ -100,9 +120,14 @@ class Jobs:
             )
             errors.extend(page)
             pages += 1
+            if len(errors) > len(uids):
+                raise BadAnswer(f"job errors: more errors than the job's {len(uids)} users", 200)
             if not token:
                 bound.info("job_errors_read", errors=len(errors), pages=pages)
                 return errors
+            if token in seen or pages > len(uids):
+                raise BadAnswer(f"job errors: the listing does not end ({pages} pages)", 200)
+            seen.add(token)
 
     def _page(
         self, job_id: str, token: str | None, uids: Collection[str]

@@ -316,3 +316,56 @@ def test_an_error_listing_naming_a_uid_the_job_did_not_carry_is_read_again():
     )
     outcome = importer_on(script).run(batch_of("a", "b"))
     assert set(outcome.failures) == {"b"} and len(reads) == 2
+
+
+def _page(uids: list[str], token: str | None) -> httpx.Response:
+    results = [{"code": "invalid_user", "message": "m", "user": {"uid": u}} for u in uids]
+    return httpx.Response(200, json={"results": results, "next_page_token": token})
+
+
+def _repeating_token(page: int) -> httpx.Response:
+    return _page(["b"] if page == 0 else [], "same")
+
+
+def _longer_than_the_job(page: int) -> httpx.Response:
+    return _page(["a", "b"], f"p{page + 1}")  # distinct tokens, the same users again
+
+
+def _empty_pages_for_ever(page: int) -> httpx.Response:
+    return _page([], f"p{page + 1}")
+
+
+@pytest.mark.parametrize(
+    ("hostile", "pages"),
+    [(_repeating_token, 2), (_longer_than_the_job, 2), (_empty_pages_for_ever, 3)],
+    ids=["repeating-token", "more-errors-than-users", "endless-empty-pages"],
+)
+def test_an_error_listing_that_cannot_end_is_read_again_from_its_start(hostile, pages):
+    """A listing that loops (a token seen before), lists more errors than the job had users or
+    goes on past what its users could fill is a bad answer: the worker stops following it
+    after at most users + 1 pages, reads the listing again from its first page, and believes
+    the next sound one; it never follows pages for ever nor keeps a list growing."""
+    failed = httpx.Response(
+        200, json={"imports": 1, "errors": 1, "job": {"id": "j1", "status": "FAILED"}}
+    )
+    readings: list[int] = []  # pages requested, per reading of the listing
+
+    def errors(request: httpx.Request) -> httpx.Response:
+        if "page_token" not in request.url.params:
+            readings.append(0)
+        readings[-1] += 1
+        if len(readings) == 1 and readings[-1] <= 20:  # then it ends: a lapse fails, not hangs
+            return hostile(readings[-1] - 1)
+        return _page(["b"], None)
+
+    script = Script(
+        {
+            "POST /v2/users/batch": [JOB],
+            "GET /v2/users/batch/j1": [failed],
+            "GET /v2/users/batch/j1/errors": [errors],
+        }
+    )
+    outcome = importer_on(script).run(batch_of("a", "b"))
+    assert set(outcome.failures) == {"b"}
+    # Given up at the first sign (2 users: never more than 3 pages), then read again.
+    assert readings == [pages, 1]
