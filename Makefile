@@ -34,8 +34,8 @@ lint: venv ## ruff and mypy --strict on the package
 	$(VENV)/bin/ruff check worker fullstory_sandbox tests
 	$(VENV)/bin/mypy worker
 
-test-unit: venv ## the fast tier, no broker: pure unit tests, the loop's component tests on fakes, the sandbox
-	$(PY) -m pytest -q tests/unit tests/component tests/sandbox
+test-unit: venv ## the fast tier, no broker: pure unit tests, the loop's component tests on fakes, the sandbox, hostile peers on loopback
+	$(PY) -m pytest -q tests/unit tests/component tests/sandbox tests/hostile
 
 test-faults: venv broker-start ## the fault suite alone: crashes, rebalances, broker restarts, API storms
 	$(PY) -m pytest -q -p no:cacheprovider tests/integration/faults

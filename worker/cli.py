@@ -29,6 +29,7 @@ from worker.errors import ConfigError, WorkerError
 from worker.fullstory import FullStoryClient
 from worker.health import Health, HealthServer
 from worker.importer import Importer
+from worker.jobs import JobWatch
 from worker.logs import configure_logging, kafka_logger
 from worker.metrics import Metrics
 from worker.pipeline import LoopSettings, Pipeline
@@ -87,7 +88,8 @@ def run(settings: Settings) -> int:
     stop = _stop_on_signals()
     abandon = threading.Event()
     clock = SystemClock()
-    health = Health(settings.liveness_timeout_s)
+    watch = JobWatch(settings.job_max_wait_s)
+    health = Health(settings.liveness_timeout_s, overdue_jobs=watch.overdue)
     metrics = Metrics()
     http = None
     if settings.http_port:
@@ -121,6 +123,7 @@ def run(settings: Settings) -> int:
         on_api_failure=health.api_failed,
         metrics=metrics,
         declare_types=settings.property_types == "v2",
+        watch=watch,
     )
     pipeline = Pipeline(
         decoder=decoder,

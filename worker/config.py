@@ -77,6 +77,7 @@ class Settings:
     http_port: int = 8080
     http_timeout_s: float = 30.0
     job_poll_max_interval_ms: int = 2_000
+    job_max_wait_s: float = 3600.0
     liveness_timeout_s: float = 60.0
     log_level: str = "info"
     log_format: str = "json"
@@ -284,6 +285,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         http_port=_int(env, "HTTP_PORT", 8080, 0, 65535),
         http_timeout_s=float(_int(env, "FULLSTORY_HTTP_TIMEOUT_S", 30, 1, 600)),
         job_poll_max_interval_ms=_int(env, "JOB_POLL_MAX_INTERVAL_MS", 2_000, 10, 60_000),
+        job_max_wait_s=float(_int(env, "JOB_MAX_WAIT_S", 3600, 60, 7 * 86_400)),
         liveness_timeout_s=float(_int(env, "LIVENESS_TIMEOUT_S", 60, 1, 3600)),
         log_level=_choice(env, "LOG_LEVEL", "info", _LOG_LEVELS),
         log_format=_choice(env, "LOG_FORMAT", "json", ("json", "console")),

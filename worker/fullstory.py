@@ -9,21 +9,30 @@ statuses; every failure becomes one ``worker.errors`` class:
 - 401 / 403 -> ``AuthFailed``
 - 404 -> ``NotFound`` (a job FullStory does not know, or a wrong base URL)
 - 400 / 413 / 422 (the body is invalid) -> ``RejectedRequest``
-- any other status (a wrong URL's 3xx / 405, 408, 415 ...), or a 200 whose body is not what
-  the API documents -> ``BadAnswer``
+- any other status (a wrong URL's 3xx / 405, 408, 415 ...), a 200 whose body is not what
+  the API documents, an answer longer than ``ANSWER_MAX_BYTES`` -> ``BadAnswer``
+
+Every call is over within ``timeout_s`` (``FULLSTORY_HTTP_TIMEOUT_S``), connecting, waiting
+for a pooled connection and a trickled answer included (``bounded_http``); past it, the call
+is ``Unreachable``. Job ids are checked where FullStory hands them out (``create_batch``) and
+escaped wherever they go into a URL.
 
 The API key is sent as ``Authorization: Basic <key>`` and appears nowhere else.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
+from worker.bounded_http import Answer, AnswerTooLarge, DeadlineTransport, fetch, timeouts
 from worker.errors import (
     AuthFailed,
     BadAnswer,
@@ -34,6 +43,12 @@ from worker.errors import (
     Unreachable,
 )
 from worker.redact import Secret, redact_url
+
+# The longest answer read: a job status or an /errors page is a few KiB to a few MiB (a page
+# of errors carries each failed user's request); past this the connection is closed unread.
+ANSWER_MAX_BYTES = 8 * 1024 * 1024
+# The longest job id believed (FullStory's are short); anything longer is a bad answer.
+JOB_ID_MAX_CHARS = 256
 
 # Answers that blame the request body: only these split a batch and dead-letter its users.
 _INVALID_INPUT = (400, 413, 422)
@@ -72,7 +87,7 @@ class UserError:
 RETRY_AFTER_MAX_S = 60.0
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: Answer) -> float | None:
     """Seconds to wait, within 0..``RETRY_AFTER_MAX_S``; None when absent or not a number
     (an HTTP-date, garbage: the worker's own backoff applies)."""
     raw = response.headers.get("Retry-After")
@@ -87,16 +102,31 @@ def _retry_after(response: httpx.Response) -> float | None:
     return min(max(0.0, seconds), RETRY_AFTER_MAX_S)
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(response: Answer) -> Any:
     """The answer's JSON; ``ValueError`` for anything else, nesting too deep included."""
     try:
-        return response.json()
+        return json.loads(response.body)
     except RecursionError as exc:
         raise ValueError("answer nests too deep") from exc
 
 
-def _check(response: httpx.Response, what: str) -> dict[str, Any]:
-    status = response.status_code
+def _job_id(value: object) -> str:
+    """A job id fit for a URL path segment and a log line; ``BadAnswer`` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not 0 < len(value) <= JOB_ID_MAX_CHARS:
+        raise BadAnswer("create batch: the job id is missing, empty or too long", 200)
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise BadAnswer("create batch: the job id has control characters", 200)
+    return value
+
+
+def _job_path(job_id: str) -> str:
+    return f"/v2/users/batch/{quote(job_id, safe='')}"
+
+
+def _check(response: Answer, what: str) -> dict[str, Any]:
+    status = response.status
     if status == 200:
         try:
             body = _json(response)
@@ -122,7 +152,7 @@ def _check(response: httpx.Response, what: str) -> dict[str, Any]:
         # Bounded: they travel in the user's dead-letter headers.
         code, message = str(body.get("code", ""))[:100], str(body.get("message", ""))[:1000]
     except (ValueError, AttributeError):
-        code, message = "", response.text[:200]
+        code, message = "", response.body[:200].decode("utf-8", "replace")
     raise RejectedRequest(status, code or f"http_{status}", message)
 
 
@@ -138,12 +168,14 @@ class FullStoryClient:
         max_connections: int = 20,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``timeout_s``: the longest a call may take, whatever the server does."""
+        limits = httpx.Limits(max_connections=max_connections)
+        self._timeout_s = timeout_s
         self._client = httpx.Client(
             base_url=base_url,
             headers={"Authorization": f"Basic {api_key.reveal()}"},
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
-            limits=httpx.Limits(max_connections=max_connections),
-            transport=transport,
+            timeout=timeouts(timeout_s),
+            transport=transport or DeadlineTransport(limits),
         )
 
     def __repr__(self) -> str:
@@ -151,7 +183,16 @@ class FullStoryClient:
 
     def _send(self, method: str, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            response = self._client.request(method, path, **kwargs)
+            response = fetch(
+                self._client,
+                method,
+                path,
+                max_bytes=ANSWER_MAX_BYTES,
+                deadline_s=self._timeout_s,
+                **kwargs,
+            )
+        except AnswerTooLarge as exc:
+            raise BadAnswer(f"{what}: {exc}", exc.status) from exc
         except httpx.TimeoutException as exc:
             raise Unreachable(f"{what}: timed out ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:  # transport errors, bad encodings, ...
@@ -168,13 +209,14 @@ class FullStoryClient:
             headers={"Content-Type": "application/json", "Idempotency-Key": idempotency_key},
         )
         try:
-            return str(answer["job"]["id"])
+            job_id = answer["job"]["id"]
         except (KeyError, TypeError) as exc:
             raise BadAnswer("create batch: answer has no job id", 200) from exc
+        return _job_id(job_id)
 
     def job_status(self, job_id: str) -> JobStatus:
         """A state this client does not know is a ``BadAnswer``, never taken as an end."""
-        answer = self._send("GET", f"/v2/users/batch/{job_id}", "job status")
+        answer = self._send("GET", _job_path(job_id), "job status")
         try:
             state = answer["job"]["status"]
             # The SDK's models type these counts as strings; accept both.
@@ -191,7 +233,8 @@ class FullStoryClient:
     ) -> tuple[list[UserError], str | None]:
         """One page of a failed job's per-user errors, and the next page token."""
         params = {"page_token": page_token} if page_token else None
-        answer = self._send("GET", f"/v2/users/batch/{job_id}/errors", "job errors", params=params)
+        path = f"{_job_path(job_id)}/errors"
+        answer = self._send("GET", path, "job errors", params=params)
         try:
             errors = [
                 UserError(

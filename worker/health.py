@@ -11,7 +11,11 @@ not help, and the loop keeps turning through both).
 * Kafka is reachable (a broker connection is up in librdkafka's latest statistics);
 * records decode (the schema registry, if used, answers);
 * FullStory answers: its latest call got an HTTP answer, or it has failed for less than
-  ``api_grace_s`` (a short blip does not flap readiness).
+  ``api_grace_s`` (a short blip does not flap readiness);
+* no import job is overdue (``overdue_jobs``: unfinished past ``JOB_MAX_WAIT_S``; the answer
+  names up to five). Its records stay unacknowledged and the partition's commit stuck behind
+  them, which a restart would not mend (the next owner waits for the same job): not ready
+  is the signal, ``/healthz`` stays 200.
 """
 
 from __future__ import annotations
@@ -29,9 +33,14 @@ class Health:
     """Thread-safe enough: each flag is written by one thread and read by the HTTP server."""
 
     def __init__(
-        self, liveness_timeout_s: float, api_grace_s: float = 30.0, clock: Clock | None = None
+        self,
+        liveness_timeout_s: float,
+        api_grace_s: float = 30.0,
+        clock: Clock | None = None,
+        overdue_jobs: Callable[[], list[str]] = list,
     ) -> None:
         self._clock = clock or SystemClock()
+        self._overdue_jobs = overdue_jobs
         self._liveness_timeout = liveness_timeout_s
         self._api_grace = api_grace_s
         self._last_beat = self._clock.monotonic()
@@ -74,13 +83,18 @@ class Health:
     def ready(self) -> tuple[bool, dict[str, object]]:
         failing = self._api_failing_since
         api_ok = failing is None or self._clock.monotonic() - failing < self._api_grace
+        overdue = self._overdue_jobs()
         checks = {
             "joined_group": self._joined,
             "kafka_reachable": self._kafka_ok,
             "decoding": self._decoding_ok,
             "fullstory_answering": api_ok,
+            "jobs_within_limit": not overdue,
         }
-        return all(checks.values()), dict(checks)
+        detail: dict[str, object] = dict(checks)
+        if overdue:
+            detail["overdue_jobs"] = overdue[:5]
+        return all(checks.values()), detail
 
 
 class HealthServer:

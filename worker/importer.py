@@ -28,7 +28,7 @@ from worker.calls import Calls, Policy
 from worker.errors import RejectedRequest, RetriableError, ServerError
 from worker.fullstory import JobState, UserError
 from worker.idempotency import idempotency_key
-from worker.jobs import JobApi, Jobs
+from worker.jobs import JobApi, Jobs, JobWatch
 from worker.metrics import Metrics
 from worker.records import SourceRecord
 from worker.retry import Backoff
@@ -87,15 +87,22 @@ class Importer:
         on_api_failure: Callable[[], None] = lambda: None,
         metrics: Metrics | None = None,
         declare_types: bool = True,
+        watch: JobWatch | None = None,
     ) -> None:
         """``declare_types``: send each property's type in ``schema`` (``v2`` mode); False
-        when the names carry type suffixes instead (``suffixed``)."""
+        when the names carry type suffixes instead (``suffixed``). ``watch``: where the jobs
+        waited for are registered (overdue ones show on ``/readyz`` and
+        ``fsus_jobs_overdue``)."""
         self._api = api
         self._declare_types = declare_types
         self._new_key_after = new_key_after_5xx
         self._metrics = metrics or Metrics()
         self._policy = Policy(abandon, backoff, on_api_answer, on_api_failure, self._metrics)
-        self._jobs = Jobs(api, poll_min_s=poll_min_interval_s, poll_max_s=poll_max_interval_s)
+        watch = watch or JobWatch()
+        self._metrics.jobs_overdue.set_function(watch.count_overdue)
+        self._jobs = Jobs(
+            api, poll_min_s=poll_min_interval_s, poll_max_s=poll_max_interval_s, watch=watch
+        )
 
     def run(
         self,

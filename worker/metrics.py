@@ -73,6 +73,12 @@ class Metrics:
         self.jobs_in_flight = Gauge(
             "fsus_jobs_in_flight", "Import jobs this replica has open.", registry=r
         )
+        self.jobs_overdue = Gauge(
+            "fsus_jobs_overdue",
+            "Jobs still unfinished JOB_MAX_WAIT_S after the wait for them began; their records"
+            " stay unacknowledged.",
+            registry=r,
+        )
         self.pending_users = Gauge(
             "fsus_pending_users",
             "Users whose merged changes wait for an import job (backpressure counts these).",

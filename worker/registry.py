@@ -2,6 +2,12 @@
 
 ``GET {url}/schemas/ids/{id}``. An unknown id is an ``InvalidRecord`` (the record can
 never be decoded); any other failure is ``RetriableError``: the registry may come back.
+
+A fetch runs on the poll loop (the decoder asks for an id it has not seen), so it is bounded:
+it is over within ``timeout_s`` (10 s by default) whatever the registry does, connecting and a
+trickled answer included, and reads at most ``ANSWER_MAX_BYTES``; past either it is a
+``RetriableError`` and the connection is closed. The loop asks again on a later turn (the
+record waits at the head of the intake), so one turn waits at most ``timeout_s`` for it.
 """
 
 from __future__ import annotations
@@ -13,17 +19,24 @@ from typing import Any
 import fastavro
 import httpx
 
+from worker.bounded_http import Answer, AnswerTooLarge, DeadlineTransport, fetch, timeouts
 from worker.decode import without_logical_types
 from worker.errors import InvalidRecord, RetriableError
 from worker.redact import Secret
 
 # Confluent Schema Registry's error_code for "Schema not found".
 _SCHEMA_NOT_FOUND = 40403
+# The longest answer read: a schema is a few KiB; a proxy's page or a runaway answer is not.
+ANSWER_MAX_BYTES = 1024 * 1024
 
 
-def _error_code(response: httpx.Response) -> int | None:
+def _json(response: Answer) -> Any:
+    return json.loads(response.body)
+
+
+def _error_code(response: Answer) -> int | None:
     try:
-        body = response.json()
+        body = _json(response)
     except (ValueError, RecursionError):
         return None
     code = body.get("error_code") if isinstance(body, dict) else None
@@ -43,8 +56,12 @@ class SchemaRegistry:
         if auth is not None:
             user, _, password = auth.reveal().partition(":")
             basic = httpx.BasicAuth(user, password)
+        self._timeout_s = timeout_s
         self._client = httpx.Client(
-            base_url=url, auth=basic, timeout=timeout_s, transport=transport
+            base_url=url,
+            auth=basic,
+            timeout=timeouts(timeout_s),
+            transport=transport or DeadlineTransport(httpx.Limits(max_connections=2)),
         )
         self._cache: dict[int, Any] = {}
         self._lock = threading.Lock()
@@ -56,19 +73,27 @@ class SchemaRegistry:
         if cached is not None:
             return cached
         try:
-            response = self._client.get(f"/schemas/ids/{schema_id}")
+            response = fetch(
+                self._client,
+                "GET",
+                f"/schemas/ids/{schema_id}",
+                max_bytes=ANSWER_MAX_BYTES,
+                deadline_s=self._timeout_s,
+            )
+        except AnswerTooLarge as exc:
+            raise RetriableError(f"schema registry: {exc}", status=exc.status) from exc
         except httpx.HTTPError as exc:
             raise RetriableError(f"schema registry unreachable: {type(exc).__name__}") from exc
-        if response.status_code == 404 and _error_code(response) == _SCHEMA_NOT_FOUND:
+        if response.status == 404 and _error_code(response) == _SCHEMA_NOT_FOUND:
             raise InvalidRecord("unknown_schema_id", f"schema id {schema_id} is not registered")
-        if response.status_code != 200:
+        if response.status != 200:
             # A 404 without the registry's own error code is a wrong URL, not a missing
             # schema: wait and alert rather than dead-letter every record.
             raise RetriableError(
-                f"schema registry answered {response.status_code}", status=response.status_code
+                f"schema registry answered {response.status}", status=response.status
             )
         try:
-            text = response.json()["schema"]
+            text = _json(response)["schema"]
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             # A maintenance page, a proxy's answer: the registry is not answering yet.
             raise RetriableError("schema registry answer is not a schema") from exc

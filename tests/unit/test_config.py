@@ -22,6 +22,7 @@ def test_defaults_follow_the_contract():
     assert (settings.max_jobs_in_flight, settings.shutdown_timeout_s) == (10, 30.0)
     assert settings.http_port == 8080
     assert settings.max_pending_users == 100_000
+    assert settings.job_max_wait_s == 3600.0
     assert (settings.log_level, settings.log_format) == ("info", "json")
 
 
@@ -40,6 +41,10 @@ def test_defaults_follow_the_contract():
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
         ({"HTTP_PORT": "70000"}, "HTTP_PORT"),
         ({"MAX_PENDING_USERS": "99"}, "MAX_PENDING_USERS"),
+        # Below a minute every job would turn readiness off; past a week nothing would.
+        ({"JOB_MAX_WAIT_S": "59"}, "JOB_MAX_WAIT_S"),
+        ({"JOB_MAX_WAIT_S": "604801"}, "JOB_MAX_WAIT_S"),
+        ({"JOB_MAX_WAIT_S": "1h"}, "JOB_MAX_WAIT_S"),
         # It counted records; users are merged on arrival now, so it would silently mislead.
         ({"MAX_BUFFERED_RECORDS": "50000"}, "MAX_BUFFERED_RECORDS"),
         # URLs that used to pass the check and crash the start-up with a traceback.

@@ -173,3 +173,45 @@ def test_a_refusals_message_is_bounded_for_the_dead_letter_headers():
     with pytest.raises(RejectedRequest) as refused:
         _client(refusal).create_batch(b"{}", "fsus-key")
     assert len(refused.value.code) == 100 and len(refused.value.message) == 1000
+
+
+@pytest.mark.parametrize(
+    "job_id",
+    ["", "j" * 257, "j1\n", "j\x00", "j\x7f", None, True, ["j1"], {"id": "j1"}],
+    ids=[
+        "empty",
+        "too-long",
+        "newline",
+        "nul",
+        "del",
+        "null",
+        "boolean",
+        "list",
+        "object",
+    ],
+)
+def test_an_absurd_job_id_from_a_post_is_a_bad_answer(job_id: Any):
+    """The job id goes into URLs, logs and the commit metadata that fences a partition: one
+    FullStory could not have meant is asked for again, never followed."""
+    with pytest.raises(BadAnswer):
+        _client(_json(200, {"job": {"id": job_id, "status": "PROCESSING"}})).create_batch(
+            b'{"requests":[]}', "fsus-key"
+        )
+
+
+def test_a_job_id_is_one_escaped_path_segment():
+    """A job id with '/', '?' or '%' cannot reach another endpoint or add a query."""
+    paths: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.raw_path.decode())
+        return _status("FAILED") if "errors" not in paths[-1] else _json(200, {"results": []})
+
+    client = _client(answer)
+    job_id = "a/../b?c=%2"
+    client.job_status(job_id)
+    client.job_errors(job_id, "t/1")
+    assert paths == [
+        "/v2/users/batch/a%2F..%2Fb%3Fc%3D%252",
+        "/v2/users/batch/a%2F..%2Fb%3Fc%3D%252/errors?page_token=t%2F1",
+    ]

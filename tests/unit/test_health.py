@@ -53,3 +53,18 @@ def test_kafka_or_registry_outage_is_not_ready():
     health.kafka(True)
     health.decoding(False)
     assert health.ready()[0] is False
+
+
+def test_an_overdue_job_turns_not_ready_and_is_named():
+    """A job unfinished past JOB_MAX_WAIT_S holds its partition's commit for as long as it
+    runs: /readyz says so (and names it) until it ends, without failing liveness."""
+    overdue: list[str] = []
+    health = Health(liveness_timeout_s=60, clock=FakeClock(), overdue_jobs=lambda: overdue)
+    health.joined()
+    assert health.ready() == (True, {**health.ready()[1], "jobs_within_limit": True})
+    overdue.append("j1")
+    ready, detail = health.ready()
+    assert ready is False and detail["jobs_within_limit"] is False
+    assert detail["overdue_jobs"] == ["j1"] and health.live()[0] is True
+    overdue.clear()
+    assert health.ready()[0] is True

@@ -24,6 +24,8 @@ from worker.config import Secret
 from worker.errors import Abandoned
 from worker.fullstory import FullStoryClient
 from worker.importer import Importer
+from worker.jobs import JobWatch
+from worker.metrics import Metrics
 
 
 def test_failed_job_reads_every_error_page():
@@ -316,3 +318,102 @@ def test_an_error_listing_naming_a_uid_the_job_did_not_carry_is_read_again():
     )
     outcome = importer_on(script).run(batch_of("a", "b"))
     assert set(outcome.failures) == {"b"} and len(reads) == 2
+
+
+def _page(uids: list[str], token: str | None) -> httpx.Response:
+    results = [{"code": "invalid_user", "message": "m", "user": {"uid": u}} for u in uids]
+    return httpx.Response(200, json={"results": results, "next_page_token": token})
+
+
+def _repeating_token(page: int) -> httpx.Response:
+    return _page(["b"] if page == 0 else [], "same")
+
+
+def _longer_than_the_job(page: int) -> httpx.Response:
+    return _page(["a", "b"], f"p{page + 1}")  # distinct tokens, the same users again
+
+
+def _empty_pages_for_ever(page: int) -> httpx.Response:
+    return _page([], f"p{page + 1}")
+
+
+@pytest.mark.parametrize(
+    ("hostile", "pages"),
+    [(_repeating_token, 2), (_longer_than_the_job, 2), (_empty_pages_for_ever, 3)],
+    ids=["repeating-token", "more-errors-than-users", "endless-empty-pages"],
+)
+def test_an_error_listing_that_cannot_end_is_read_again_from_its_start(hostile, pages):
+    """A listing that loops (a token seen before), lists more errors than the job had users or
+    goes on past what its users could fill is a bad answer: the worker stops following it
+    after at most users + 1 pages, reads the listing again from its first page, and believes
+    the next sound one; it never follows pages for ever nor keeps a list growing."""
+    failed = httpx.Response(
+        200, json={"imports": 1, "errors": 1, "job": {"id": "j1", "status": "FAILED"}}
+    )
+    readings: list[int] = []  # pages requested, per reading of the listing
+
+    def errors(request: httpx.Request) -> httpx.Response:
+        if "page_token" not in request.url.params:
+            readings.append(0)
+        readings[-1] += 1
+        if len(readings) == 1 and readings[-1] <= 20:  # then it ends: a lapse fails, not hangs
+            return hostile(readings[-1] - 1)
+        return _page(["b"], None)
+
+    script = Script(
+        {
+            "POST /v2/users/batch": [JOB],
+            "GET /v2/users/batch/j1": [failed],
+            "GET /v2/users/batch/j1/errors": [errors],
+        }
+    )
+    outcome = importer_on(script).run(batch_of("a", "b"))
+    assert set(outcome.failures) == {"b"}
+    # Given up at the first sign (2 users: never more than 3 pages), then read again.
+    assert readings == [pages, 1]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_wait_is_overdue_past_the_limit_and_forgotten_when_it_ends():
+    """Overdue means waited for longer than the limit, counted per wait (a fence and a batch
+    may wait for the same job), and nothing once the waits ended."""
+    clock = _Clock()
+    watch = JobWatch(60, clock)
+    with watch.waiting("old"):
+        clock.now = 30
+        with watch.waiting("new"), watch.waiting("old"):
+            clock.now = 60
+            assert watch.overdue() == []
+            clock.now = 61
+            assert watch.overdue() == ["old"]
+            clock.now = 91
+            assert watch.overdue() == ["old", "new", "old"]
+        assert watch.overdue() == ["old"]
+    assert watch.overdue() == [] and watch.count_overdue() == 0
+
+
+def test_a_job_past_its_limit_is_still_followed_and_shows_until_it_ends():
+    """A job unfinished past JOB_MAX_WAIT_S is neither dropped nor taken as ended: it is
+    followed to its end (only that acknowledges its users), and meanwhile counted in
+    fsus_jobs_overdue; once it ends the count is back to 0."""
+    seen_overdue: list[float] = []
+    metrics = Metrics()
+
+    def status(_request: httpx.Request) -> httpx.Response:
+        seen_overdue.append(metrics.registry.get_sample_value("fsus_jobs_overdue") or 0.0)
+        state = "COMPLETED" if len(seen_overdue) > 30 else "PROCESSING"
+        return httpx.Response(200, json={"job": {"id": "j1", "status": state}})
+
+    script = Script({"POST /v2/users/batch": [JOB], "GET /v2/users/batch/j1": [status]})
+    importer = importer_on(script, metrics=metrics, watch=JobWatch(max_wait_s=0.02))
+    outcome = importer.run(batch_of("a"))
+    assert outcome.failures == {} and outcome.job_ids == ["j1"]
+    assert seen_overdue[0] == 0 and seen_overdue[-1] == 1
+    assert metrics.registry.get_sample_value("fsus_jobs_overdue") == 0
