@@ -29,7 +29,9 @@ whichever comes first, and never otherwise. Then:
 * a dead letter is for a record that does not decode (or has no uid), or the scenario expects
   that record with that code in the DLQ (``expected_dead_letters``) and, when the letter
   names a job, that job possibly carried the record and failed its uid with that code. Any
-  other letter is a good record in the DLQ;
+  other letter is a good record in the DLQ. An expected letter that names no job is for a
+  record the worker refused before merging it (FullStory's published rules): it is in no
+  job's run, and the user's fold goes on without it;
 * no record is certainly carried by a job created after the record was seen committed (once
   committed, nobody sends it again: this bounds every worker's duplicates, not only the last
   one's); per stopped worker, the records it sent that a job created after its stop sent
@@ -111,6 +113,24 @@ def ack_times(
                 when = min(when, job.finished_s)
         acked[key] = when
     return acked
+
+
+def refused_early(
+    records: Sequence[Record],
+    letters: Mapping[Key, DeadLetter],
+    expected: ExpectedDeadLetter | None,
+) -> list[Record]:
+    """The records less those dead-lettered without a job (the worker refused them before
+    merging them) with a code the scenario expects for them."""
+    if expected is None:
+        return list(records)
+    kept = []
+    for record in records:
+        letter = letters.get((record.partition, record.offset))
+        early = letter is not None and letter.job_id is None and record.uid is not None
+        if not (early and expected(record, letter.code)):  # type: ignore[union-attr]
+            kept.append(record)
+    return kept
 
 
 def commit_violations(
@@ -310,7 +330,10 @@ def check(
     letters = earliest(every_letter)
     jobs_json = sandbox.jobs()
     spans = job_spans(jobs_json, job_errors(sandbox, jobs_json), sandbox.job_requests())
-    links = link(records, spans)
+    # Records the worker refused before merging (FullStory's published rules): dead-lettered
+    # without a job, as the scenario expected, they are in no job's run.
+    carried = refused_early(records, letters, expected_dead_letters)
+    links = link(carried, spans)
     acked = ack_times(records, letters, spans, links)
 
     verdict.add("regression", watcher.regressions)
@@ -332,17 +355,17 @@ def check(
             "not drained",
             [f"partition {p}: committed {c}, log end {e}" for p, (c, e) in sorted(short.items())],
         )
-    verdict.add("request", unmatched(records, spans))
+    verdict.add("request", unmatched(carried, spans))
     verdict.add("dlq", producer_stamped(every_letter))
     verdict.add(
         "dead letter",
         dead_letter_problems(records, every_letter, spans, links, expected_dead_letters),
     )
-    verdict.add("sent after commit", resent_after_commit(records, spans, links, watcher.samples))
+    verdict.add("sent after commit", resent_after_commit(carried, spans, links, watcher.samples))
     uncommitted_at_stop, resent_after_stop = [], []
     for index, when in sorted((stopped_s or {}).items()):
         sends = worker_sends(
-            records, spans, links, watcher.samples, logged_job_ids([workers[index]]), when
+            carried, spans, links, watcher.samples, logged_job_ids([workers[index]]), when
         )
         verdict.add("sent after stop", stop_problems(index, sends))
         uncommitted_at_stop.append(len(sends.uncommitted))
@@ -351,7 +374,7 @@ def check(
     verdict.add("overlap", overlaps(spans))
     verdict.add("unfinished", unfinished(spans))
 
-    good = sum(1 for r in records if r.uid is not None)
+    good = sum(1 for r in carried if r.uid is not None)
     submitted = submitted_records(workers)
     verdict.numbers.update(
         events=len(records),

@@ -20,6 +20,7 @@ from tests.integration.faults.checker import (
     final_commit_violations,
     fold_problems,
     overlaps,
+    refused_early,
     retry_after_breaches,
 )
 from tests.integration.faults.commits import Sample
@@ -261,6 +262,26 @@ def test_a_request_that_is_no_fold_of_its_records_is_reported():
     }
     assert len(unmatched(RECORDS, [_job("j1", wrong, 10.5, 11.0)])) == 2
     assert unmatched(RECORDS, [replace(_job("j1", [A1], 10.5, 11.0), uids=("a", "a"))])
+
+
+def test_a_record_refused_before_merging_is_in_no_run():
+    """The worker dead-letters a record breaking a published rule before merging it, without a
+    job: the run around it folds without it. Only a letter the scenario expects, naming no
+    job, takes a record out of the runs."""
+    first = Record(0, 0, produced_s=10.0, event=_event("a", email="a@example.com"))
+    bad = Record(0, 1, produced_s=10.0, event=_event("a", properties={"9lives": 1}))
+    records = [first, bad, A2]
+    job = _job("j1", [first, A2], 16.0, 17.0)
+    assert unmatched(records, [job])  # no run of all three folds to the request
+    expected = lambda record, code: code == "invalid_property_name"  # noqa: E731
+    early = {(0, 1): _letter(bad, 10.5, "invalid_property_name")}
+    carried = refused_early(records, early, expected)
+    assert carried == [first, A2] and unmatched(carried, [job]) == []
+    assert refused_early(records, early, None) == records  # the scenario expects nothing
+    with_job = {(0, 1): _letter(bad, 10.5, "invalid_property_name", job="j0")}
+    assert refused_early(records, with_job, expected) == records  # FullStory's refusal
+    unexpected = {(0, 1): _letter(bad, 10.5, "property_too_large")}
+    assert refused_early(records, unexpected, expected) == records
 
 
 def test_state_must_be_the_fold_of_what_was_not_dead_lettered():

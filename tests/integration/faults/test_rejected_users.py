@@ -15,22 +15,23 @@ from tests.unit.avro import event
 
 pytestmark = pytest.mark.integration
 
-# uid prefix -> (what breaks FullStory's rules, the sandbox's error code)
+# uid prefix -> (what breaks FullStory's rules, the error code, users); "bad" users are
+# refused by FullStory itself (the sandbox's reject_uids fault): their letters name the failed
+# job. The others break a published rule, so the worker refuses each such event before it is
+# merged: its letter names no job, and the user's other events still go.
 BAD_USERS = {
-    "bad": ({}, "invalid_user"),  # the sandbox's reject_uids fault
-    "numeric": ({"9lives": 9}, "invalid_property_name"),  # not ^[A-Za-z][A-Za-z0-9_]*$
-    "huge": ({"bio": "x" * 9_000}, "property_too_large"),  # a value over 8192 bytes
+    "bad": ({}, "invalid_user", 24),
+    "numeric": ({"9lives": 9}, "invalid_property_name", 8),  # not ^[A-Za-z][A-Za-z0-9_]*$
+    "huge": ({"bio": "x" * 9_000}, "property_too_large", 8),  # a value over 8192 bytes
 }
 POISONED = [f"user-{n:05d}" for n in (3, 17, 42, 99, 123)]  # good users with one bad event
 
 
 def _made_bad(record: Record, code: str) -> bool:
-    """The records this scenario makes FullStory refuse, with the code it refuses them with
-    (a poisoned user's whole batch fold is refused, good changes folded with the bad one
-    included)."""
+    """The records this scenario makes bad, with the code they are dead-lettered with."""
     uid = record.uid or ""
     if uid in POISONED:
-        return code == "invalid_property_name"
+        return code == "invalid_property_name" and "9lives" in record.event["properties"]  # type: ignore[index]
     prefix = uid.split("-")[0]
     return prefix in BAD_USERS and code == BAD_USERS[prefix][1]
 
@@ -40,8 +41,8 @@ def _stream(seed: int) -> list[dict]:
     rng = random.Random(seed)
     events = random_events(3_000, uids=400, seed=seed)
     bad = []
-    for prefix, (properties, _code) in BAD_USERS.items():
-        for n in range(8):
+    for prefix, (properties, _code, users) in BAD_USERS.items():
+        for n in range(users):
             for _ in range(2):
                 bad.append(
                     event(f"{prefix}-{n}", display_name=f"{prefix} {n}", properties=properties)
@@ -55,10 +56,12 @@ def _stream(seed: int) -> list[dict]:
 def test_users_fullstory_rejects_go_to_the_dlq_with_its_error_and_the_rest_is_applied(
     broker, sandbox, stream, start_worker, capsys, record_property
 ):
-    """Jobs end FAILED for some users (a rejected uid, a property name FullStory refuses, a
-    value over 8192 bytes; errors read over several pages): exactly those users' records land
-    in the DLQ with FullStory's code, message and job id, nothing else does, every other change
-    is applied in order, and the offsets reach the log end."""
+    """Jobs end FAILED for some users (FullStory rejects them; errors read over several
+    pages): exactly those users' records land in the DLQ with FullStory's code, message and job
+    id. Events that break a published rule (a property name FullStory refuses, a value over
+    8192 bytes) are dead-lettered by the worker before merging, alone and without a job. Nothing
+    else lands there, every other change is applied in order, and the offsets reach the log
+    end."""
     topic, dlq, group = stream(2)
     sandbox.set_faults(reject_uids="^bad-", page_size=3, job_delay_ms=200)
     events = _stream(seed=51)
@@ -90,22 +93,27 @@ def test_users_fullstory_rejects_go_to_the_dlq_with_its_error_and_the_rest_is_ap
     by_uid: dict[str, list[dict[str, bytes]]] = {}
     for letter in letters:
         headers = dict(letter.headers())
-        by_uid.setdefault(letter.key().decode(), []).append(headers)
-        error = errors.get((headers["dlq.job.id"].decode(), letter.key().decode()))
+        uid = letter.key().decode()
+        by_uid.setdefault(uid, []).append(headers)
+        assert headers["dlq.source.topic"] == topic.encode()
+        if not uid.startswith("bad-"):  # refused by the worker, before any job
+            assert "dlq.job.id" not in headers, headers
+            continue
+        error = errors.get((headers["dlq.job.id"].decode(), uid))
         assert error is not None, f"a dead letter names no failed user of its job: {headers}"
         assert headers["dlq.error.code"].decode() == error["code"]
         assert headers["dlq.error.message"].decode() == error["message"]
-        assert headers["dlq.source.topic"] == topic.encode()
-    for prefix, (_properties, code) in BAD_USERS.items():
-        for n in range(8):
+    for prefix, (_properties, code, users) in BAD_USERS.items():
+        for n in range(users):
             uid = f"{prefix}-{n}"
             assert [h["dlq.error.code"].decode() for h in by_uid[uid]] == [code, code], uid
-            assert uid not in sandbox.users()
-    for uid in POISONED:
-        assert "invalid_property_name" in {h["dlq.error.code"].decode() for h in by_uid[uid]}
-        # Absent when every change of the user sat in the failed batch with the bad one.
-        assert "9lives" not in sandbox.users().get(uid, {}).get("properties", {})
-    assert set(by_uid) == {f"{p}-{n}" for p in BAD_USERS for n in range(8)} | set(POISONED)
+            assert uid not in sandbox.users()  # every event of theirs is bad
+    for uid in POISONED:  # one bad event each: only it is dead-lettered, the rest went
+        assert [h["dlq.error.code"].decode() for h in by_uid[uid]] == ["invalid_property_name"]
+        assert "9lives" not in sandbox.users()[uid].get("properties", {})
+    assert set(by_uid) == {
+        f"{p}-{n}" for p, (_, _, users) in BAD_USERS.items() for n in range(users)
+    } | set(POISONED)
 
     error_pages = max(len(found) for found in job_errors(sandbox, sandbox.jobs()).values())
     publish(
