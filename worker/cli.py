@@ -13,22 +13,21 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import FrameType
-from typing import TypeVar
 
 import structlog
-from confluent_kafka import KafkaError, KafkaException
 
 from worker.batch import Batcher
 from worker.clock import SystemClock
-from worker.config import KafkaSettings, Settings, load_kafka_settings, load_settings
+from worker.config import Settings, load_kafka_settings, load_settings
 from worker.decode import Decoder, load_reader_schema
 from worker.dlq import KafkaDeadLetters
 from worker.errors import ConfigError, WorkerError
 from worker.fullstory import FullStoryClient
 from worker.health import Health, HealthServer
 from worker.importer import Importer
+from worker.kafka_clients import kafka_client
 from worker.logs import configure_logging, kafka_logger
 from worker.metrics import Metrics
 from worker.pipeline import LoopSettings, Pipeline
@@ -44,7 +43,6 @@ from worker.source import KafkaSource
 from worker.validate import Rules
 
 log = structlog.get_logger("worker.cli")
-T = TypeVar("T")
 
 
 def _stop_on_signals() -> threading.Event:
@@ -59,16 +57,6 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     return stop
-
-
-def _kafka_client(kafka: KafkaSettings, make: Callable[[], T]) -> T:
-    """Build a Kafka client; librdkafka refusing a KAFKA_CFG_* value is a ConfigError."""
-    try:
-        return make()
-    except KafkaException as exc:
-        error = exc.args[0]
-        message = error.str() if isinstance(error, KafkaError) else str(error)
-        raise kafka.refused(message) from exc
 
 
 def _health_server(settings: Settings, health: Health, metrics: Metrics) -> HealthServer:
@@ -127,7 +115,7 @@ def run(settings: Settings) -> int:
         batcher=Batcher(settings.batch_max_users, settings.batch_max_wait_ms / 1000),
         importer=importer,
         reader=KafkaRecordReader(kafka),
-        dlq=_kafka_client(
+        dlq=kafka_client(
             settings.kafka,
             lambda: KafkaDeadLetters(
                 kafka,
@@ -146,7 +134,7 @@ def run(settings: Settings) -> int:
         metrics=metrics,
         kafka=reachability,
     )
-    source = _kafka_client(
+    source = kafka_client(
         settings.kafka,
         lambda: KafkaSource(
             {**kafka, "group.id": settings.kafka.group_id},
