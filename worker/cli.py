@@ -1,8 +1,10 @@
 """``fullstory-user-sync run`` wires the real adapters and runs until SIGTERM/SIGINT;
-``fullstory-user-sync replay`` moves the stopped group's offsets back.
+``replay`` moves the stopped group's offsets back; ``status`` shows the group's lag and
+members (``--watch``: rate and ETA); ``dlq inspect`` reads the dead letters.
 
 Exit status: 0 after a clean drain, 2 for a bad configuration or arguments (one line on
-stderr naming the variable), 1 for an unexpected failure or a refused replay.
+stderr naming the variable), 1 for an unexpected failure, a refused replay or an
+unreachable broker.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from types import FrameType
 
 import structlog
 
+from worker import dlq_inspect, status
 from worker.batch import Batcher
 from worker.clock import SystemClock
 from worker.config import Settings, load_kafka_settings, load_settings
@@ -234,10 +237,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     rewind.add_argument("--topic", action="append", help="limit to this topic (repeatable)")
     rewind.add_argument("--partition", type=int, action="append", help="limit to partition")
     rewind.add_argument("--execute", action="store_true", help="commit (default: dry run)")
+    status.add_arguments(
+        commands.add_parser("status", help="the group's lag per partition and its members")
+    )
+    letters = commands.add_parser("dlq", help="the dead-letter topic")
+    dlq_commands = letters.add_subparsers(dest="dlq_command", required=True)
+    dlq_inspect.add_arguments(
+        dlq_commands.add_parser("inspect", help="counts by error code and the dead letters")
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "replay":
             return replay(args)
+        if args.command == "status":
+            return status.main(args)
+        if args.command == "dlq":
+            return dlq_inspect.main(args)
         settings = load_settings(os.environ)
         configure_logging(settings.log_level, settings.log_format)
         return run(settings)
