@@ -150,12 +150,18 @@ def _letters(broker, dlq):
     assert producer.flush(30) == 0
 
 
+def _inspect_groups(broker):
+    listed = broker.admin().list_consumer_groups().result(timeout=30).valid
+    return {g.group_id for g in listed if g.group_id.startswith("fullstory-user-sync-dlq-inspect")}
+
+
 def test_dlq_inspect_counts_every_letter_and_shows_the_chosen_ones(broker, stream):
     """Counts by code and by source over all letters; the records with their source, job id
     and broker time; values only with --values; and no group left behind."""
     topic, _unused, group = stream(1)
     dlq = broker.create_topic(2, prefix="dlq")
     _letters(broker, dlq)
+    groups_before = _inspect_groups(broker)
     done = _cli(broker.bootstrap, topic, group, "dlq", "inspect", "--json", dlq=dlq)
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
@@ -176,8 +182,7 @@ def test_dlq_inspect_counts_every_letter_and_shows_the_chosen_ones(broker, strea
     assert (chosen["total"], chosen["matching"]) == (6, 2)
     (one,) = chosen["records"]
     assert (one["key"], one["value_hex"]) == ("u3", "04")
-    groups = broker.admin().list_consumer_groups().result(timeout=30).valid
-    assert not [g for g in groups if g.group_id.startswith("fullstory-user-sync-dlq-inspect")]
+    assert _inspect_groups(broker) == groups_before, "dlq inspect left a consumer group"
 
 
 def test_dlq_inspect_stops_at_the_end_it_saw_at_start(broker, stream):
