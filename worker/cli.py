@@ -1,8 +1,10 @@
 """``fullstory-user-sync run`` wires the real adapters and runs until SIGTERM/SIGINT;
-``fullstory-user-sync replay`` moves the stopped group's offsets back.
+``replay`` moves the stopped group's offsets back; ``status`` shows the group's lag and
+members (``--watch``: rate and ETA); ``dlq inspect`` reads the dead letters.
 
 Exit status: 0 after a clean drain, 2 for a bad configuration or arguments (one line on
-stderr naming the variable), 1 for an unexpected failure or a refused replay.
+stderr naming the variable), 1 for an unexpected failure, a refused replay or an
+unreachable broker.
 """
 
 from __future__ import annotations
@@ -13,16 +15,15 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import FrameType
-from typing import TypeVar
 
 import structlog
-from confluent_kafka import KafkaError, KafkaException
 
+from worker import dlq_inspect, status
 from worker.batch import Batcher
 from worker.clock import SystemClock
-from worker.config import KafkaSettings, Settings, load_kafka_settings, load_settings
+from worker.config import Settings, load_kafka_settings, load_settings
 from worker.decode import Decoder, load_reader_schema
 from worker.dlq import KafkaDeadLetters
 from worker.errors import ConfigError, WorkerError
@@ -30,6 +31,7 @@ from worker.fullstory import FullStoryClient
 from worker.health import Health, HealthServer
 from worker.importer import Importer
 from worker.jobs import JobWatch
+from worker.kafka_clients import kafka_client
 from worker.logs import configure_logging, kafka_logger
 from worker.metrics import Metrics
 from worker.pipeline import LoopSettings, Pipeline
@@ -45,7 +47,6 @@ from worker.source import KafkaSource
 from worker.validate import Rules
 
 log = structlog.get_logger("worker.cli")
-T = TypeVar("T")
 
 
 def _stop_on_signals() -> threading.Event:
@@ -60,16 +61,6 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     return stop
-
-
-def _kafka_client(kafka: KafkaSettings, make: Callable[[], T]) -> T:
-    """Build a Kafka client; librdkafka refusing a KAFKA_CFG_* value is a ConfigError."""
-    try:
-        return make()
-    except KafkaException as exc:
-        error = exc.args[0]
-        message = error.str() if isinstance(error, KafkaError) else str(error)
-        raise kafka.refused(message) from exc
 
 
 def _health_server(settings: Settings, health: Health, metrics: Metrics) -> HealthServer:
@@ -130,7 +121,7 @@ def run(settings: Settings) -> int:
         batcher=Batcher(settings.batch_max_users, settings.batch_max_wait_ms / 1000),
         importer=importer,
         reader=KafkaRecordReader(kafka),
-        dlq=_kafka_client(
+        dlq=kafka_client(
             settings.kafka,
             lambda: KafkaDeadLetters(
                 kafka,
@@ -149,7 +140,7 @@ def run(settings: Settings) -> int:
         metrics=metrics,
         kafka=reachability,
     )
-    source = _kafka_client(
+    source = kafka_client(
         settings.kafka,
         lambda: KafkaSource(
             {**kafka, "group.id": settings.kafka.group_id},
@@ -249,10 +240,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     rewind.add_argument("--topic", action="append", help="limit to this topic (repeatable)")
     rewind.add_argument("--partition", type=int, action="append", help="limit to partition")
     rewind.add_argument("--execute", action="store_true", help="commit (default: dry run)")
+    status.add_arguments(
+        commands.add_parser("status", help="the group's lag per partition and its members")
+    )
+    letters = commands.add_parser("dlq", help="the dead-letter topic")
+    dlq_commands = letters.add_subparsers(dest="dlq_command", required=True)
+    dlq_inspect.add_arguments(
+        dlq_commands.add_parser("inspect", help="counts by error code and the dead letters")
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "replay":
             return replay(args)
+        if args.command == "status":
+            return status.main(args)
+        if args.command == "dlq":
+            return dlq_inspect.main(args)
         settings = load_settings(os.environ)
         configure_logging(settings.log_level, settings.log_format)
         return run(settings)

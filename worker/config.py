@@ -219,6 +219,18 @@ def load_kafka_settings(env: Mapping[str, str]) -> KafkaSettings:
     )
 
 
+def load_dlq_topic(env: Mapping[str, str], kafka: KafkaSettings) -> str:
+    """DLQ_TOPIC, refused among KAFKA_TOPICS (dead letters would loop forever)."""
+    topic = env.get("DLQ_TOPIC", "").strip() or "fullstory-user-sync-dlq"
+    if topic in kafka.topics:
+        raise ConfigError(
+            "DLQ_TOPIC",
+            "is one of KAFKA_TOPICS: the worker would consume its own dead letters "
+            "and dead-letter them again, forever",
+        )
+    return topic
+
+
 def _insecure_http(
     env: Mapping[str, str], api_url: str, registry_url: str | None, registry_auth: str
 ) -> tuple[str, ...]:
@@ -261,13 +273,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     api_url = _url(env, "FULLSTORY_API_URL") or "https://api.fullstory.com"
     registry_url = _url(env, "SCHEMA_REGISTRY_URL")
     insecure = _insecure_http(env, api_url, registry_url, registry_auth)
-    dlq_topic = env.get("DLQ_TOPIC", "").strip() or "fullstory-user-sync-dlq"
-    if dlq_topic in kafka.topics:
-        raise ConfigError(
-            "DLQ_TOPIC",
-            "is one of KAFKA_TOPICS: the worker would consume its own dead letters "
-            "and dead-letter them again, forever",
-        )
+    dlq_topic = load_dlq_topic(env, kafka)
     return Settings(
         kafka=kafka,
         fullstory_api_key=api_key,

@@ -84,3 +84,32 @@ def test_a_taken_health_port_is_a_configuration_error_naming_http_port():
             _health_server(settings, Health(60), Metrics())
     assert info.value.variable == "HTTP_PORT"
     assert "Address already in use" in str(info.value)  # the integration fixture retries on it
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "named"),
+    [
+        (["status"], {"KAFKA_TOPICS": ""}, "KAFKA_TOPICS"),
+        (["status", "--watch", "--count", "0"], {}, "--count"),
+        (["dlq", "inspect"], {"KAFKA_BOOTSTRAP_SERVERS": ""}, "KAFKA_BOOTSTRAP_SERVERS"),
+        (["dlq", "inspect"], {"DLQ_TOPIC": "t"}, "DLQ_TOPIC"),
+        (["dlq", "inspect", "--limit", "-1"], {}, "--limit"),
+    ],
+    ids=["status-no-topics", "status-count-0", "dlq-no-bootstrap", "dlq-is-a-source", "limit"],
+)
+def test_operator_commands_refuse_bad_settings_with_exit_2(command, env, named):
+    """``status`` and ``dlq inspect`` check their settings like ``run``: one line, exit 2,
+    before connecting; neither needs the FullStory key."""
+    base = {k: v for k, v in BASE.items() if k != "FULLSTORY_API_KEY"}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "FULLSTORY_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", *command],
+        cwd=ROOT,
+        env={**clean, **base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0], done.stderr
