@@ -130,7 +130,9 @@ class Rules:
             )
         properties = change["properties"]
         if properties:
-            change["properties"] = self._properties(properties)
+            checked = self._properties(properties)
+            if checked is not properties:
+                change["properties"] = checked
         return change
 
     def _properties(self, properties: dict[str, PropertyValue]) -> dict[str, PropertyValue]:
