@@ -27,6 +27,8 @@ from typing import Any, TypeVar
 
 from worker.errors import (
     Abandoned,
+    AuthFailed,
+    BadAnswer,
     RateLimited,
     RejectedRequest,
     RetriableError,
@@ -142,7 +144,9 @@ class Calls:
         self.sleep(0)  # raises if cancelled meanwhile
         try:
             result = call()
-        except (ServerError, Unreachable):
+        except (ServerError, Unreachable, BadAnswer, AuthFailed):
+            # Down, refusing our key, or answering what no documentation promises: /readyz
+            # says so after its grace period, and the batch is retried, never acknowledged.
             policy.on_api_failure()
             raise
         except RateLimited as exc:

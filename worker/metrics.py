@@ -11,6 +11,7 @@ import contextlib
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from worker.errors import (
+    BadAnswer,
     RateLimited,
     RejectedRequest,
     RetriableError,
@@ -121,11 +122,14 @@ class Metrics:
 
 def retry_reason(error: RetriableError | RejectedRequest) -> str:
     """A low-cardinality label for why a FullStory call is retried: ``network``,
-    ``rate_limited``, ``server_error``, or ``http_<status>`` for any other answer."""
+    ``rate_limited``, ``server_error``, ``bad_answer`` (one no documentation promises), or
+    ``http_<status>`` for any other answer."""
     if isinstance(error, Unreachable):
         return "network"
     if isinstance(error, RateLimited):
         return "rate_limited"
     if isinstance(error, ServerError):
         return "server_error"
+    if isinstance(error, BadAnswer):
+        return "bad_answer"
     return f"http_{error.status}"

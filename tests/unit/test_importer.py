@@ -150,16 +150,26 @@ def test_a_wrong_url_is_retried_not_dead_lettered():
         (refused, True),
         (timed_out, True),
         (retry_after_0(), False),
-        (httpx.Response(401), False),
+        (httpx.Response(401), True),
         (httpx.Response(404), False),
-        (httpx.Response(200, text="<html>"), False),
+        (httpx.Response(200, text="<html>"), True),
     ],
-    ids=["500", "503", "connection-refused", "timeout", "429", "401", "404", "200-not-json"],
+    ids=[
+        "500",
+        "503",
+        "connection-refused",
+        "timeout",
+        "429",
+        "401",
+        "404",
+        "200-not-json",
+    ],
 )
 def test_readiness_hears_whether_fullstory_failed_or_answered(answer, failed):
-    """/readyz turns off when FullStory keeps failing (5xx, timeouts, refused connections) and
-    on again with its next answer; a rate limit, a refused key, a wrong URL or a garbled body
-    is an answer (FullStory is up), not an outage."""
+    """/readyz turns off when FullStory keeps failing (5xx, timeouts, refused connections),
+    refuses the key, or answers what no documentation promises (a garbled body, a job status
+    the worker does not know), and on again with its next good answer; a rate limit or a
+    404 is an answer (FullStory is up and working), not an outage."""
     heard: list[str] = []
     script = Script({"POST /v2/users/batch": [answer, JOB], "GET /v2/users/batch/j1": [DONE]})
     importer = importer_on(
@@ -169,6 +179,19 @@ def test_readiness_hears_whether_fullstory_failed_or_answered(answer, failed):
     )
     importer.run(batch_of("a"))
     assert heard == ["failure" if failed else "answer", "answer", "answer"]
+
+
+def test_a_job_status_no_documentation_promises_turns_readiness_off_until_a_good_answer():
+    heard: list[str] = []
+    paused = httpx.Response(200, json={"job": {"id": "j1", "status": "PAUSED"}})
+    script = Script({"POST /v2/users/batch": [JOB], "GET /v2/users/batch/j1": [paused, DONE]})
+    importer = importer_on(
+        script,
+        on_api_answer=lambda: heard.append("answer"),
+        on_api_failure=lambda: heard.append("failure"),
+    )
+    outcome = importer.run(batch_of("a"))
+    assert heard == ["answer", "failure", "answer"] and outcome.failures == {}
 
 
 @pytest.mark.parametrize(
@@ -289,7 +312,7 @@ def test_retries_are_counted_by_reason():
         for sample in family.samples
         if sample.name.endswith("_total")
     }
-    expected = {"server_error", "network", "rate_limited", "http_401", "http_404", "http_200"}
+    expected = {"server_error", "network", "rate_limited", "http_401", "http_404", "bad_answer"}
     assert reasons == expected
 
 
