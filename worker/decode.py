@@ -46,9 +46,60 @@ def without_logical_types(schema: Any) -> Any:
     return schema
 
 
-def _read_exactly(body: bytes, writer: Any, reader: Any | None) -> Any:
+Read = Callable[[io.BytesIO], Any]
+
+
+def record_reader(parsed: Any) -> Read:
+    """How one record of the parsed schema is read (no schema resolution).
+
+    fastavro's public ``schemaless_reader`` parses the schema again and builds two dicts on
+    every call: a fifth of its time on a record this small (1 us of 5, measured). Its
+    compiled ``_read_data``, which it calls, does not. That function is private, so it is used
+    only when it exists and reads a probe record exactly as the public function does;
+    otherwise (another fastavro, another schema) the public function is.
+    """
+
+    def public(stream: io.BytesIO) -> Any:
+        return fastavro.schemaless_reader(stream, parsed, None)
+
+    try:
+        from fastavro._read import _read_data  # type: ignore[attr-defined]
+
+        named: dict[str, dict[str, Any]] = {"writer": {}, "reader": {}}
+        fastavro.parse_schema(parsed, named["writer"])
+        options = {
+            "return_record_name": False,
+            "return_record_name_override": False,
+            "handle_unicode_errors": "strict",
+            "return_named_type": False,
+            "return_named_type_override": False,
+        }
+
+        def direct(stream: io.BytesIO) -> Any:
+            return _read_data(stream, parsed, named, None, options)
+
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, parsed, _PROBE)
+        probe = out.getvalue()
+        if direct(io.BytesIO(probe)) != public(io.BytesIO(probe)):
+            return public
+    except Exception:  # not there, another signature, or another schema: the public one
+        return public
+    return direct
+
+
+_PROBE = {
+    "uid": "probe-é",
+    "changed_at": 1_700_000_000_000,
+    "display_name": "Probe",
+    "email": None,
+    "properties": {"n": 3, "r": 1.5, "s": "s", "b": True, "z": None},
+}
+
+
+def _read_exactly(body: bytes, read: Read) -> Any:
     stream = io.BytesIO(body)
-    datum = fastavro.schemaless_reader(stream, writer, reader)
+    datum = read(stream)
     if stream.tell() != len(body):
         raise ValueError("trailing bytes after the Avro record")
     if not isinstance(datum, dict):
@@ -71,6 +122,7 @@ class Decoder:
         decoded event is checked against (v2 mode when not given); ``local_schema_ids``:
         without a registry, the wire-format schema ids written with the local schema."""
         self._local = fastavro.parse_schema(without_logical_types(reader_schema))
+        self._read_local = record_reader(self._local)
         self._writer_schema = writer_schema
         self._check = (rules or Rules()).check
         self._local_ids = frozenset(local_schema_ids)
@@ -93,7 +145,10 @@ class Decoder:
         _, schema_id = _HEADER.unpack_from(value)
         writer = writer_schema(schema_id)
         try:
-            return _read_exactly(value[_HEADER.size :], writer, self._local)
+            return _read_exactly(
+                value[_HEADER.size :],
+                lambda stream: fastavro.schemaless_reader(stream, writer, self._local),
+            )
         except Exception as exc:  # fastavro raises many types on bad bytes
             raise InvalidRecord(
                 "undecodable", f"Avro body does not match schema id {schema_id}: {exc}"
@@ -107,7 +162,7 @@ class Decoder:
             _, schema_id = _HEADER.unpack_from(value)
             if schema_id not in self._local_ids:
                 try:
-                    return _read_exactly(value, self._local, None)  # an empty uid
+                    return _read_exactly(value, self._read_local)  # an empty uid
                 except Exception:  # fastavro raises many types on bad bytes
                     pass
                 raise InvalidRecord(
@@ -117,7 +172,7 @@ class Decoder:
                 )
             value = value[_HEADER.size :]
         try:
-            return _read_exactly(value, self._local, None)
+            return _read_exactly(value, self._read_local)
         except Exception as exc:  # fastavro raises many types on bad bytes
             raise InvalidRecord(
                 "undecodable", f"value is not Avro of the local schema: {exc}"
