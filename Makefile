@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help venv demo bench test test-unit test-faults test-integration lint broker-start broker-stop clean
+.PHONY: help venv demo bench test test-unit test-faults test-integration lint chart-check broker-start broker-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -40,7 +40,11 @@ test-unit: venv ## the fast tier, no broker: pure unit tests, the loop's compone
 test-faults: venv broker-start ## the fault suite alone: crashes, rebalances, broker restarts, API storms
 	$(PY) -m pytest -q -p no:cacheprovider tests/integration/faults
 
-test: venv broker-start lint ## everything: lint, unit, sandbox, integration and fault tests on the real broker
+chart-check: venv ## the Helm chart: build helm once (.tools/), lint, render, validate against Kubernetes schemas, tests/chart
+	bash scripts/check_chart.sh
+
+# chart-check builds helm before `pytest tests` runs tests/chart, which need it.
+test: venv broker-start lint chart-check ## everything: lint, the chart, unit, sandbox, integration and fault tests on the real broker
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 clean: ## stop the broker and remove local state

@@ -1,4 +1,5 @@
 """Settings from the environment, validated once at start-up before connecting anywhere.
+Their defaults, ranges and choices are declared in ``worker.settings_spec``.
 
 Every problem raises ``ConfigError`` naming the variable; the CLI turns it into one line
 on stderr and exit status 2. Secrets are wrapped in ``Secret`` so no repr shows them, and
@@ -24,8 +25,8 @@ from worker.errors import ConfigError
 from worker.kafka_config import kafka_properties, refused_variable
 from worker.redact import Secret as Secret  # re-exported: callers import it from here
 from worker.redact import redact_url
+from worker.settings_spec import SPEC, bounds, int_default, str_default
 
-_LOG_LEVELS = ("debug", "info", "warning", "error")
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _INSECURE_OPT_INS = {
     "FULLSTORY_API_URL": "FULLSTORY_ALLOW_INSECURE_HTTP",
@@ -102,17 +103,21 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
+def _number(name: str, raw: str, what: str = "an integer") -> int:
+    """``raw`` as an integer within the range ``worker.settings_spec`` declares for ``name``."""
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(name, f"must be an integer, got {raw!r}") from None
+        raise ConfigError(name, f"must be {what}, got {raw!r}") from None
+    low, high = bounds(name)
     if not low <= value <= high:
         raise ConfigError(name, f"must be within {low}..{high}, got {value}")
     return value
+
+
+def _int(env: Mapping[str, str], name: str) -> int:
+    raw = env.get(name, "").strip()
+    return _number(name, raw) if raw else int_default(name)
 
 
 def _bool(env: Mapping[str, str], name: str) -> bool:
@@ -167,20 +172,9 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
 
 
 def _ids(env: Mapping[str, str], name: str) -> frozenset[int]:
-    """A comma-separated list of schema ids (0..2147483647)."""
-    ids = set()
-    for part in env.get(name, "").split(","):
-        if part.strip():
-            try:
-                value = int(part.strip())
-            except ValueError:
-                raise ConfigError(
-                    name, f"must be comma-separated schema ids, got {part!r}"
-                ) from None
-            if not 0 <= value <= 2**31 - 1:
-                raise ConfigError(name, f"schema ids are within 0..2147483647, got {value}")
-            ids.add(value)
-    return frozenset(ids)
+    """A comma-separated list of schema ids."""
+    parts = (part.strip() for part in env.get(name, "").split(","))
+    return frozenset(_number(name, p, "comma-separated schema ids") for p in parts if p)
 
 
 def _plain_http_off_host(url: str) -> bool:
@@ -188,15 +182,16 @@ def _plain_http_off_host(url: str) -> bool:
     return parts.scheme == "http" and not _is_loopback(parts.hostname or "")
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = env.get(name, "").strip().lower() or default
+def _choice(env: Mapping[str, str], name: str) -> str:
+    choices = SPEC[name].choices
+    value = env.get(name, "").strip().lower() or str_default(name)
     if value not in choices:
         raise ConfigError(name, f"must be one of {', '.join(choices)}, got {value!r}")
     return value
 
 
-def _host(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name, "").strip() or default
+def _host(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip() or str_default(name)
     if not _valid_host(value):
         raise ConfigError(name, f"must be an IP address or a host name, got {value!r}")
     return value
@@ -208,7 +203,7 @@ def load_kafka_settings(env: Mapping[str, str]) -> KafkaSettings:
     topics = tuple(t.strip() for t in _required(env, "KAFKA_TOPICS").split(",") if t.strip())
     if not topics:
         raise ConfigError("KAFKA_TOPICS", "must name at least one topic")
-    group_id = env.get("KAFKA_GROUP_ID", "").strip() or "fullstory-user-sync"
+    group_id = env.get("KAFKA_GROUP_ID", "").strip() or str_default("KAFKA_GROUP_ID")
     extra, variables = kafka_properties(env, group_id)
     return KafkaSettings(
         bootstrap_servers=bootstrap,
@@ -221,7 +216,7 @@ def load_kafka_settings(env: Mapping[str, str]) -> KafkaSettings:
 
 def load_dlq_topic(env: Mapping[str, str], kafka: KafkaSettings) -> str:
     """DLQ_TOPIC, refused among KAFKA_TOPICS (dead letters would loop forever)."""
-    topic = env.get("DLQ_TOPIC", "").strip() or "fullstory-user-sync-dlq"
+    topic = env.get("DLQ_TOPIC", "").strip() or str_default("DLQ_TOPIC")
     if topic in kafka.topics:
         raise ConfigError(
             "DLQ_TOPIC",
@@ -270,7 +265,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     kafka = load_kafka_settings(env)
     api_key = Secret(_required(env, "FULLSTORY_API_KEY"))
     registry_auth = env.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "").strip()
-    api_url = _url(env, "FULLSTORY_API_URL") or "https://api.fullstory.com"
+    api_url = _url(env, "FULLSTORY_API_URL") or str_default("FULLSTORY_API_URL")
     registry_url = _url(env, "SCHEMA_REGISTRY_URL")
     insecure = _insecure_http(env, api_url, registry_url, registry_auth)
     dlq_topic = load_dlq_topic(env, kafka)
@@ -282,19 +277,19 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         fullstory_api_url=api_url,
         insecure_http=insecure,
         dlq_topic=dlq_topic,
-        batch_max_users=_int(env, "BATCH_MAX_USERS", 10_000, 1, 50_000),
-        batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS", 1_000, 0, 3_600_000),
-        max_jobs_in_flight=_int(env, "MAX_JOBS_IN_FLIGHT", 10, 1, 100),
-        max_pending_users=_int(env, "MAX_PENDING_USERS", 100_000, 100, 10_000_000),
-        shutdown_timeout_s=float(_int(env, "SHUTDOWN_TIMEOUT_S", 30, 1, 3600)),
-        http_host=_host(env, "HTTP_HOST", "0.0.0.0"),
-        http_port=_int(env, "HTTP_PORT", 8080, 0, 65535),
-        http_timeout_s=float(_int(env, "FULLSTORY_HTTP_TIMEOUT_S", 30, 1, 600)),
-        job_poll_max_interval_ms=_int(env, "JOB_POLL_MAX_INTERVAL_MS", 2_000, 10, 60_000),
-        job_max_wait_s=float(_int(env, "JOB_MAX_WAIT_S", 3600, 60, 7 * 86_400)),
-        liveness_timeout_s=float(_int(env, "LIVENESS_TIMEOUT_S", 60, 1, 3600)),
-        log_level=_choice(env, "LOG_LEVEL", "info", _LOG_LEVELS),
-        log_format=_choice(env, "LOG_FORMAT", "json", ("json", "console")),
-        property_types=_choice(env, "PROPERTY_TYPES", "v2", ("v2", "suffixed")),
+        batch_max_users=_int(env, "BATCH_MAX_USERS"),
+        batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS"),
+        max_jobs_in_flight=_int(env, "MAX_JOBS_IN_FLIGHT"),
+        max_pending_users=_int(env, "MAX_PENDING_USERS"),
+        shutdown_timeout_s=float(_int(env, "SHUTDOWN_TIMEOUT_S")),
+        http_host=_host(env, "HTTP_HOST"),
+        http_port=_int(env, "HTTP_PORT"),
+        http_timeout_s=float(_int(env, "FULLSTORY_HTTP_TIMEOUT_S")),
+        job_poll_max_interval_ms=_int(env, "JOB_POLL_MAX_INTERVAL_MS"),
+        job_max_wait_s=float(_int(env, "JOB_MAX_WAIT_S")),
+        liveness_timeout_s=float(_int(env, "LIVENESS_TIMEOUT_S")),
+        log_level=_choice(env, "LOG_LEVEL"),
+        log_format=_choice(env, "LOG_FORMAT"),
+        property_types=_choice(env, "PROPERTY_TYPES"),
         local_schema_ids=_ids(env, "LOCAL_SCHEMA_IDS"),
     )

@@ -91,7 +91,7 @@ Returns JSON (use with fromJsonArray).
 {{- end }}
 
 {{/*
-Name of the Secret this chart creates (API key and/or kafka.secretConfig).
+Name of the Secret this chart creates (API key, registry basic auth, kafka.secretConfig).
 */}}
 {{- define "fullstory-user-sync.secretName" -}}
 {{- include "fullstory-user-sync.fullname" . }}
@@ -101,7 +101,17 @@ Name of the Secret this chart creates (API key and/or kafka.secretConfig).
 Whether the chart creates its own Secret: "true" or "".
 */}}
 {{- define "fullstory-user-sync.createSecret" -}}
-{{- if or (and (not .Values.fullstory.existingSecret) .Values.fullstory.apiKey) .Values.kafka.secretConfig }}true{{- end }}
+{{- $auth := .Values.schemaRegistry.basicAuth }}
+{{- if or (and (not .Values.fullstory.existingSecret) .Values.fullstory.apiKey) .Values.kafka.secretConfig (and (not $auth.existingSecret) $auth.userInfo) }}true{{- end }}
+{{- end }}
+
+{{/*
+Substrings of librdkafka property names whose values are credentials: the worker's
+(worker/kafka_config.py _SECRET_HINTS, which tests/unit/test_settings_consistency.py holds
+this list to) plus username, which names the credential. kafka.config refuses them.
+*/}}
+{{- define "fullstory-user-sync.secretHints" -}}
+["password", "secret", "key", "token", "credential", "jaas", "oauthbearer.config", "username"]
 {{- end }}
 
 {{/*
@@ -132,19 +142,45 @@ Render-time checks that values.schema.json cannot express.
 Included from deployment.yaml; renders nothing, or fails the release.
 */}}
 {{- define "fullstory-user-sync.validate" -}}
-{{- $_ := required "kafka.bootstrapServers is required" .Values.kafka.bootstrapServers }}
-{{- $topics := include "fullstory-user-sync.topicList" . | fromJsonArray }}
-{{- if not $topics }}
-{{- fail "kafka.topics is required: a list of topics (or a comma-separated string)" }}
+{{- $missing := list }}
+{{- if not (toString .Values.kafka.bootstrapServers | trim) }}
+{{- $missing = append $missing "kafka.bootstrapServers (the brokers, host:port,...)" }}
+{{- end }}
+{{- if not (include "fullstory-user-sync.topicList" . | fromJsonArray) }}
+{{- $missing = append $missing "kafka.topics (a list of topics, or a comma-separated string)" }}
 {{- end }}
 {{- if not (or .Values.fullstory.existingSecret .Values.fullstory.apiKey) }}
-{{- fail "a FullStory API key is required: set fullstory.existingSecret (+ existingSecretKey) or fullstory.apiKey" }}
+{{- $missing = append $missing "fullstory.existingSecret (a Secret holding the FullStory API key, key fullstory.existingSecretKey) or fullstory.apiKey" }}
 {{- end }}
+{{- if $missing }}
+{{- fail (printf "missing required values: %s" (join "; " $missing)) }}
+{{- end }}
+{{- $hints := include "fullstory-user-sync.secretHints" . | fromJsonArray }}
 {{- range $k, $v := .Values.kafka.config }}
 {{- $lk := lower $k }}
-{{- if or (contains "password" $lk) (contains "secret" $lk) }}
-{{- fail (printf "kafka.config.%s looks like a credential: put it in kafka.existingSecret (as %s) or kafka.secretConfig, not in plain values" $k (include "fullstory-user-sync.kafkaCfgEnvName" $k)) }}
+{{- range $hints }}
+{{- if contains . $lk }}
+{{- fail (printf "kafka.config.%s looks like a credential (its name contains %q): put it in a Secret, kafka.existingSecret (with kafka.existingSecretKeys, or as key %s) or kafka.secretConfig, not in plain values" $k . (include "fullstory-user-sync.kafkaCfgEnvName" $k)) }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- if and .Values.kafka.existingSecretKeys (not .Values.kafka.existingSecret) }}
+{{- fail "kafka.existingSecretKeys needs kafka.existingSecret, the Secret holding those keys" }}
+{{- end }}
+{{- range $k, $v := .Values.kafka.existingSecretKeys }}
+{{- if or (hasKey $.Values.kafka.config $k) (hasKey $.Values.kafka.secretConfig $k) }}
+{{- fail (printf "%s is set in kafka.existingSecretKeys and in kafka.config or kafka.secretConfig: keep one" $k) }}
+{{- end }}
+{{- end }}
+{{- $pdb := .Values.podDisruptionBudget }}
+{{- if and $pdb.enabled (has (toString $pdb.maxUnavailable) (list "0" "0%")) }}
+{{- fail "podDisruptionBudget.maxUnavailable 0 would block every voluntary eviction (node drains, upgrades) forever: use 1 or more, or podDisruptionBudget.enabled=false" }}
+{{- end }}
+{{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.kafka.cidrs) }}
+{{- fail "networkPolicy.enabled needs networkPolicy.kafka.cidrs (the brokers' addresses): without them the worker could reach no broker" }}
+{{- end }}
+{{- if and .Values.networkPolicy.enabled .Values.schemaRegistry.url (not .Values.networkPolicy.schemaRegistry.cidrs) }}
+{{- fail "networkPolicy.enabled with schemaRegistry.url needs networkPolicy.schemaRegistry.cidrs: without them the worker could not reach the registry" }}
 {{- end }}
 {{- range $k, $v := .Values.kafka.secretConfig }}
 {{- if hasKey $.Values.kafka.config $k }}
@@ -192,4 +228,30 @@ would print 52428800 as 5.24288e+07: whole numbers are printed as integers.
 {{- else }}
 {{- toString . }}
 {{- end }}
+{{- end }}
+
+{{/*
+A list of numbers as "1,7" (values files give them as float64).
+*/}}
+{{- define "fullstory-user-sync.joinInts" -}}
+{{- $out := list }}
+{{- range . }}{{- $out = append $out (include "fullstory-user-sync.str" .) }}{{- end }}
+{{- join "," $out }}
+{{- end }}
+
+{{/*
+PromQL label matchers selecting this release's series.
+*/}}
+{{- define "fullstory-user-sync.metricSelector" -}}
+{{- .Values.prometheusRule.selector | default (printf "namespace=%q,job=%q" .Release.Namespace (include "fullstory-user-sync.fullname" .)) }}
+{{- end }}
+
+{{/*
+A Prometheus duration (90s, 15m, 2h, 1d) in seconds, for comparing with time().
+*/}}
+{{- define "fullstory-user-sync.seconds" -}}
+{{- $n := regexFind "^[0-9]+" . | int }}
+{{- $unit := regexFind "[a-z]+$" . }}
+{{- $factor := get (dict "ms" 0 "s" 1 "m" 60 "h" 3600 "d" 86400 "w" 604800 "y" 31536000) $unit | int }}
+{{- mul $n $factor }}
 {{- end }}
