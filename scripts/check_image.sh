@@ -8,8 +8,9 @@
 #   3. the runtime install, done the Dockerfile's way in a throwaway venv: the locks'
 #      packages downloaded by hash (cached between runs in $IMAGE_CHECK_CACHE), then installed
 #      offline with --require-hashes --no-deps into a venv without pip; the project wheel built
-#      from the image's build context with the locked backend, holding no sandbox and no tests;
-#      `python -m worker --help` running from it. Every runtime pin must also have a hashed
+#      with the locked backend from what the Dockerfile COPYs and from the whole checkout (what
+#      `pip install .` ships), holding no sandbox and no tests; `python -m worker --help`
+#      running from the venv. Every runtime pin must also have a hashed
 #      linux aarch64 wheel for CPython 3.11 (the lock serves both architectures).
 #
 # PY is the dev venv's python (hadolint, uv and packaging come from test.lock); PYTHON the
@@ -67,32 +68,36 @@ offline=(--no-index --find-links "$CACHE/native")
 "$WORK/build/bin/pip" --python "$WORK/venv/bin/python" install -q "${offline[@]}" \
     --require-hashes --no-deps -r requirements/runtime.lock
 
-step "build the project wheel from the image's build context"
-# What the Dockerfile COPYs, nothing else (worker/schemas stays a symlink to ../schemas).
-mkdir "$WORK/src"
-cp -a pyproject.toml README.md schemas worker "$WORK/src/"
-find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
-SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
-    "$WORK/build/bin/pip" wheel -q --no-index --no-deps --no-build-isolation \
-    --wheel-dir "$WORK/wheels" "$WORK/src"
-"$WORK/build/bin/python" - "$WORK"/wheels/*.whl <<'EOF' || fail "the project wheel holds what the image must not ship"
+step "build the project wheel from the image's build context, and from the whole checkout"
+# The image's context: what the build stage COPYs, each to its own relative path (worker/schemas
+# stays a symlink to ../schemas). The checkout's: every tracked file, as `pip install .` sees it.
+mkdir -p "$WORK/context" "$WORK/checkout"
+sed -nE '/^COPY /{/--from/d;s/^COPY[[:space:]]+//;s/[[:space:]]+[^[:space:]]+$//;p}' Dockerfile \
+    | tr ' ' '\n' | sed 's:/$::' | grep . | tar -cf - -T - | tar -xf - -C "$WORK/context"
+git ls-files -z | tar --null -cf - -T - | tar -xf - -C "$WORK/checkout"
+epoch=$(git log -1 --format=%ct 2>/dev/null || echo 315532800)
+for tree in context checkout; do
+    SOURCE_DATE_EPOCH=$epoch "$WORK/build/bin/pip" wheel -q --no-index --no-deps \
+        --no-build-isolation --wheel-dir "$WORK/wheels-$tree" "$WORK/$tree"
+    "$WORK/build/bin/python" - "$tree" "$WORK/wheels-$tree"/*.whl <<'EOF' \
+        || fail "the project wheel holds what the image must not ship"
 import sys, zipfile
-names = zipfile.ZipFile(sys.argv[1]).namelist()
-problems = [n for n in names if n.split("/")[0] in ("fullstory_sandbox", "tests", "sandbox", "scripts")]
+tree, wheel = sys.argv[1], zipfile.ZipFile(sys.argv[2])
+names = wheel.namelist()
+top = ("fullstory_sandbox", "tests", "sandbox", "scripts")
+problems = sorted({n.split("/")[0] + "/" for n in names if n.split("/")[0] in top})
 if not any(n.startswith("worker/schemas/") and n.endswith(".avsc") for n in names):
     problems.append("worker/schemas/*.avsc missing")
-entry_points = "".join(
-    zipfile.ZipFile(sys.argv[1]).read(n).decode() for n in names if n.endswith("entry_points.txt")
-)
-if "fullstory-sandbox" in entry_points:
-    problems.append("entry point fullstory-sandbox")
+if any("fullstory-sandbox" in wheel.read(n).decode() for n in names if n.endswith("entry_points.txt")):
+    problems.append("the fullstory-sandbox entry point")
 for p in problems:
-    print(f"image-check: wheel: {p}", file=sys.stderr)
+    print(f"image-check: wheel built from the {tree}: {p}", file=sys.stderr)
 sys.exit(1 if problems else 0)
 EOF
+done
 
 step "install the wheel offline and run the worker from it"
-"$WORK/build/bin/pip" --python "$WORK/venv/bin/python" install -q --no-index --no-deps "$WORK"/wheels/*.whl
+"$WORK/build/bin/pip" --python "$WORK/venv/bin/python" install -q --no-index --no-deps "$WORK"/wheels-context/*.whl
 "$WORK/build/bin/pip" --python "$WORK/venv/bin/python" check \
     || fail "the runtime venv misses a dependency of the wheel: runtime.lock is incomplete"
 # From $WORK, so that the checkout's own packages are not importable from the working directory.
