@@ -22,7 +22,7 @@ PY=${PY:-.venv/bin/python}
 PYTHON=${PYTHON:-python3}
 BIN=$(dirname "$PY")
 CACHE=${IMAGE_CHECK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fullstory-user-sync/image-check}
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/image-check.XXXXXX")
+export WORK; WORK=$(mktemp -d "${TMPDIR:-/tmp}/image-check.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
@@ -38,8 +38,23 @@ fi
 default=$(sed -nE 's/^ARG PYTHON_IMAGE=(.*)$/\1/p' Dockerfile)
 [[ $default =~ ^[^@[:space:]]+@sha256:[0-9a-f]{64}$ ]] \
     || fail "Dockerfile: ARG PYTHON_IMAGE default '$default' is not pinned by digest (NAME:TAG@sha256:<64 hex>)"
-grep -q '"${PYTHON_IMAGE}"' Dockerfile \
-    || fail "Dockerfile: the build stage no longer refuses a PYTHON_IMAGE without a digest"
+# The build stage's refusal of a tag, run here as the build would run it (continuation lines
+# joined, PYTHON_IMAGE from the environment): a tag must fail, the default must pass.
+mkdir -p "$WORK/pybin" && ln -s "$(command -v "$PYTHON")" "$WORK/pybin/python"
+"$PYTHON" - "$default" <<'EOF' || fail "Dockerfile: the build stage must refuse a PYTHON_IMAGE without a digest"
+import os, subprocess, sys
+text = open("Dockerfile").read().replace("\\\n", "")
+runs = [line[4:] for line in text.splitlines() if line.startswith("RUN ") and "${PYTHON_IMAGE}" in line]
+if len(runs) != 1:
+    sys.exit(f"image-check: Dockerfile: {len(runs)} RUN steps read PYTHON_IMAGE; one must check it")
+env = {"PATH": os.environ["WORK"] + "/pybin:/usr/bin:/bin"}
+def passes(ref: str) -> bool:
+    return subprocess.run(["sh", "-c", runs[0]], env={**env, "PYTHON_IMAGE": ref},
+                          capture_output=True).returncode == 0
+bad = [ref for ref in ("python:3.11-slim", "python@sha256:abc", sys.argv[1] + " ") if passes(ref)]
+if bad or not passes(sys.argv[1]):
+    sys.exit(f"image-check: Dockerfile: the digest check accepts {bad} or refuses {sys.argv[1]!r}")
+EOF
 last_user=$(sed -nE 's/^USER[[:space:]]+([^[:space:]]+).*/\1/p' Dockerfile | tail -n1)
 [[ -n $last_user && ${last_user%%:*} != root && ${last_user%%:*} != 0 ]] \
     || fail "Dockerfile: the final stage must run as a non-root USER (last USER: '${last_user:-none}')"
