@@ -87,7 +87,7 @@ ENV PYTHONUNBUFFERED=1 \
 
 # The base image's pip, setuptools and wheel (and ensurepip's copies of them) go: the worker
 # needs none of them at run time, and an installer in the image is one more thing to patch.
-RUN python -m pip uninstall --yes --no-input pip setuptools wheel \
+RUN python -m pip uninstall --yes --no-input --disable-pip-version-check pip setuptools wheel \
  && rm -f /usr/local/lib/python3*/ensurepip/_bundled/*.whl \
  && python -c "import importlib.util as u; \
 assert not [m for m in ('pip', 'setuptools', 'wheel') if u.find_spec(m)]" \
