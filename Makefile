@@ -3,18 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help venv demo bench test test-unit test-faults test-integration lint chart-check broker-start broker-stop clean
+.PHONY: help venv demo bench test test-unit test-faults test-integration lint lock image-check chart-check broker-start broker-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# Exactly the locked versions, by hash (requirements/test.lock: the worker's dependencies, the
+# test tools, the sandbox's and the build backend); then the worker and the sandbox, editable,
+# with nothing resolved (--no-deps) and the locked setuptools (--no-build-isolation).
+$(VENV)/.installed: pyproject.toml sandbox/pyproject.toml requirements/test.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --require-hashes -r requirements/test.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . -e ./sandbox
 	touch $@
 
-venv: $(VENV)/.installed ## create .venv with the worker and the test tools
+venv: $(VENV)/.installed ## create .venv with the worker, the sandbox and the test tools, from requirements/test.lock
 
 demo: venv ## start the local broker and sandbox, stream sample users, run the worker until drained
 	$(PY) scripts/demo.py
@@ -43,13 +46,24 @@ test-faults: venv broker-start ## the fault suite alone: crashes, rebalances, br
 chart-check: venv ## the Helm chart: build helm once (.tools/), lint, render, validate against Kubernetes schemas, tests/chart
 	bash scripts/check_chart.sh
 
+# Each lock's second line is the command that made it; uv keeps the pins already in a lock, so
+# to move to newer versions delete the lock (or the line of a package) and run this again.
+LOCK := $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes
+lock: venv ## regenerate requirements/*.lock (hashed, Python 3.11, linux x86_64 and aarch64) from the pyproject files
+	$(LOCK) pyproject.toml -o requirements/runtime.lock
+	$(LOCK) requirements/build.in -o requirements/build.lock
+	$(LOCK) pyproject.toml sandbox/pyproject.toml requirements/build.in --extra test -o requirements/test.lock
+
+image-check: venv ## the image without a container engine: hadolint, locks in step, offline runtime install from the locks
+	PY=$(PY) PYTHON=$(PYTHON) bash scripts/check_image.sh
+
 # chart-check builds helm before `pytest tests` runs tests/chart, which need it.
-test: venv broker-start lint chart-check ## everything: lint, the chart, unit, sandbox, integration and fault tests on the real broker
+test: venv broker-start lint image-check chart-check ## everything: lint, the image check, the chart, unit, sandbox, integration and fault tests on the real broker
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 clean: ## stop the broker and remove local state
 	-bash scripts/kafka.sh stop
-	rm -rf $(VENV) .kafka .demo
+	rm -rf $(VENV) .kafka .demo sandbox/*.egg-info
 
 # Mutation testing: MUTATION_JOBS mutants at once (the machine is shared); MUTANTS='worker.batch.*'
 # re-tests only those on the last run's cache instead of starting again from scratch.
