@@ -18,6 +18,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 _CHUNK = 64 * 1024
+# The clients under test get DEADLINE_S per call; a trickling peer sends a byte every DRIP_S,
+# each read well inside the per-read timeout, so only the call's own deadline can end it.
+DEADLINE_S = 1.0
+DRIP_S = 0.25
 
 
 @dataclass

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from tests.hostile.server import (
+    DEADLINE_S,
+    DRIP_S,
     Behaviour,
     Exchange,
     HostileServer,
@@ -34,8 +36,6 @@ from worker.jobs import JobWatch
 from worker.metrics import Metrics
 from worker.retry import Backoff
 
-DEADLINE_S = 1.0
-DRIP_S = 0.25  # a byte every DRIP_S: each read well inside the per-read timeout
 BOUND_S = 3 * DEADLINE_S
 POST = ("POST", "/v2/users/batch")
 STATUS = ("GET", "/v2/users/batch/j1")

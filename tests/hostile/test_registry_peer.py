@@ -9,6 +9,8 @@ import time
 import pytest
 
 from tests.hostile.server import (
+    DEADLINE_S,
+    DRIP_S,
     Behaviour,
     HostileServer,
     answer,
@@ -22,8 +24,6 @@ from worker.decode import Decoder, load_reader_schema
 from worker.errors import RetriableError, WorkerError
 from worker.registry import ANSWER_MAX_BYTES, SchemaRegistry
 
-DEADLINE_S = 1.0
-DRIP_S = 0.25  # a byte every DRIP_S: each read well inside the per-read timeout
 SCHEMA_PATH = "/schemas/ids/7"
 DEEP = ("[" * 100_000 + "]" * 100_000).encode()
 
