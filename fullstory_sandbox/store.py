@@ -62,12 +62,20 @@ class UserStore:
             stored.display_name = user.fields["display_name"]
         if "email" in user.fields:
             stored.email = user.fields["email"]
+        types = stored.types
+        nested = any("." in path for path in types)
         for name, value in user.properties.items():
-            stored.properties[name] = copy.deepcopy(value)
-            prefix = f"{name}."
-            for path in [p for p in stored.types if p == name or p.startswith(prefix)]:
-                del stored.types[path]
-        stored.types.update(user.types)
+            # JSON scalars are immutable: only objects and arrays need their own copy.
+            stored.properties[name] = (
+                copy.deepcopy(value) if isinstance(value, dict | list) else value
+            )
+            if nested:
+                prefix = f"{name}."
+                for path in [p for p in types if p == name or p.startswith(prefix)]:
+                    del types[path]
+            else:
+                types.pop(name, None)
+        types.update(user.types)
         seen = self._upserts.get(user.uid, 0)
         if seen:
             self._duplicates += 1

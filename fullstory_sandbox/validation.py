@@ -174,13 +174,30 @@ class _PropertyWalk:
         normalized: dict[str, object] = {}
         for name, value in node.items():
             path = f"{prefix}{name}"
-            if not PROPERTY_NAME.fullmatch(name):
+            named = _name(name)
+            if named is None:
                 raise _Refused("invalid_property_name", f"property name {path!r} is not allowed")
             if len(path) > PROPERTY_NAME_MAX_CHARS:
                 raise _Refused(
                     "invalid_property_name",
                     f"property name {path[:40]!r}... is longer than {PROPERTY_NAME_MAX_CHARS}",
                 )
+            if named is _PLAIN:
+                # The common case, a scalar under a plain name that is undeclared or declared
+                # a type its value has as it is: only its type is recorded.
+                kind = type(value)
+                declared = self.declared.get(path)
+                plain = _INFERRED.get(kind) if declared is None else _AS_IS.get((declared, kind))
+                if plain is not None:
+                    self.leaves += 1
+                    if self.leaves > MAX_PROPERTIES_PER_USER:
+                        raise _Refused(
+                            "too_many_properties",
+                            f"more than {MAX_PROPERTIES_PER_USER} properties",
+                        )
+                    self.types[path] = plain
+                    normalized[name] = value
+                    continue
             suffix = suffix_of(name) if path not in self.declared else None
             if suffix is not None and not isinstance(value, dict):
                 # v1 naming: the suffix declares the type, the name is stored without it
@@ -223,6 +240,35 @@ class _PropertyWalk:
         if value is not None:
             self.types[path] = declared
         return normalize(declared, value)
+
+
+_PLAIN = ""  # a valid name without a type suffix
+# What a scalar's type infers to (`infer_type`), by its exact Python type.
+_INFERRED: dict[type, str] = {str: "str", bool: "bool", int: "real", float: "real"}
+# A declared type a scalar of this exact Python type conforms to unchanged (`conforms` and
+# `normalize` say the same; an integral float declared `int` is normalized, so not here).
+_AS_IS: dict[tuple[str, type], str] = {
+    ("str", str): "str",
+    ("bool", bool): "bool",
+    ("int", int): "int",
+    ("real", int): "real",
+    ("real", float): "real",
+}
+_NAMES: dict[str, str | None] = {}  # name -> its type suffix, _PLAIN, or None (invalid)
+_NAMES_MAX = 10_000
+
+
+def _name(name: str) -> str | None:
+    """Whether a property name is valid, and its suffix: checked once per distinct name (a
+    batch repeats the same few names for every user), in a bounded cache."""
+    known = _NAMES.get(name, False)
+    if known is not False:
+        return known  # type: ignore[return-value]
+    result = (suffix_of(name) or _PLAIN) if PROPERTY_NAME.fullmatch(name) else None
+    if len(_NAMES) >= _NAMES_MAX:
+        _NAMES.clear()
+    _NAMES[name] = result
+    return result
 
 
 def _larger_than(value: object, limit: int) -> bool:

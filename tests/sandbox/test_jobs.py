@@ -67,6 +67,17 @@ def test_upsert_overwrites_present_fields_and_merges_properties(
     assert sandbox.stats()["duplicates"] == 1
 
 
+def test_a_property_set_to_null_loses_its_type(client: httpx.Client, sandbox: Sandbox) -> None:
+    """null clears a property's value and the type recorded for it; the others keep theirs
+    (flat properties: no nested path anywhere on the user)."""
+    finished_status(client, submit(client, {"uid": "a", "properties": {"plan": "free", "n": 2}}))
+    finished_status(client, submit(client, {"uid": "a", "properties": {"plan": None}}))
+
+    user = sandbox.users()["a"]
+    assert user["properties"] == {"plan": None, "n": 2}
+    assert user["types"] == {"n": "real"}
+
+
 def test_user_keeps_its_fullstory_id_across_upserts(client: httpx.Client) -> None:
     """Re-importing a uid updates the same FullStory user (same `id` in the imports)."""
     ids = []
