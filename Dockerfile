@@ -14,7 +14,8 @@
 # Stage `build` installs the runtime lock into /opt/venv (a venv without pip), builds the
 # project wheel with the locked build backend and installs it there. Stage `final` copies
 # /opt/venv alone onto the same base, less pip and setuptools. confluent-kafka's manylinux
-# wheel bundles librdkafka, so no apt packages are needed.
+# wheel bundles librdkafka, so the final stage needs no apt packages; the build stage installs
+# a C compiler for the worker's compiled Avro reader (worker/_user_change.c), which stays behind.
 
 # Bump by digest (`docker buildx imagetools inspect python:3.11-slim` prints the index digest,
 # valid for amd64 and arm64); a tag alone moves under you and is refused below.
@@ -30,6 +31,13 @@ ARG SOURCE_DATE_EPOCH
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_INPUT=1
+
+# gcc for worker/_user_change.c. Not pinned to a version: the Debian release is fixed by the
+# base image's digest, and its point releases replace old package versions on the mirrors.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install --yes --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 
 RUN python -c "import re, sys; ref = sys.argv[1]; \
 re.fullmatch(r'[^@\s]+@sha256:[0-9a-f]{64}', ref) or sys.exit( \
@@ -61,7 +69,9 @@ RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels 
 assert any(f.name.endswith('.avsc') for f in r.files('worker').joinpath('schemas').iterdir()), \
 'worker/schemas/*.avsc missing from the wheel'; \
 stray = [m for m in ('fullstory_sandbox', 'tests', 'pip', 'setuptools') if u.find_spec(m)]; \
-assert not stray, f'not for the runtime venv: {stray}'"
+assert not stray, f'not for the runtime venv: {stray}'; \
+from worker.decode import Decoder, load_reader_schema; \
+assert Decoder(load_reader_schema()).reader == 'compiled', 'worker/_user_change.c not built'"
 
 # ---------------------------------------------------------------- final --
 FROM ${PYTHON_IMAGE} AS final

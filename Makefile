@@ -11,7 +11,7 @@ help: ## list the targets
 # Exactly the locked versions, by hash (requirements/test.lock: the worker's dependencies, the
 # test tools, the sandbox's and the build backend); then the worker and the sandbox, editable,
 # with nothing resolved (--no-deps) and the locked setuptools (--no-build-isolation).
-$(VENV)/.installed: pyproject.toml sandbox/pyproject.toml requirements/test.lock
+$(VENV)/.installed: pyproject.toml sandbox/pyproject.toml requirements/test.lock worker/_user_change.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes -r requirements/test.lock
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . -e ./sandbox

@@ -85,10 +85,11 @@ offline=(--no-index --find-links "$CACHE/native")
 
 step "build the project wheel from the image's build context, and from the whole checkout"
 # The image's context: what the build stage COPYs, each to its own relative path (worker/schemas
-# stays a symlink to ../schemas). The checkout's: every tracked file, as `pip install .` sees it.
+# stays a symlink to ../schemas), less what .dockerignore leaves out of it (compiled modules). The checkout's: every tracked file, as `pip install .` sees it.
 mkdir -p "$WORK/context" "$WORK/checkout"
 sed -nE '/^COPY /{/--from/d;s/^COPY[[:space:]]+//;s/[[:space:]]+[^[:space:]]+$//;p}' Dockerfile \
-    | tr ' ' '\n' | sed 's:/$::' | grep . | tar -cf - -T - | tar -xf - -C "$WORK/context"
+    | tr ' ' '\n' | sed 's:/$::' | grep . | tar -cf - --exclude='*.so' --exclude=__pycache__ -T - \
+    | tar -xf - -C "$WORK/context"
 git ls-files -z | tar --null -cf - -T - | tar -xf - -C "$WORK/checkout"
 epoch=$(git log -1 --format=%ct 2>/dev/null || echo 315532800)
 for tree in context checkout; do
@@ -123,5 +124,11 @@ sys.exit(f'image-check: runtime venv holds {stray}' if stray else 0)") \
     || fail "the runtime venv holds packages the image must not ship"
 (cd "$WORK" && venv/bin/python -m worker --help >/dev/null && venv/bin/fullstory-user-sync --help >/dev/null) \
     || fail "python -m worker --help does not run from the runtime venv"
+# The wheel carries the compiled Avro reader (worker/_user_change.c), and the worker uses it:
+# the build stage asserts the same.
+(cd "$WORK" && venv/bin/python -c "
+from worker.decode import Decoder, load_reader_schema
+assert Decoder(load_reader_schema()).reader == 'compiled'") \
+    || fail "the wheel lacks worker/_user_change.c compiled, or the worker does not use it"
 
 step "ok"

@@ -97,6 +97,9 @@ def run(settings: Settings) -> int:
         Rules(settings.property_types),
         settings.local_schema_ids,
     )
+    if decoder.reader != "compiled":
+        # Correct either way; a backlog decodes about five times slower (ARCHITECTURE.md).
+        log.warning("avro_reader_not_compiled", reader=decoder.reader)
     api = FullStoryClient(
         settings.fullstory_api_url,
         settings.fullstory_api_key,
