@@ -63,18 +63,18 @@ class UserStore:
         if "email" in user.fields:
             stored.email = user.fields["email"]
         types = stored.types
-        nested = any("." in path for path in types)
         for name, value in user.properties.items():
+            # The types recorded under `name`: its own, or its leaves' when it held an object
+            # (names hold no dots: only nesting makes a dotted path).
+            if isinstance(stored.properties.get(name), dict):
+                prefix = f"{name}."
+                for path in [p for p in types if p.startswith(prefix)]:
+                    del types[path]
+            types.pop(name, None)
             # JSON scalars are immutable: only objects and arrays need their own copy.
             stored.properties[name] = (
                 copy.deepcopy(value) if isinstance(value, dict | list) else value
             )
-            if nested:
-                prefix = f"{name}."
-                for path in [p for p in types if p == name or p.startswith(prefix)]:
-                    del types[path]
-            else:
-                types.pop(name, None)
         types.update(user.types)
         seen = self._upserts.get(user.uid, 0)
         if seen:
