@@ -21,6 +21,7 @@ built, to fastavro. Both read valid bodies to the same dict
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import struct
@@ -102,8 +103,7 @@ def compiled_reader(parsed: Any) -> ReadBody | None:
     written for (same canonical form), and it reads a probe record exactly as fastavro does.
     None otherwise, and fastavro reads."""
     try:
-        from worker import _user_change  # type: ignore[attr-defined]
-
+        _user_change = importlib.import_module("worker._user_change")
         if to_parsing_canonical_form(parsed) != _user_change.SCHEMA:
             return None
         read: ReadBody = _user_change.read_user_change

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import sys
 from typing import Any
 
 import fastavro
@@ -207,3 +208,15 @@ def test_registry_bodies_written_with_the_reader_schema_read_as_fastavro_resolve
     by_registry = Decoder(load_reader_schema(), {3: SCHEMA}.__getitem__).decode(body)
     expected = fastavro.schemaless_reader(io.BytesIO(body[5:]), SCHEMA, SCHEMA)
     assert same(by_registry, expected)
+
+
+def test_without_the_compiled_module_fastavro_reads_the_same(monkeypatch: pytest.MonkeyPatch):
+    """A build without a C compiler has no worker._user_change: the decoder says so (the
+    worker logs it at start-up) and reads every record as before."""
+    change = {"uid": "u1", "changed_at": 5, "display_name": "Ann", "properties": {"n": 1}}
+    body = written(change)
+    compiled = Decoder(load_reader_schema()).decode(body)
+    monkeypatch.setitem(sys.modules, "worker._user_change", None)  # import fails
+    decoder = Decoder(load_reader_schema())
+    assert decoder.reader == "fastavro"
+    assert same(decoder.decode(body), compiled)
