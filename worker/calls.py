@@ -12,7 +12,9 @@ thread's cancel event, and is touched by that thread alone.
 - After a ``ServerError`` or ``Unreachable``, the backoff ends early once another thread's
   call *to the same endpoint* succeeded (``Recovery``): when FullStory comes back, every thread
   tries again at once, instead of sleeping out its own backoff (up to 30 s after a long
-  outage); an endpoint that still fails is not hammered because another one answers.
+  outage); an endpoint that still fails is not hammered because another one answers. So that
+  someone notices it is back, one thread per endpoint at a time (the *prober*) waits at most
+  ``probe_s`` (2 s) between its tries; the others wait out their backoff or that success.
 - Every wait ends with ``Abandoned`` once the thread's cancel event or the worker's
   ``abandon`` event (the shutdown deadline) is set.
 """
@@ -63,9 +65,24 @@ class Recovery:
 
     _SLICE_S = 0.1  # how often a waiting thread checks its cancel event
 
-    def __init__(self) -> None:
+    def __init__(self, probe_s: float = 2.0) -> None:
+        self.probe_s = probe_s
         self._changed = threading.Condition()
         self._successes: dict[str, int] = {}
+        self._probing: set[str] = set()
+
+    def claim_probe(self, name: str) -> bool:
+        """True when no other thread is the prober of ``name``: the caller is, until
+        ``release_probe``."""
+        with self._changed:
+            if name in self._probing:
+                return False
+            self._probing.add(name)
+            return True
+
+    def release_probe(self, name: str) -> None:
+        with self._changed:
+            self._probing.discard(name)
 
     def successes(self, name: str) -> int:
         return self._successes.get(name, 0)
@@ -165,21 +182,32 @@ class Calls:
         self, backoff: Backoff, exc: RetriableError | RejectedRequest, call: str, bound: Any
     ) -> None:
         """Log the failed call, count it, and wait its backoff (or Retry-After); after a 5xx or
-        an unreachable API, only until another thread's call to the same endpoint succeeds."""
+        an unreachable API, only until another thread's call to the same endpoint succeeds,
+        and at most ``probe_s`` for the endpoint's prober."""
         since = self.successes(call)
         delay = backoff.next_delay(exc if isinstance(exc, RetriableError) else None)
         self._policy.metrics.api_retries.labels(call, retry_reason(exc)).inc()
-        bound.warning(
-            "fullstory_retry",
-            call=call,
-            error=str(exc),
-            attempt=backoff.attempt,
-            delay_s=round(delay, 3),
-        )
-        if isinstance(exc, ServerError | Unreachable):
-            self.sleep_until_recovered(delay, call, since)
-        else:
-            self.sleep(delay)
+        recovery = self._policy.recovery
+        down = isinstance(exc, ServerError | Unreachable)
+        probing = down and recovery.claim_probe(call)
+        try:
+            if probing:
+                delay = min(delay, recovery.probe_s)
+            bound.warning(
+                "fullstory_retry",
+                call=call,
+                error=str(exc),
+                attempt=backoff.attempt,
+                delay_s=round(delay, 3),
+                probing=probing,
+            )
+            if down:
+                self.sleep_until_recovered(delay, call, since)
+            else:
+                self.sleep(delay)
+        finally:
+            if probing:
+                recovery.release_probe(call)
 
     def retrying(
         self,
