@@ -212,16 +212,17 @@ def replay(args: argparse.Namespace) -> int:
         return 2
     topics = tuple(args.topic) if args.topic else kafka.topics
     partitions = set(args.partition) if args.partition else None
-    config = kafka.client_config()
     try:
-        offsets = replay_plan(config, kafka.group_id, topics, target, partitions)
+        offsets = replay_plan(kafka, kafka.group_id, topics, target, partitions)
         for (topic, partition), offset in sorted(offsets.items()):
             print(f"{kafka.group_id} {topic}[{partition}] -> {offset}")
         if args.execute:
-            replay_commit(config, kafka.group_id, offsets)
+            replay_commit(kafka, kafka.group_id, offsets)
             print("committed")
         else:
             print("dry run: add --execute to commit these offsets")
+    except ConfigError:
+        raise  # exit 2, said by main
     except WorkerError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 1

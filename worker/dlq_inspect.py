@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from worker.config import KafkaSettings, load_dlq_topic, load_kafka_settings
-from worker.errors import WorkerError
+from worker.errors import ConfigError, WorkerError
 from worker.kafka_clients import describe, kafka_client, quiet_config
 from worker.letters import DeadLetter, Tally, parse, render, summary_json
 
@@ -122,6 +122,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         for letter in read_letters(kafka, topic):
             tally.add(letter)
+    except ConfigError:
+        raise  # exit 2, said by cli.main
     except WorkerError as exc:
         print(f"dlq inspect: {exc}", file=sys.stderr)
         return 1

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from worker.config import KafkaSettings
 from worker.errors import WorkerError
+from worker.kafka_clients import describe, kafka_client, quiet_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +51,28 @@ def _require_empty_group(admin: AdminClient, group: str) -> None:
         )
 
 
+def _clients(kafka: KafkaSettings, group: str) -> tuple[AdminClient, Consumer]:
+    """Quiet clients (one line per failure, as ``status`` says it); librdkafka refusing a
+    ``KAFKA_CFG_*`` value is a ``ConfigError`` naming it (exit 2)."""
+    config = quiet_config(kafka)
+    admin = kafka_client(kafka, lambda: AdminClient(config))
+    consumer = kafka_client(
+        kafka, lambda: Consumer({**config, "group.id": group, "enable.auto.commit": False})
+    )
+    return admin, consumer
+
+
 def plan(
-    config: dict[str, Any],
+    kafka: KafkaSettings,
     group: str,
     topics: tuple[str, ...],
     target: Target,
     partitions: set[int] | None = None,
 ) -> dict[tuple[str, int], int]:
     """The offsets the group would get, without committing anything."""
-    admin = AdminClient(config)
-    metadata = admin.list_topics(timeout=30)
-    consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False})
+    admin, consumer = _clients(kafka, group)
     try:
+        metadata = admin.list_topics(timeout=30)
         tps = []
         for topic in topics:
             if topic not in metadata.topics:
@@ -86,20 +97,22 @@ def plan(
             wanted = low if target.offset == -2 else int(target.offset or 0)
             result[(tp.topic, tp.partition)] = min(max(wanted, low), high)
         return result
+    except KafkaException as exc:  # unreachable, timed out, not authorized
+        raise WorkerError(f"Kafka failed to plan the replay: {describe(exc)}") from exc
     finally:
         consumer.close()
 
 
-def commit(config: dict[str, Any], group: str, offsets: dict[tuple[str, int], int]) -> None:
+def commit(kafka: KafkaSettings, group: str, offsets: dict[tuple[str, int], int]) -> None:
     """Commit ``offsets`` for ``group``, which must have no active member."""
-    _require_empty_group(AdminClient(config), group)
-    consumer = Consumer({**config, "group.id": group, "enable.auto.commit": False})
+    admin, consumer = _clients(kafka, group)
     try:
+        _require_empty_group(admin, group)
         consumer.commit(
             offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
             asynchronous=False,
         )
     except KafkaException as exc:
-        raise WorkerError(f"Kafka refused the commit: {exc.args[0]}") from exc
+        raise WorkerError(f"Kafka refused the commit: {describe(exc)}") from exc
     finally:
         consumer.close()

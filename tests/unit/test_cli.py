@@ -94,12 +94,26 @@ def test_a_taken_health_port_is_a_configuration_error_naming_http_port():
         (["dlq", "inspect"], {"KAFKA_BOOTSTRAP_SERVERS": ""}, "KAFKA_BOOTSTRAP_SERVERS"),
         (["dlq", "inspect"], {"DLQ_TOPIC": "t"}, "DLQ_TOPIC"),
         (["dlq", "inspect", "--limit", "-1"], {}, "--limit"),
+        *(
+            (command, {"KAFKA_CFG_FETCH_MAX_BYTES": "abc"}, "KAFKA_CFG_FETCH_MAX_BYTES")
+            for command in (["replay", "--to-earliest"], ["status"], ["dlq", "inspect"])
+        ),
     ],
-    ids=["status-no-topics", "status-count-0", "dlq-no-bootstrap", "dlq-is-a-source", "limit"],
+    ids=[
+        "status-no-topics",
+        "status-count-0",
+        "dlq-no-bootstrap",
+        "dlq-is-a-source",
+        "limit",
+        "replay-kafka-cfg-refused",
+        "status-kafka-cfg-refused",
+        "dlq-kafka-cfg-refused",
+    ],
 )
 def test_operator_commands_refuse_bad_settings_with_exit_2(command, env, named):
-    """``status`` and ``dlq inspect`` check their settings like ``run``: one line, exit 2,
-    before connecting; neither needs the FullStory key."""
+    """``status``, ``dlq inspect`` and ``replay`` check their settings like ``run``: one line,
+    exit 2, before connecting; none needs the FullStory key. (``replay`` printed librdkafka's
+    traceback for a ``KAFKA_CFG_*`` value it refuses.)"""
     base = {k: v for k, v in BASE.items() if k != "FULLSTORY_API_KEY"}
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "FULLSTORY_"))}
     done = subprocess.run(
