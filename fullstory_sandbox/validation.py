@@ -100,11 +100,11 @@ def _validate(request: object, reject_uids: re.Pattern[str] | None) -> ValidUser
         raise _Refused("invalid_uid", f"uid is longer than {UID_MAX_CHARS} characters")
     if reject_uids is not None and reject_uids.search(uid):
         raise _Refused("invalid_user", "user rejected by the sandbox reject_uids fault")
-    fields = {
-        name: _text_field(request, name, limit)
-        for name, limit in (("display_name", DISPLAY_NAME_MAX_CHARS), ("email", EMAIL_MAX_CHARS))
-        if name in request
-    }
+    fields = {}
+    if "display_name" in request:
+        fields["display_name"] = _text_field(request, "display_name", DISPLAY_NAME_MAX_CHARS)
+    if "email" in request:
+        fields["email"] = _text_field(request, "email", EMAIL_MAX_CHARS)
     raw_properties = request.get("properties")
     if raw_properties is None:
         raw_properties = {}
@@ -112,6 +112,9 @@ def _validate(request: object, reject_uids: re.Pattern[str] | None) -> ValidUser
         raise _Refused("invalid_properties", "properties must be a JSON object")
     declared = _declared_types(request.get("schema"))
     for name, value in raw_properties.items():
+        kind = value.__class__
+        if kind is bool or kind is float or (kind is str and len(value) <= _SURELY_SMALL):
+            continue  # the common values, which cannot be that large (`_larger_than`)
         if _larger_than(value, PROPERTY_VALUE_MAX_BYTES):
             raise _Refused(
                 "property_too_large",
@@ -139,8 +142,13 @@ def _declared_types(schema: object) -> dict[str, str]:
         return {}
     if not isinstance(schema, dict):
         raise _Refused("invalid_schema", "schema must be a JSON object")
+    properties = schema.get("properties") or {}
+    if isinstance(properties, dict) and all(
+        entry.__class__ is str and entry in DECLARABLE_TYPES for entry in properties.values()
+    ):
+        return properties  # flat, as a batch's users mostly are: already path -> type
     declared: dict[str, str] = {}
-    _flatten_schema(schema.get("properties") or {}, "", declared)
+    _flatten_schema(properties, "", declared)
     return declared
 
 
@@ -243,6 +251,8 @@ class _PropertyWalk:
 
 
 _PLAIN = ""  # a valid name without a type suffix
+# A string this long is at most 6 bytes a character as JSON, 2 quotes: within the value limit.
+_SURELY_SMALL = (PROPERTY_VALUE_MAX_BYTES - 2) // 6
 # What a scalar's type infers to (`infer_type`), by its exact Python type.
 _INFERRED: dict[type, str] = {str: "str", bool: "bool", int: "real", float: "real"}
 # A declared type a scalar of this exact Python type conforms to unchanged (`conforms` and
