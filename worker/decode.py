@@ -218,7 +218,8 @@ class Decoder:
     def _decode_local(self, value: bytes) -> Any:
         # A plain Avro body starts with 0 only when its uid is empty (never imported: it is
         # read as such when it can be, for its reason), so a leading 0 is otherwise the
-        # wire-format header, and its schema id must be the local schema's.
+        # wire-format header, and its schema id must be the local schema's. A value that
+        # reads both ways is neither trusted nor imported.
         if value[:1] == b"\x00" and len(value) >= _HEADER.size:
             _, schema_id = _HEADER.unpack_from(value)
             if schema_id not in self._local_ids:
@@ -231,7 +232,16 @@ class Decoder:
                     f"value has the wire-format header of schema id {schema_id}, not one "
                     "LOCAL_SCHEMA_IDS declares for the local schema (no SCHEMA_REGISTRY_URL)",
                 )
-            value = value[_HEADER.size :]
+            try:
+                self._read_local(value)
+            except Exception:  # not a plain body: the header is what it looks like
+                value = value[_HEADER.size :]
+            else:
+                raise InvalidRecord(
+                    "ambiguous_schema_id",
+                    f"value reads both as plain Avro (an empty uid) and as the wire format of "
+                    f"declared schema id {schema_id}: which one it is cannot be told",
+                )
         try:
             return self._read_local(value)
         except Exception as exc:  # fastavro raises many types on bad bytes

@@ -55,6 +55,23 @@ def test_without_a_registry_an_undeclared_schema_id_is_never_read_with_the_local
     assert Decoder(SCHEMA, local_schema_ids={8}).decode(value)["email"] == "Ada"  # as declared
 
 
+def test_a_value_that_reads_both_as_plain_avro_and_as_a_declared_header_is_not_imported():
+    """A plain body with an empty uid, changed_at 0, no name, no email and two properties
+    starts with the bytes of schema id 4's header, and the rest reads as another user ("abc").
+    Either reading could be the producer's: it is dead-lettered, never imported as "abc"."""
+    value = bytes([0, 0, 0, 0, 4, 6]) + b"abc" + bytes(4)
+    plain = Decoder(SCHEMA)
+    with pytest.raises(InvalidRecord) as info:
+        plain.decode(value)
+    assert info.value.code == "empty_uid"  # what it is as plain Avro
+    with pytest.raises(InvalidRecord) as info:
+        Decoder(SCHEMA, local_schema_ids={4}).decode(value)
+    assert info.value.code == "ambiguous_schema_id" and "4" in info.value.message
+    # A header that does not read as a plain body is read as declared, as before.
+    declared = encode(event("u1", email="e@x.io"), schema_id=4)
+    assert Decoder(SCHEMA, local_schema_ids={4}).decode(declared)["uid"] == "u1"
+
+
 @pytest.mark.parametrize("uid", ["", " ", "\t\n"], ids=["empty", "space", "white-space"])
 def test_empty_uid_is_invalid(uid):
     """A user change without a uid cannot be imported and goes to the DLQ."""
