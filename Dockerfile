@@ -32,17 +32,17 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_INPUT=1
 
+RUN python -c "import re, sys; ref = sys.argv[1]; \
+re.fullmatch(r'[^@\s]+@sha256:[0-9a-f]{64}', ref) or sys.exit( \
+f'PYTHON_IMAGE must be pinned by digest (python:3.11-slim@sha256:<64 hex>), got {ref!r}')" \
+    "${PYTHON_IMAGE}"
+
 # gcc for worker/_user_change.c. Not pinned to a version: the Debian release is fixed by the
 # base image's digest, and its point releases replace old package versions on the mirrors.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install --yes --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
-
-RUN python -c "import re, sys; ref = sys.argv[1]; \
-re.fullmatch(r'[^@\s]+@sha256:[0-9a-f]{64}', ref) or sys.exit( \
-f'PYTHON_IMAGE must be pinned by digest (python:3.11-slim@sha256:<64 hex>), got {ref!r}')" \
-    "${PYTHON_IMAGE}"
 
 WORKDIR /src
 
@@ -61,11 +61,13 @@ COPY schemas/ schemas/
 COPY worker/ worker/
 
 # The wheel's own dependencies are all in the runtime lock (pip check proves it), so it goes
-# in with --no-deps from the local file only.
+# in with --no-deps from the local file only. The checks after it run with -P, so that they
+# import the installed wheel, not the source tree in /src: the package data is in it, and so
+# is the compiled Avro reader, which the worker uses.
 RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /wheels . \
  && /opt/build/bin/pip --python /opt/venv/bin/python install --no-deps --no-index /wheels/*.whl \
  && /opt/build/bin/pip --python /opt/venv/bin/python check \
- && /opt/venv/bin/python -c "import importlib.resources as r, importlib.util as u; \
+ && /opt/venv/bin/python -P -c "import importlib.resources as r, importlib.util as u; \
 assert any(f.name.endswith('.avsc') for f in r.files('worker').joinpath('schemas').iterdir()), \
 'worker/schemas/*.avsc missing from the wheel'; \
 stray = [m for m in ('fullstory_sandbox', 'tests', 'pip', 'setuptools') if u.find_spec(m)]; \

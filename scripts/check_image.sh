@@ -85,7 +85,8 @@ offline=(--no-index --find-links "$CACHE/native")
 
 step "build the project wheel from the image's build context, and from the whole checkout"
 # The image's context: what the build stage COPYs, each to its own relative path (worker/schemas
-# stays a symlink to ../schemas), less what .dockerignore leaves out of it (compiled modules). The checkout's: every tracked file, as `pip install .` sees it.
+# stays a symlink to ../schemas), less the compiled modules .dockerignore leaves out. The
+# checkout's: every tracked file, as `pip install .` sees it.
 mkdir -p "$WORK/context" "$WORK/checkout"
 sed -nE '/^COPY /{/--from/d;s/^COPY[[:space:]]+//;s/[[:space:]]+[^[:space:]]+$//;p}' Dockerfile \
     | tr ' ' '\n' | sed 's:/$::' | grep . | tar -cf - --exclude='*.so' --exclude=__pycache__ -T - \
