@@ -1,12 +1,5 @@
+from tests.fakes.clock import FakeClock
 from worker.health import Health
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def monotonic(self) -> float:
-        return self.now
 
 
 def test_not_ready_until_joined_then_ready_without_partitions():
@@ -21,9 +14,9 @@ def test_liveness_fails_when_the_loop_stops_turning():
     """A stuck poll loop makes /healthz fail so Kubernetes restarts the pod."""
     clock = FakeClock()
     health = Health(liveness_timeout_s=60, clock=clock)
-    clock.now += 59
+    clock.advance(59)
     assert health.live()[0] is True
-    clock.now += 2
+    clock.advance(2)
     assert health.live()[0] is False
     health.beat()
     assert health.live()[0] is True
@@ -35,9 +28,9 @@ def test_fullstory_outage_turns_not_ready_only_after_the_grace():
     health = Health(liveness_timeout_s=60, api_grace_s=30, clock=clock)
     health.joined()
     health.api_failed()
-    clock.now += 29
+    clock.advance(29)
     assert health.ready()[0] is True
-    clock.now += 2
+    clock.advance(2)
     ready, detail = health.ready()
     assert ready is False and detail["fullstory_answering"] is False
     health.api_answered()

@@ -8,6 +8,7 @@ import threading
 import httpx
 import pytest
 
+from tests.fakes.clock import FakeClock
 from tests.unit.fullstory_script import (
     DONE,
     JOB,
@@ -373,27 +374,19 @@ def test_an_error_listing_that_cannot_end_is_read_again_from_its_start(hostile, 
     assert readings == [pages, 1]
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-
 def test_a_wait_is_overdue_past_the_limit_and_forgotten_when_it_ends():
     """Overdue means waited for longer than the limit, counted per wait (a fence and a batch
     may wait for the same job), and nothing once the waits ended."""
-    clock = _Clock()
+    clock = FakeClock(start=0.0)
     watch = JobWatch(60, clock)
     with watch.waiting("old"):
-        clock.now = 30
+        clock.advance(30)
         with watch.waiting("new"), watch.waiting("old"):
-            clock.now = 60
+            clock.advance(30)
             assert watch.overdue() == []
-            clock.now = 61
+            clock.advance(1)
             assert watch.overdue() == ["old"]
-            clock.now = 91
+            clock.advance(30)
             assert watch.overdue() == ["old", "new", "old"]
         assert watch.overdue() == ["old"]
     assert watch.overdue() == [] and watch.count_overdue() == 0
