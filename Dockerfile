@@ -15,7 +15,7 @@
 # project wheel with the locked build backend and installs it there. Stage `final` copies
 # /opt/venv alone onto the same base, less pip and setuptools. confluent-kafka's manylinux
 # wheel bundles librdkafka, so the final stage needs no apt packages; the build stage installs
-# a C compiler for the worker's compiled Avro reader (worker/_user_change.c), which stays behind.
+# a C compiler for the worker's compiled Avro reader (worker/events/_user_change.c), which stays behind.
 
 # Bump by digest (`docker buildx imagetools inspect python:3.11-slim` prints the index digest,
 # valid for amd64 and arm64); a tag alone moves under you and is refused below.
@@ -37,7 +37,7 @@ re.fullmatch(r'[^@\s]+@sha256:[0-9a-f]{64}', ref) or sys.exit( \
 f'PYTHON_IMAGE must be pinned by digest (python:3.11-slim@sha256:<64 hex>), got {ref!r}')" \
     "${PYTHON_IMAGE}"
 
-# gcc for worker/_user_change.c. Not pinned to a version: the Debian release is fixed by the
+# gcc for worker/events/_user_change.c. Not pinned to a version: the Debian release is fixed by the
 # base image's digest, and its point releases replace old package versions on the mirrors.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -72,8 +72,8 @@ assert any(f.name.endswith('.avsc') for f in r.files('worker').joinpath('schemas
 'worker/schemas/*.avsc missing from the wheel'; \
 stray = [m for m in ('fullstory_sandbox', 'tests', 'pip', 'setuptools') if u.find_spec(m)]; \
 assert not stray, f'not for the runtime venv: {stray}'; \
-from worker.decode import Decoder, load_reader_schema; \
-assert Decoder(load_reader_schema()).reader == 'compiled', 'worker/_user_change.c not built'"
+from worker.events.decode import Decoder, load_reader_schema; \
+assert Decoder(load_reader_schema()).reader == 'compiled', 'worker/events/_user_change.c not built'"
 
 # ---------------------------------------------------------------- final --
 FROM ${PYTHON_IMAGE} AS final

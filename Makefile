@@ -11,7 +11,7 @@ help: ## list the targets
 # Exactly the locked versions, by hash (requirements/test.lock: the worker's dependencies, the
 # test tools, the sandbox's and the build backend); then the worker and the sandbox, editable,
 # with nothing resolved (--no-deps) and the locked setuptools (--no-build-isolation).
-$(VENV)/.installed: pyproject.toml sandbox/pyproject.toml requirements/test.lock worker/_user_change.c
+$(VENV)/.installed: pyproject.toml sandbox/pyproject.toml requirements/test.lock worker/events/_user_change.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --require-hashes -r requirements/test.lock
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . -e ./sandbox
@@ -65,7 +65,7 @@ clean: ## stop the broker and remove local state
 	-bash scripts/kafka.sh stop
 	rm -rf $(VENV) .kafka .demo sandbox/*.egg-info
 
-# Mutation testing: MUTATION_JOBS mutants at once (the machine is shared); MUTANTS='worker.batch.*'
+# Mutation testing: MUTATION_JOBS mutants at once (the machine is shared); MUTANTS='worker.loop.batch.*'
 # re-tests only those on the last run's cache instead of starting again from scratch.
 MUTATION_JOBS ?= 2
 MUTANTS ?=

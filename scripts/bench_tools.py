@@ -38,9 +38,9 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
+from tests.fakes.avro import SCHEMA, encode
 from tests.integration.oracle import random_events
 from tests.integration.worker_process import ROOT, WorkerProcess
-from tests.unit.avro import SCHEMA, encode
 
 # Events are generated and encoded this many at a time, so a 1M-event workload never holds
 # 1M decoded dicts at once.

@@ -125,11 +125,11 @@ sys.exit(f'image-check: runtime venv holds {stray}' if stray else 0)") \
     || fail "the runtime venv holds packages the image must not ship"
 (cd "$WORK" && venv/bin/python -m worker --help >/dev/null && venv/bin/fullstory-user-sync --help >/dev/null) \
     || fail "python -m worker --help does not run from the runtime venv"
-# The wheel carries the compiled Avro reader (worker/_user_change.c), and the worker uses it:
+# The wheel carries the compiled Avro reader (worker/events/_user_change.c), and the worker uses it:
 # the build stage asserts the same.
 (cd "$WORK" && venv/bin/python -c "
-from worker.decode import Decoder, load_reader_schema
+from worker.events.decode import Decoder, load_reader_schema
 assert Decoder(load_reader_schema()).reader == 'compiled'") \
-    || fail "the wheel lacks worker/_user_change.c compiled, or the worker does not use it"
+    || fail "the wheel lacks worker/events/_user_change.c compiled, or the worker does not use it"
 
 step "ok"

@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fullstory_sandbox import Sandbox  # noqa: E402
+from tests.fakes.avro import encode, event  # noqa: E402
 from tests.integration.kafka_tools import Broker  # noqa: E402
 from tests.integration.oracle import fold_events, random_events  # noqa: E402
 from tests.integration.worker_process import WorkerProcess, wait_until  # noqa: E402
-from tests.unit.avro import encode, event  # noqa: E402
 
 
 def main() -> int:

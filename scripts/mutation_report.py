@@ -5,7 +5,7 @@
 
 ``run`` without names starts from an empty ``mutants/``: mutmut keeps a verdict until the
 mutated function changes, so a survivor stays "survived" after a new test would kill it.
-With names (globs such as ``'worker.batch.*'``) only those mutants are tested again, on the
+With names (globs such as ``'worker.loop.batch.*'``) only those mutants are tested again, on the
 existing cache, and the rest keep their verdicts.
 
 The report prints, per module, how many mutants the fast tier killed (a test failed), timed
@@ -45,7 +45,7 @@ MISSED = ("survived", "no tests", "suspicious", "not checked", "segfault")
 @dataclass(frozen=True)
 class Mutant:
     name: str
-    module: str  # worker/offsets.py
+    module: str  # worker/loop/commit/watermark.py
     function: str  # OffsetTracker.track
     status: str
     line: int

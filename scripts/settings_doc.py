@@ -1,9 +1,9 @@
-"""Print the README's settings table from ``worker.settings_spec``, or rewrite it in place.
+"""Print the README's settings table from ``worker.config.spec``, or rewrite it in place.
 
     python scripts/settings_doc.py            # print the table
     python scripts/settings_doc.py --write    # replace the table in README.md
 
-``tests/unit/test_settings_consistency.py`` fails when README.md's table differs from it.
+``tests/unit/config/test_settings_consistency.py`` fails when README.md's table differs from it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's worker, not an installed one
 
-from worker.settings_spec import doc_table  # noqa: E402 (after the path is set)
+from worker.config.spec import doc_table  # noqa: E402 (after the path is set)
 
 README = ROOT / "README.md"
 HEADER = "| variable | default | meaning |"

@@ -19,34 +19,35 @@ from collections.abc import Sequence
 from types import FrameType
 
 import structlog
+from structlog.typing import FilteringBoundLogger
 
-from worker import dlq_inspect, status
-from worker.batch import Batcher
-from worker.clock import SystemClock
-from worker.config import Settings, load_kafka_settings, load_settings
-from worker.decode import Decoder, load_reader_schema
-from worker.dlq import KafkaDeadLetters
+from worker.config.redact import redact_url
+from worker.config.settings import Settings, load_kafka_settings, load_settings
 from worker.errors import ConfigError, WorkerError
-from worker.fullstory import FullStoryClient
-from worker.health import Health, HealthServer
-from worker.importer import Importer
-from worker.jobs import JobWatch
-from worker.kafka_clients import kafka_client
-from worker.logs import configure_logging, kafka_logger
-from worker.metrics import Metrics
-from worker.pipeline import LoopSettings, Pipeline
-from worker.process import limit_malloc_arenas, tune_garbage_collector
-from worker.reachability import KafkaReachability
-from worker.readback import KafkaRecordReader
-from worker.redact import redact_url
-from worker.registry import SchemaRegistry
-from worker.replay import Target
-from worker.replay import commit as replay_commit
-from worker.replay import plan as replay_plan
-from worker.source import KafkaSource
-from worker.validate import Rules
+from worker.events.decode import Decoder, load_reader_schema
+from worker.events.registry import SchemaRegistry
+from worker.events.rules import Rules
+from worker.fullstory.client import FullStoryClient
+from worker.fullstory.importer import Importer
+from worker.fullstory.jobs import JobWatch
+from worker.kafka.clients import kafka_client
+from worker.kafka.dlq import KafkaDeadLetters
+from worker.kafka.readback import KafkaRecordReader
+from worker.kafka.source import KafkaSource
+from worker.loop.batch import Batcher
+from worker.loop.pipeline import LoopSettings, Pipeline
+from worker.ops import dlq_inspect, status
+from worker.ops.replay import Target
+from worker.ops.replay import commit as replay_commit
+from worker.ops.replay import plan as replay_plan
+from worker.runtime.clock import SystemClock
+from worker.runtime.health import Health, HealthServer
+from worker.runtime.logs import configure_logging, kafka_logger
+from worker.runtime.metrics import Metrics
+from worker.runtime.process import limit_malloc_arenas, tune_garbage_collector
+from worker.runtime.reachability import KafkaReachability
 
-log = structlog.get_logger("worker.cli")
+log: FilteringBoundLogger = structlog.get_logger(__name__)
 
 
 def _stop_on_signals() -> threading.Event:

@@ -15,7 +15,7 @@ WorkerError
 ├── RejectedRequest      FullStory refused a whole request body (400, 413, 422)
 └── Abandoned            the worker is shutting down; stop retrying
 
-``worker.fullstory`` maps every HTTP answer to one of these; the layers above dispatch on the
+``worker.fullstory.client`` maps every HTTP answer to one of these; the layers above dispatch on the
 class, never on ``status``.
 """
 

@@ -1,12 +1,10 @@
-"""Plain data passed between stages. No I/O here."""
+"""Kafka records as the stages pass them: partitions, consumed messages, what a dead letter
+carries. Plain data, no I/O."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, TypedDict
-
-# A property value as the Avro schema allows it (null leaves the property as it is).
-PropertyValue = bool | int | float | str | None
+from typing import Protocol
 
 TopicPartition = tuple[str, int]
 Headers = tuple[tuple[str, bytes | None], ...]
@@ -56,14 +54,3 @@ def source_record(tp: TopicPartition, offset: int, message: Message) -> SourceRe
         items = raw.items() if isinstance(raw, dict) else raw
         headers = tuple((k, v.encode() if isinstance(v, str) else v) for k, v in items)
     return SourceRecord(tp[0], tp[1], offset, message.key(), message.value(), headers)
-
-
-class UserChange(TypedDict):
-    """A partial update of one user, as Avro decodes it (the reader schema's fields, logical
-    types dropped): ``None`` leaves a field or property as it is."""
-
-    uid: str
-    changed_at: int  # epoch millis
-    display_name: str | None
-    email: str | None
-    properties: dict[str, PropertyValue]

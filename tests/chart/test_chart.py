@@ -217,7 +217,7 @@ def test_worker_settings_reach_the_pod(render):
 
 def test_every_rendered_variable_is_a_worker_setting(render):
     """Nothing the chart sets is a variable the worker ignores."""
-    from worker.settings_spec import PREFIXES, SPEC
+    from worker.config.spec import PREFIXES, SPEC
 
     for name in render(FULL).env():
         if name == "TZ":  # full-values' extraEnv
@@ -250,7 +250,7 @@ def test_network_policy_without_broker_cidrs_is_refused(render):
 
 def test_prometheus_rule_alerts_on_the_workers_metrics(render):
     """Stalled commits while lag grows, dead letters, failed jobs, not ready: on the metric
-    names and labels worker/metrics.py exports."""
+    names and labels worker/runtime/metrics.py exports."""
     rule = render(FULL).one("PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     rules = {r["alert"]: r for r in rule["spec"]["groups"][0]["rules"]}

@@ -14,14 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.fakes import FakeClock, FakeDeadLetters, FakeKafka, ScriptedFullStory, ScriptedSource
-from tests.unit.avro import SCHEMA
-from worker.batch import Batcher
-from worker.decode import Decoder
-from worker.health import Health
-from worker.importer import Importer
-from worker.metrics import Metrics
-from worker.pipeline import LoopSettings, Pipeline
-from worker.retry import Backoff
+from tests.fakes.avro import SCHEMA
+from worker.events.decode import Decoder
+from worker.fullstory.importer import Importer
+from worker.loop.batch import Batcher
+from worker.loop.pipeline import LoopSettings, Pipeline
+from worker.runtime.health import Health
+from worker.runtime.metrics import Metrics
+from worker.runtime.retry import Backoff
 
 # Bounds for waiting on job threads (real time) and on the loop (turns). `make mutation`
 # shortens the wait: a mutant that never gets there is then killed sooner.

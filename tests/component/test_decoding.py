@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.unit.avro import SCHEMA, encode, event
+from tests.fakes.avro import SCHEMA, encode, event
 from worker.errors import RetriableError
 
 

@@ -3,7 +3,7 @@ dead-lettered alone, with its code, and its user's other events still go."""
 
 from __future__ import annotations
 
-from tests.unit.avro import encode, event
+from tests.fakes.avro import encode, event
 
 
 def test_bad_events_go_to_the_dlq_alone_and_the_users_good_changes_still_go(

@@ -1,4 +1,4 @@
-"""The dead-letter producer (``worker.dlq.DeadLetterSink``): letters are confirmed only when
+"""The dead-letter producer (``worker.kafka.dlq.DeadLetterSink``): letters are confirmed only when
 the test says, and, as with librdkafka, confirmations reach the loop inside ``poll``/``flush``
 on the loop's own thread."""
 

@@ -1,4 +1,5 @@
-"""FullStory's batch import API as the importer sees it (``worker.importer.FullStoryApi``).
+"""FullStory's batch import API as the importer sees it
+(``worker.fullstory.importer.FullStoryApi``).
 
 Jobs stay PROCESSING until the test finishes them (COMPLETED, or FAILED with per-user errors
 listed over pages); calls can be scripted to fail (429 with Retry-After, 5xx, 400); a repeated
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.errors import NotFound, RejectedRequest
-from worker.fullstory import JobState, JobStatus, UserError
+from worker.fullstory.client import JobState, JobStatus, UserError
 
 CALLS = ("create_batch", "job_status", "job_errors")
 

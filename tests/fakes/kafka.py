@@ -1,6 +1,6 @@
 """Kafka for the poll loop: partition logs and the group's commits (``FakeKafka``, shared by
 members as a broker is), and one group member (``ScriptedSource``) whose rebalances and
-commit answers the test scripts. Implements ``worker.source.Source``.
+commit answers the test scripts. Implements ``worker.kafka.source.Source``.
 
 Like librdkafka, rebalance callbacks and asynchronous commit results reach the loop only
 inside ``consume``; paused partitions are not fetched, and a pause outlives a re-assignment;
@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tests.fakes.avro import encode, event
 from tests.fakes.clock import FakeClock
-from tests.unit.avro import encode, event
 from worker.records import Fetched, SourceRecord, TopicPartition
 
 Callback = Callable[[list[TopicPartition]], None]
@@ -82,7 +82,7 @@ class FakeKafka:
         return self.produce(partition, encode(event(uid, **fields)), uid.encode())
 
     def read(self, tp: TopicPartition, offsets: Sequence[int]) -> dict[int, SourceRecord]:
-        """``worker.readback.RecordReader``: records still in the log, by offset."""
+        """``worker.kafka.readback.RecordReader``: records still in the log, by offset."""
         log = self.logs[tp]
         return {o: log[o] for o in offsets if o < len(log) and log[o] is not None}
 

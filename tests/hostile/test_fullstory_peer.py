@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.fullstory_script import batch_of
 from tests.hostile.server import (
     DEADLINE_S,
     DRIP_S,
@@ -26,15 +27,14 @@ from tests.hostile.server import (
     trickled_body,
     trickled_headers,
 )
-from tests.unit.fullstory_script import batch_of
-from worker.config import Secret
+from worker.config.settings import Secret
 from worker.errors import Abandoned, BadAnswer, RateLimited, Unreachable, WorkerError
-from worker.fullstory import ANSWER_MAX_BYTES, RETRY_AFTER_MAX_S, FullStoryClient
-from worker.health import Health
-from worker.importer import BatchOutcome, Importer
-from worker.jobs import JobWatch
-from worker.metrics import Metrics
-from worker.retry import Backoff
+from worker.fullstory.client import ANSWER_MAX_BYTES, RETRY_AFTER_MAX_S, FullStoryClient
+from worker.fullstory.importer import BatchOutcome, Importer
+from worker.fullstory.jobs import JobWatch
+from worker.runtime.health import Health
+from worker.runtime.metrics import Metrics
+from worker.runtime.retry import Backoff
 
 BOUND_S = 3 * DEADLINE_S
 POST = ("POST", "/v2/users/batch")

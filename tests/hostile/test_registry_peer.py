@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.fakes.avro import encode, event
 from tests.hostile.server import (
     DEADLINE_S,
     DRIP_S,
@@ -19,10 +20,9 @@ from tests.hostile.server import (
     trickled_body,
     trickled_headers,
 )
-from tests.unit.avro import encode, event
-from worker.decode import Decoder, load_reader_schema
 from worker.errors import RetriableError, WorkerError
-from worker.registry import ANSWER_MAX_BYTES, SchemaRegistry
+from worker.events.decode import Decoder, load_reader_schema
+from worker.events.registry import ANSWER_MAX_BYTES, SchemaRegistry
 
 SCHEMA_PATH = "/schemas/ids/7"
 DEEP = ("[" * 100_000 + "]" * 100_000).encode()

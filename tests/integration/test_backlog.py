@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes.avro import encode
 from tests.integration.oracle import fold_events, random_events
 from tests.integration.worker_process import wait_until
-from tests.unit.avro import encode
 
 pytestmark = pytest.mark.integration
 

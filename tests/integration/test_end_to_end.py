@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from tests.fakes.avro import encode, event
 from tests.integration.oracle import fold_events, random_events
 from tests.integration.worker_process import wait_until
-from tests.unit.avro import encode, event
 
 pytestmark = pytest.mark.integration
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes.avro import event
 from tests.integration.test_end_to_end import (
     _drained,
     _overlapping_jobs_with_a_shared_uid,
     _produce_events,
 )
 from tests.integration.worker_process import wait_until
-from tests.unit.avro import event
 
 pytestmark = pytest.mark.integration
 

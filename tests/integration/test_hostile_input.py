@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes.avro import SCHEMA, encode, event
 from tests.integration.oracle import fold_events, random_events
 from tests.integration.worker_process import wait_until
-from tests.unit.avro import SCHEMA, encode, event
 
 pytestmark = pytest.mark.integration
 

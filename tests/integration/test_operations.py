@@ -13,11 +13,11 @@ import fastavro
 import httpx
 import pytest
 
+from tests.fakes.avro import encode, event
 from tests.integration.oracle import fold_events, random_events
 from tests.integration.registry import Registry
 from tests.integration.test_end_to_end import _assert_sandbox_holds, _drained, _produce_events
 from tests.integration.worker_process import ROOT, wait_until
-from tests.unit.avro import encode, event
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.integration.worker_process import ROOT, wait_until
-from worker.dlq import dead_letter_headers
+from worker.kafka.dlq import dead_letter_headers
 from worker.records import SourceRecord
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from worker.cli import _health_server
-from worker.config import load_settings
+from worker.config.settings import load_settings
 from worker.errors import ConfigError
-from worker.health import Health
-from worker.metrics import Metrics
+from worker.runtime.health import Health
+from worker.runtime.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {

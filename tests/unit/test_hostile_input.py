@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 
 from fullstory_sandbox.messages import parse_json
 from fullstory_sandbox.validation import UserError, validate_user
-from tests.unit.avro import SCHEMA, encode
-from worker.batch import Batcher
-from worker.decode import Decoder, record_reader
+from tests.fakes.avro import SCHEMA, encode
 from worker.errors import InvalidRecord
-from worker.importer import encode_body
+from worker.events.decode import Decoder, record_reader
+from worker.events.rules import Rules
+from worker.fullstory.importer import encode_body
+from worker.loop.batch import Batcher
 from worker.records import TopicPartition
-from worker.validate import Rules
 
 TP: TopicPartition = ("users", 0)
 EXAMPLES = settings(

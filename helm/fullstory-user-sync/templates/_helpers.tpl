@@ -107,7 +107,7 @@ Whether the chart creates its own Secret: "true" or "".
 
 {{/*
 Substrings of librdkafka property names whose values are credentials: the worker's
-(worker/kafka_config.py _SECRET_HINTS, which tests/unit/test_settings_consistency.py holds
+(worker/config/kafka.py _SECRET_HINTS, which tests/unit/config/test_settings_consistency.py holds
 this list to) plus username, which names the credential. kafka.config refuses them.
 */}}
 {{- define "fullstory-user-sync.secretHints" -}}

@@ -8,12 +8,12 @@ import uuid
 
 import pytest
 
+from tests.fakes.avro import encode
 from tests.integration.faults.checker import check, events_named, publish
 from tests.integration.faults.commits import CommitWatcher, wait_for_commits
 from tests.integration.faults.topics import create_dlq_topic, read_dead_letters, read_topic
 from tests.integration.oracle import fold_events, random_events
 from tests.integration.worker_process import wait_until
-from tests.unit.avro import encode
 
 pytestmark = pytest.mark.integration
 

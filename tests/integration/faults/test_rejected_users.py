@@ -6,12 +6,12 @@ import random
 
 import pytest
 
+from tests.fakes.avro import event
 from tests.integration.faults.checker import check, publish
 from tests.integration.faults.commits import CommitWatcher, wait_for_commits
 from tests.integration.faults.jobs import job_errors
 from tests.integration.faults.topics import Record, StreamProducer, read_topic
 from tests.integration.oracle import random_events
-from tests.unit.avro import event
 
 pytestmark = pytest.mark.integration
 

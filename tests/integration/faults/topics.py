@@ -28,7 +28,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.unit.avro import SCHEMA, encode
+from tests.fakes.avro import SCHEMA, encode
 
 
 @dataclass(frozen=True, slots=True)

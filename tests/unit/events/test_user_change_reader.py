@@ -1,0 +1,222 @@
+"""The compiled reader (worker/events/_user_change.c) against fastavro, the reference it replaces.
+
+Its contract: every valid encoding reads to exactly what fastavro returns (same values, same
+types, same key order); on any bytes at all it is never more lenient than fastavro, raises
+ValueError and nothing else; it is stricter only where the Avro specification is.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import sys
+from typing import Any
+
+import fastavro
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from worker.events import decode
+from worker.events.decode import Decoder, load_reader_schema, without_logical_types
+
+SCHEMA = fastavro.parse_schema(without_logical_types(load_reader_schema()))
+COMPILED = decode.compiled_reader(SCHEMA)
+FAST = settings(
+    max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+
+INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+TEXT = st.text(max_size=40)
+VALUES = st.one_of(st.none(), st.booleans(), INT64, st.floats(allow_nan=True), TEXT)
+CHANGES = st.fixed_dictionaries(
+    {
+        "uid": TEXT,
+        "changed_at": INT64,
+        "display_name": st.none() | TEXT,
+        "email": st.none() | TEXT,
+        "properties": st.dictionaries(TEXT, VALUES, max_size=12),
+    }
+)
+
+
+def written(change: dict[str, Any]) -> bytes:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, SCHEMA, change)
+    return out.getvalue()
+
+
+def reference(body: bytes) -> Any:
+    """fastavro's reading, with the worker's own check that no byte is left over."""
+    stream = io.BytesIO(body)
+    datum = fastavro.schemaless_reader(stream, SCHEMA, None)
+    if stream.tell() != len(body):
+        raise ValueError("trailing bytes")
+    return datum
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal values of equal types in equal order (repr tells True from 1, 1 from 1.0, and
+    NaN equals NaN)."""
+    return repr(a) == repr(b)
+
+
+def test_the_projects_build_has_the_compiled_reader_and_uses_it():
+    """make venv compiles it (a C compiler is part of this project's setup): a build that
+    silently lost it would decode five times slower and still pass every other test."""
+    assert COMPILED is not None
+    assert Decoder(load_reader_schema()).reader == "compiled"
+
+
+@FAST
+@given(CHANGES)
+def test_every_valid_encoding_reads_as_fastavro_reads_it(change: dict[str, Any]) -> None:
+    body = written(change)
+    assert COMPILED is not None
+    assert same(COMPILED(body), reference(body))
+
+
+def zz(n: int) -> bytes:
+    """A zigzag varint, as Avro writes a long."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def avro_string(text: str) -> bytes:
+    raw = text.encode()
+    return zz(len(raw)) + raw
+
+
+@FAST
+@given(
+    st.lists(st.tuples(TEXT, st.one_of(st.none(), INT64, TEXT)), min_size=1, max_size=9),
+    st.integers(min_value=1, max_value=4),
+)
+def test_a_map_written_in_several_blocks_with_sizes_reads_as_fastavro_reads_it(
+    entries: list[tuple[str, Any]], block: int
+) -> None:
+    """Writers may split a map into blocks, and give a block's byte size (negative count);
+    fastavro's own writer never does, so these bodies are built here."""
+    body = avro_string("u") + zz(5) + zz(0) + zz(0)
+    for start in range(0, len(entries), block):
+        chunk = b""
+        for key, value in entries[start : start + block]:
+            chunk += avro_string(key)
+            if value is None:
+                chunk += zz(0)
+            elif isinstance(value, int):
+                chunk += zz(2) + zz(value)
+            else:
+                chunk += zz(4) + avro_string(value)
+        count = len(entries[start : start + block])
+        body += zz(-count) + zz(len(chunk)) + chunk if start % 2 else zz(count) + chunk
+    body += zz(0)
+    assert COMPILED is not None
+    assert same(COMPILED(body), reference(body))
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True)
+@given(CHANGES, st.data())
+def test_on_damaged_bytes_it_is_never_more_lenient_than_fastavro(
+    change: dict[str, Any], data: st.DataObject
+) -> None:
+    """Truncated, extended or overwritten encodings: either both read the same datum, or the
+    compiled reader refused with a ValueError (fastavro may or may not have refused)."""
+    body = bytearray(written(change))
+    damage = data.draw(st.sampled_from(["truncate", "append", "overwrite"]))
+    if damage == "truncate":
+        del body[data.draw(st.integers(min_value=0, max_value=len(body) - 1)) :]
+    elif damage == "append":
+        body += data.draw(st.binary(min_size=1, max_size=8))
+    else:
+        at = data.draw(st.integers(min_value=0, max_value=len(body) - 1))
+        body[at] = data.draw(st.integers(min_value=0, max_value=255))
+    assert COMPILED is not None
+    try:
+        ours = COMPILED(bytes(body))
+    except ValueError:
+        return
+    assert same(ours, reference(bytes(body)))
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True)
+@given(st.binary(max_size=64))
+def test_on_random_bytes_it_never_accepts_what_fastavro_refuses(body: bytes) -> None:
+    assert COMPILED is not None
+    try:
+        ours = COMPILED(body)
+    except ValueError:
+        return
+    assert same(ours, reference(body))
+
+
+HEAD = avro_string("u") + zz(1)  # uid "u", changed_at -1
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (HEAD + zz(0) + zz(0) + zz(1) + avro_string("k") + zz(1) + b"\x02" + zz(0), "boolean"),
+        (b"\xff" * 9 + b"\x81\x01", "longer than 10 bytes"),
+        (b"\xff" * 9 + b"\x7f", "64 bits"),
+        (zz(-1), "negative length"),
+        (avro_string("u") + zz(1) + zz(2), "union branch"),
+        (HEAD + zz(0) + zz(0) + zz(1) + avro_string("k") + zz(5), "union branch"),
+        (HEAD + zz(0) + zz(0) + zz(2**40), "map block"),
+        (HEAD + zz(0) + zz(0) + zz(-1) + zz(-1), "negative size"),
+        (HEAD + zz(0) + zz(0) + zz(0) + b"\x00", "trailing bytes"),
+        (b"\x04\xff\xfe" + zz(1) + zz(0) + zz(0) + zz(0), "utf-8"),
+        (HEAD + zz(0) + zz(0) + zz(1) + avro_string("k") + zz(3) + b"\x00" * 7, "double"),
+    ],
+)
+def test_what_the_avro_specification_forbids_is_refused_with_its_reason(
+    body: bytes, reason: str
+) -> None:
+    assert COMPILED is not None
+    with pytest.raises(ValueError, match=reason):
+        COMPILED(body)
+
+
+def test_only_bytes_are_read():
+    assert COMPILED is not None
+    with pytest.raises(TypeError):
+        COMPILED(bytearray(written({"uid": "u", "changed_at": 1, "properties": {}})))  # type: ignore[arg-type]
+
+
+def test_another_reader_schema_is_read_by_fastavro():
+    """The compiled reader reads one schema: with a reader schema that differs in anything
+    that changes the bytes (here a field more), the decoder falls back to fastavro."""
+    schema = json.loads(json.dumps(load_reader_schema()))
+    schema["fields"].append({"name": "tier", "type": "string", "default": "free"})
+    decoder = Decoder(schema)
+    assert decoder.reader == "fastavro"
+    parsed = fastavro.parse_schema(without_logical_types(schema))
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, parsed, {"uid": "u", "changed_at": 1, "tier": "pro"})
+    assert decoder.decode(out.getvalue())["tier"] == "pro"
+
+
+def test_registry_bodies_written_with_the_reader_schema_read_as_fastavro_resolves_them():
+    change = {"uid": "u1", "changed_at": 5, "email": "e@x.io", "properties": {"n": 2.5}}
+    body = b"\x00" + struct.pack(">I", 3) + written(change)
+    by_registry = Decoder(load_reader_schema(), {3: SCHEMA}.__getitem__).decode(body)
+    expected = fastavro.schemaless_reader(io.BytesIO(body[5:]), SCHEMA, SCHEMA)
+    assert same(by_registry, expected)
+
+
+def test_without_the_compiled_module_fastavro_reads_the_same(monkeypatch: pytest.MonkeyPatch):
+    """A build without a C compiler has no worker.events._user_change: the decoder says so (the
+    worker logs it at start-up) and reads every record as before."""
+    change = {"uid": "u1", "changed_at": 5, "display_name": "Ann", "properties": {"n": 1}}
+    body = written(change)
+    compiled = Decoder(load_reader_schema()).decode(body)
+    monkeypatch.setitem(sys.modules, "worker.events._user_change", None)  # import fails
+    decoder = Decoder(load_reader_schema())
+    assert decoder.reader == "fastavro"
+    assert same(decoder.decode(body), compiled)

@@ -1,0 +1,253 @@
+"""FullStory v2 batch user import over HTTP: one call, one answer, errors translated.
+
+No retrying here (``calls`` owns the policy). This is the one place that reads HTTP
+statuses; every failure becomes one ``worker.errors`` class:
+
+- timeout, connection error -> ``Unreachable``
+- 5xx -> ``ServerError``
+- 429 -> ``RateLimited`` with its Retry-After
+- 401 / 403 -> ``AuthFailed``
+- 404 -> ``NotFound`` (a job FullStory does not know, or a wrong base URL)
+- 400 / 413 / 422 (the body is invalid) -> ``RejectedRequest``
+- any other status (a wrong URL's 3xx / 405, 408, 415 ...), a 200 whose body is not what
+  the API documents, an answer longer than ``ANSWER_MAX_BYTES`` -> ``BadAnswer``
+
+Every call is over within ``timeout_s`` (``FULLSTORY_HTTP_TIMEOUT_S``), connecting, waiting
+for a pooled connection and a trickled answer included (``bounded_http``); past it, the call
+is ``Unreachable``. Job ids are checked where FullStory hands them out (``create_batch``) and
+escaped wherever they go into a URL.
+
+The API key is sent as ``Authorization: Basic <key>`` and appears nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import unicodedata
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from worker.bounded_http import Answer, AnswerTooLarge, DeadlineTransport, fetch, timeouts
+from worker.config.redact import Secret, redact_url
+from worker.errors import (
+    AuthFailed,
+    BadAnswer,
+    NotFound,
+    RateLimited,
+    RejectedRequest,
+    ServerError,
+    Unreachable,
+)
+
+# The longest answer read: a job status or an /errors page is a few KiB to a few MiB (a page
+# of errors carries each failed user's request); past this the connection is closed unread.
+ANSWER_MAX_BYTES = 8 * 1024 * 1024
+# The longest job id believed (FullStory's are short); anything longer is a bad answer.
+JOB_ID_MAX_CHARS = 256
+
+# Answers that blame the request body: only these split a batch and dead-letter its users.
+_INVALID_INPUT = (400, 413, 422)
+
+
+class JobState(Enum):
+    """A batch import job's status; the API documents these three and no other."""
+
+    PROCESSING = "PROCESSING"  # accepted, running
+    COMPLETED = "COMPLETED"  # every user imported
+    FAILED = "FAILED"  # some users (perhaps all) failed, each listed under /errors
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    id: str
+    state: JobState
+    imports: int = 0
+    errors: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.state is not JobState.PROCESSING
+
+
+@dataclass(frozen=True, slots=True)
+class UserError:
+    uid: str
+    code: str
+    message: str
+    job_id: str | None = None  # the job that failed the user (None: refused with a 400)
+
+
+# The longest Retry-After believed: a larger value waits this long and asks again (one
+# absurd header must not park every job thread for days, or overflow a wait and crash).
+RETRY_AFTER_MAX_S = 60.0
+
+
+def _retry_after(response: Answer) -> float | None:
+    """Seconds to wait, within 0..``RETRY_AFTER_MAX_S``; None when absent or not a number
+    (an HTTP-date, garbage: the worker's own backoff applies)."""
+    raw = response.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return None
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), RETRY_AFTER_MAX_S)
+
+
+def _json(response: Answer) -> Any:
+    """The answer's JSON; ``ValueError`` for anything else, nesting too deep included."""
+    try:
+        return json.loads(response.body)
+    except RecursionError as exc:
+        raise ValueError("answer nests too deep") from exc
+
+
+def _job_id(value: object) -> str:
+    """A job id fit for a URL path segment and a log line; ``BadAnswer`` otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not 0 < len(value) <= JOB_ID_MAX_CHARS:
+        raise BadAnswer("create batch: the job id is missing, empty or too long", 200)
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise BadAnswer("create batch: the job id has control characters", 200)
+    return value
+
+
+def _job_path(job_id: str) -> str:
+    return f"/v2/users/batch/{quote(job_id, safe='')}"
+
+
+def _check(response: Answer, what: str) -> dict[str, Any]:
+    status = response.status
+    if status == 200:
+        try:
+            body = _json(response)
+        except ValueError as exc:
+            raise BadAnswer(f"{what}: answer is not JSON", status) from exc
+        if not isinstance(body, dict):
+            raise BadAnswer(f"{what}: answer is not a JSON object", status)
+        return body
+    if status == 429:
+        raise RateLimited(f"{what}: rate limited", _retry_after(response))
+    if status >= 500:
+        raise ServerError(f"{what}: HTTP {status}", status)
+    if status in (401, 403):
+        raise AuthFailed(f"{what}: HTTP {status} (check FULLSTORY_API_KEY)", status)
+    if status == 404:
+        raise NotFound(f"{what}: HTTP 404")
+    if status not in _INVALID_INPUT:
+        # 3xx, 405, 408, 415, ...: the URL or the API is not what we expect; waiting and
+        # alerting beats dead-lettering every user.
+        raise BadAnswer(f"{what}: HTTP {status}", status)
+    try:
+        body = _json(response)
+        # Bounded: they travel in the user's dead-letter headers.
+        code, message = str(body.get("code", ""))[:100], str(body.get("message", ""))[:1000]
+    except (ValueError, AttributeError):
+        code, message = "", response.body[:200].decode("utf-8", "replace")
+    raise RejectedRequest(status, code or f"http_{status}", message)
+
+
+class FullStoryClient:
+    """Thread-safe: one ``httpx.Client`` shared by every job runner thread."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Secret,
+        *,
+        timeout_s: float = 30.0,
+        max_connections: int = 20,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """``timeout_s``: the longest a call may take, whatever the server does."""
+        limits = httpx.Limits(max_connections=max_connections)
+        self._timeout_s = timeout_s
+        self._client = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Basic {api_key.reveal()}"},
+            timeout=timeouts(timeout_s),
+            transport=transport or DeadlineTransport(limits),
+        )
+
+    def __repr__(self) -> str:
+        return f"FullStoryClient(base_url={redact_url(str(self._client.base_url))!r})"
+
+    def _send(self, method: str, path: str, what: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = fetch(
+                self._client,
+                method,
+                path,
+                max_bytes=ANSWER_MAX_BYTES,
+                deadline_s=self._timeout_s,
+                **kwargs,
+            )
+        except AnswerTooLarge as exc:
+            raise BadAnswer(f"{what}: {exc}", exc.status) from exc
+        except httpx.TimeoutException as exc:
+            raise Unreachable(f"{what}: timed out ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:  # transport errors, bad encodings, ...
+            raise Unreachable(f"{what}: {type(exc).__name__}") from exc
+        return _check(response, what)
+
+    def create_batch(self, body: bytes, idempotency_key: str) -> str:
+        """POST /v2/users/batch; returns the job id."""
+        answer = self._send(
+            "POST",
+            "/v2/users/batch",
+            "create batch",
+            content=body,
+            headers={"Content-Type": "application/json", "Idempotency-Key": idempotency_key},
+        )
+        try:
+            job_id = answer["job"]["id"]
+        except (KeyError, TypeError) as exc:
+            raise BadAnswer("create batch: answer has no job id", 200) from exc
+        return _job_id(job_id)
+
+    def job_status(self, job_id: str) -> JobStatus:
+        """A state this client does not know is a ``BadAnswer``, never taken as an end."""
+        answer = self._send("GET", _job_path(job_id), "job status")
+        try:
+            state = answer["job"]["status"]
+            # The SDK's models type these counts as strings; accept both.
+            imports, errors = int(answer.get("imports") or 0), int(answer.get("errors") or 0)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadAnswer("job status: answer has an unexpected shape", 200) from exc
+        try:
+            return JobStatus(job_id, JobState(state), imports, errors)
+        except ValueError as exc:
+            raise BadAnswer(f"job status: unknown state {state!r}", 200) from exc
+
+    def job_errors(
+        self, job_id: str, page_token: str | None = None
+    ) -> tuple[list[UserError], str | None]:
+        """One page of a failed job's per-user errors, and the next page token."""
+        params = {"page_token": page_token} if page_token else None
+        path = f"{_job_path(job_id)}/errors"
+        answer = self._send("GET", path, "job errors", params=params)
+        try:
+            errors = [
+                UserError(
+                    uid=str(item["user"]["uid"]),  # unmatched to a user, an error is no use
+                    code=str(item.get("code", "")),
+                    message=str(item.get("message", "")),
+                )
+                for item in answer.get("results") or []
+            ]
+        except (AttributeError, KeyError, TypeError) as exc:
+            raise BadAnswer("job errors: answer has an unexpected shape", 200) from exc
+        token = answer.get("next_page_token")
+        return errors, str(token) if token else None
+
+    def close(self) -> None:
+        self._client.close()

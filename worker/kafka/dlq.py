@@ -1,0 +1,182 @@
+"""The dead-letter topic: records that cannot be delivered, with their reason.
+
+Each dead letter keeps the original key, value and headers, and adds headers naming the
+error and the source (``dlq.error.code``, ``dlq.error.message``, ``dlq.source.topic``,
+``dlq.source.partition``, ``dlq.source.offset``, ``dlq.job.id``). ``on_delivered`` runs
+only once Kafka acknowledged the write (acks=all); a failed write is sent again after a
+pause, never dropped. Callbacks run on the thread that calls ``poll``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import structlog
+from confluent_kafka import KafkaError, KafkaException, Producer
+from structlog.typing import FilteringBoundLogger
+
+from worker.records import SourceRecord
+
+log: FilteringBoundLogger = structlog.get_logger(__name__)
+_RESEND_AFTER_S = 1.0
+
+
+class DeadLetterSink(Protocol):
+    def send(
+        self,
+        record: SourceRecord,
+        code: str,
+        message: str,
+        on_delivered: Callable[[], None],
+        job_id: str | None = None,
+    ) -> None: ...
+    def poll(self, timeout: float) -> None: ...
+    def pending(self) -> int: ...
+    def flush(self, timeout: float) -> int: ...
+
+
+def dead_letter_headers(
+    record: SourceRecord, code: str, message: str, job_id: str | None
+) -> list[tuple[str, str | bytes | None]]:
+    headers: list[tuple[str, str | bytes | None]] = list(record.headers)
+    headers += [
+        ("dlq.error.code", code.encode()),
+        ("dlq.error.message", message.encode()[:4096]),
+        ("dlq.source.topic", record.topic.encode()),
+        ("dlq.source.partition", str(record.partition).encode()),
+        ("dlq.source.offset", str(record.offset).encode()),
+    ]
+    if job_id:
+        headers.append(("dlq.job.id", job_id.encode()))
+    return headers
+
+
+# KAFKA_CFG_* reaches the consumer and this producer both; these would only draw warnings.
+_CONSUMER_ONLY = (
+    "group.",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "auto.offset.reset",
+    "enable.auto.",
+    "auto.commit.",
+    "partition.assignment.strategy",
+    "fetch.",
+    "isolation.level",
+    "check.crcs",
+    "queued.",
+    "max.partition.fetch.bytes",
+)
+
+
+class KafkaDeadLetters:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topic: str,
+        on_error: Callable[[KafkaError], None] | None = None,
+    ) -> None:
+        """``on_error`` gets the producer's errors (it counts them and logs once per outage);
+        without it each is logged."""
+
+        def error_cb(err: KafkaError) -> None:
+            if on_error is None:
+                log.warning("dlq_kafka_error", error=str(err))
+            else:
+                on_error(err)
+
+        self._topic = topic
+        shared = {k: v for k, v in config.items() if not k.startswith(_CONSUMER_ONLY)}
+        self._producer = Producer(
+            {
+                **shared,
+                "enable.idempotence": True,
+                "acks": "all",
+                # librdkafka retries internally; our own resend covers what it gives up on.
+                "message.timeout.ms": 120_000,
+                "error_cb": error_cb,
+            }
+        )
+        self._in_flight = 0
+        self._resend: list[
+            tuple[float, tuple[Callable[[], None], Callable[[KafkaError], None]]]
+        ] = []
+
+    def send(
+        self,
+        record: SourceRecord,
+        code: str,
+        message: str,
+        on_delivered: Callable[[], None],
+        job_id: str | None = None,
+    ) -> None:
+        headers = dead_letter_headers(record, code, message, job_id)
+        value = record.value
+
+        def produce() -> None:
+            self._in_flight += 1
+            self._producer.produce(
+                self._topic, value=value, key=record.key, headers=headers, on_delivery=delivered
+            )
+
+        def failed(err: KafkaError) -> None:
+            nonlocal value
+            log.error(
+                "dlq_write_failed",
+                error=str(err),
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+            )
+            delay = _RESEND_AFTER_S
+            if err.code() == KafkaError.MSG_SIZE_TOO_LARGE and value is not None:
+                # Never drop the letter: keep its key, headers and source coordinates.
+                headers.append(("dlq.value.omitted", f"{len(value)} bytes: too large".encode()))
+                value, delay = None, 0.0
+            self._resend.append((time.monotonic() + delay, (produce, failed)))
+
+        def delivered(err: KafkaError | None, _msg: Any) -> None:
+            self._in_flight -= 1
+            if err is None:
+                on_delivered()
+            else:
+                failed(err)
+
+        log.warning(
+            "dead_lettered",
+            code=code,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            job_id=job_id,
+        )
+        self._attempt(produce, failed)
+
+    def _attempt(self, produce: Callable[[], None], failed: Callable[[KafkaError], None]) -> None:
+        """Produce now, or schedule a resend: a dead letter is never given up."""
+        try:
+            produce()
+        except BufferError:
+            self._in_flight -= 1
+            self._resend.append((time.monotonic() + 0.1, (produce, failed)))
+        except KafkaException as exc:
+            self._in_flight -= 1
+            failed(exc.args[0])
+
+    def poll(self, timeout: float) -> None:
+        self._producer.poll(timeout)
+        if not self._resend:
+            return
+        now = time.monotonic()
+        due = [attempt for at, attempt in self._resend if at <= now]
+        self._resend = [(at, attempt) for at, attempt in self._resend if at > now]
+        for produce, failed in due:
+            self._attempt(produce, failed)
+
+    def pending(self) -> int:
+        return self._in_flight + len(self._resend)
+
+    def flush(self, timeout: float) -> int:
+        return int(self._producer.flush(timeout))

@@ -1,0 +1,225 @@
+"""The Kafka side of the loop: a consumer-group member that never auto-commits.
+
+Offsets are committed only through ``commit`` with explicit values from the tracker.
+Partitions use cooperative-sticky assignment, so a rebalance revokes only what moves.
+The rebalance callbacks given to ``KafkaSource`` run inside ``consume``.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, cast
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import Message as KafkaMessage
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+from structlog.typing import FilteringBoundLogger
+
+from worker.kafka.stats import KafkaStats, parse_stats
+from worker.records import Fetched, Message, TopicPartition
+
+log: FilteringBoundLogger = structlog.get_logger(__name__)
+
+Callback = Callable[[list[TopicPartition]], None]
+
+# Chosen so a replacement replica gets a dead member's partitions within ~15 s (librdkafka
+# defaults to 45 s), while heartbeats every 3 s keep a busy member from flapping.
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    "partition.assignment.strategy": "cooperative-sticky",
+    "session.timeout.ms": 15_000,
+    "heartbeat.interval.ms": 3_000,
+    "max.poll.interval.ms": 300_000,
+    # Broker states for readiness and the lag gauge, delivered inside consume().
+    "statistics.interval.ms": 5_000,
+    # Prefetch at most 4 MB of records (librdkafka's default is 64 MB; its own buffers cost
+    # about three times that in RSS): a tenth of a second of decoding at full speed, enough
+    # to keep it busy, and memory the pending users need more (bench/RESULTS.md).
+    "queued.max.messages.kbytes": 4_096,
+    # A partition whose queue is full is fetched again after this long (librdkafka's default
+    # is 1 s, longer than the ~0.4 s decoding takes to drain 4 MB: in a backlog the loop then
+    # waited for records a third of the time). 100 ms: four refills in one drain, without
+    # fetching in a tight loop (10 ms cost more CPU than it saved on 2 cores).
+    "fetch.queue.backoff.ms": 100,
+}
+
+
+class Source(Protocol):
+    def consume(self, max_records: int, timeout: float) -> list[Fetched]: ...
+    def pause(self, partitions: Iterable[TopicPartition]) -> None: ...
+    def resume(self, partitions: Iterable[TopicPartition]) -> None: ...
+    def commit(
+        self,
+        offsets: dict[TopicPartition, int],
+        metadata: dict[TopicPartition, str],
+        wait: bool,
+    ) -> bool: ...
+    def committed_metadata(self, partitions: list[TopicPartition]) -> dict[TopicPartition, str]: ...
+    def lag(self) -> int: ...
+    def close(self) -> None: ...
+
+
+def _tps(partitions: Iterable[KafkaTopicPartition]) -> list[TopicPartition]:
+    return [(p.topic, p.partition) for p in partitions]
+
+
+def _kafka_tps(partitions: Iterable[TopicPartition]) -> list[KafkaTopicPartition]:
+    return [KafkaTopicPartition(t, p) for t, p in partitions]
+
+
+class KafkaSource:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: Iterable[str],
+        *,
+        on_assign: Callback,
+        on_revoke: Callback,
+        on_lost: Callback,
+        on_error: Callable[[KafkaError], None] | None = None,
+        on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None,
+        on_stats: Callable[[KafkaStats], None] | None = None,
+    ) -> None:
+        def error_cb(err: KafkaError) -> None:
+            if on_error is None:
+                log.warning("kafka_error", error=str(err), code=err.code())
+            else:  # it counts them and logs once per outage
+                on_error(err)
+
+        def commit_cb(err: KafkaError | None, partitions: list[KafkaTopicPartition]) -> None:
+            failed = [p for p in partitions if p.error is not None]
+            if err is None and failed:
+                err = failed[0].error
+            if err is not None:
+                log.warning("commit_failed", error=str(err))
+            if on_commit is not None:
+                on_commit(err, _tps(partitions))
+
+        def stats_cb(text: str) -> None:
+            if on_stats is not None:
+                on_stats(parse_stats(text))
+
+        self._consumer = Consumer(
+            {
+                "client.id": f"fullstory-user-sync-{socket.gethostname()}",
+                **CONSUMER_DEFAULTS,
+                **config,
+                "error_cb": error_cb,
+                "on_commit": commit_cb,
+                "stats_cb": stats_cb,
+            }
+        )
+        self._paused: set[TopicPartition] = set()
+        self._starts: dict[TopicPartition, int] = {}
+        self._consumer.subscribe(
+            list(topics),
+            on_assign=lambda _c, parts: on_assign(_tps(parts)),
+            on_revoke=lambda _c, parts: on_revoke(_tps(parts)),
+            on_lost=lambda _c, parts: on_lost(_tps(parts)),
+        )
+
+    def consume(self, max_records: int, timeout: float) -> list[Fetched]:
+        """Up to ``max_records`` messages, grouped in runs of one partition (in order)."""
+        runs: list[Fetched] = []
+        run: list[KafkaMessage] = []
+        topic, partition = "", -1
+        for message in self._consumer.consume(max_records, timeout):
+            error = message.error()
+            if error is not None:  # an error, or the end of a partition
+                if error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume_error", error=str(error))
+                continue
+            if message.partition() != partition or message.topic() != topic:
+                topic, partition = message.topic() or "", message.partition() or 0
+                run = []
+                # Past the error check a message carries a record: its offset is never None.
+                runs.append(Fetched((topic, partition), cast(list[Message], run)))
+            run.append(message)
+        return runs
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        partitions = list(partitions)
+        self._consumer.pause(_kafka_tps(partitions))
+        self._paused.update(partitions)
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        partitions = list(partitions)
+        self._consumer.resume(_kafka_tps(partitions))
+        self._paused.difference_update(partitions)
+
+    def commit(
+        self,
+        offsets: dict[TopicPartition, int],
+        metadata: dict[TopicPartition, str],
+        wait: bool,
+    ) -> bool:
+        """Commit exactly these offsets (with their metadata).
+
+        ``wait=False`` queues the commit and returns at once (the loop must never block on
+        an absent coordinator); its result reaches ``on_commit``. ``wait=True`` (revoke,
+        shutdown) blocks for the answer. False when Kafka refused or the queue is full.
+        """
+        if not offsets:
+            return True
+        kafka_offsets = [
+            KafkaTopicPartition(t, p, o, metadata=metadata.get((t, p), ""))
+            for (t, p), o in offsets.items()
+        ]
+        try:
+            if not wait:
+                self._consumer.commit(offsets=kafka_offsets, asynchronous=True)
+                return True
+            done = self._consumer.commit(offsets=kafka_offsets, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("commit_failed", error=str(exc.args[0]))
+            return False
+        failed = [tp for tp in done or [] if tp.error is not None]
+        if failed:
+            log.warning("commit_failed", error=str(failed[0].error))
+        return not failed
+
+    def committed_metadata(self, partitions: list[TopicPartition]) -> dict[TopicPartition, str]:
+        """The commit metadata of ``partitions`` (blocking; used on assignment)."""
+        try:
+            found = self._consumer.committed(_kafka_tps(partitions), timeout=30)
+        except KafkaException as exc:
+            log.warning("committed_read_failed", error=str(exc.args[0]))
+            return {}
+        for tp in found:  # where reading starts, for ``lag`` until a record arrives
+            self._starts[(tp.topic, tp.partition)] = tp.offset
+        return {(tp.topic, tp.partition): tp.metadata or "" for tp in found}
+
+    def lag(self) -> int:
+        """Records in the assigned, unpaused partitions not yet returned by ``consume``.
+
+        From the high watermarks of the latest fetch responses (no request to the broker),
+        against the position, or before a partition's first record the committed offset read
+        on assignment (the low watermark when nothing was committed). A partition librdkafka
+        has not fetched yet counts nothing.
+        """
+        assignment = [tp for tp in self._consumer.assignment() if not self._is_paused(tp)]
+        if not assignment:
+            return 0
+        total = 0
+        for tp in self._consumer.position(assignment):
+            low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high is None or high < 0:
+                continue
+            at = tp.offset
+            if at < 0:
+                at = self._starts.get((tp.topic, tp.partition), high)
+                if at < 0:  # nothing committed: reading starts at the earliest record
+                    at = low if low is not None and low >= 0 else high
+            total += max(0, high - at)
+        return total
+
+    def _is_paused(self, tp: KafkaTopicPartition) -> bool:
+        return (tp.topic, tp.partition) in self._paused
+
+    def close(self) -> None:
+        """Leave the group (no commit here: the pipeline committed what was acknowledged)."""
+        self._consumer.close()

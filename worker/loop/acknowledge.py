@@ -1,0 +1,81 @@
+"""Acknowledging what FullStory imported, and dead-lettering what it cannot take.
+
+A unit whose user was imported is acknowledged at once; a rejected user's records (read back
+from Kafka) and undecodable records go to the DLQ, and count as acknowledged only once Kafka
+took each letter (``acks=all``). Metrics are counted per batch, not per record, where they can
+be. Runs on the poll loop's thread (DLQ deliveries are reported inside its ``poll``).
+"""
+
+from __future__ import annotations
+
+from worker.errors import InvalidRecord
+from worker.fullstory.importer import BatchOutcome
+from worker.kafka.dlq import DeadLetterSink
+from worker.loop.batch import Batch, Unit
+from worker.loop.commit.watermark import Span
+from worker.records import Message, SourceRecord, TopicPartition, source_record
+from worker.runtime.metrics import Metrics
+
+
+class _Countdown:
+    """A rejected user's unit: acknowledged once each of its dead letters was written."""
+
+    __slots__ = ("left", "unit")
+
+    def __init__(self, unit: Unit, letters: int) -> None:
+        self.unit = unit
+        self.left = letters
+
+    def one_done(self) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            self.unit.acked = True
+
+
+class Acknowledger:
+    def __init__(self, dlq: DeadLetterSink, metrics: Metrics) -> None:
+        self._dlq = dlq
+        self._metrics = metrics
+
+    def batch_ended(self, batch: Batch, outcome: BatchOutcome) -> None:
+        """Imported users' units are acknowledged; rejected users' records are dead-lettered
+        with FullStory's code, message and the job that failed them."""
+        imported = 0
+        for uid, unit in batch.units.items():
+            failure = outcome.failures.get(uid)
+            if failure is None:
+                unit.acked = True
+                imported += len(unit.offsets)
+                continue
+            letters = _Countdown(unit, len(unit.offsets))
+            for record in outcome.rejected[uid]:
+                self.dead_letter(record, failure.code, failure.message, failure.job_id, letters)
+        self._metrics.records_acknowledged.labels("imported").inc(imported)
+
+    def undecodable(
+        self, tp: TopicPartition, offset: int, message: Message, error: InvalidRecord
+    ) -> Span:
+        """Dead-letter a consumed record that can never be decoded; returns its span."""
+        span = Span(offset)
+        self.dead_letter(source_record(tp, offset, message), error.code, error.message, None, span)
+        return span
+
+    def dead_letter(
+        self,
+        record: SourceRecord,
+        code: str,
+        message: str,
+        job_id: str | None,
+        span: Span | _Countdown,
+    ) -> None:
+        """Send ``record`` to the DLQ; ``span`` counts as acknowledged once Kafka took it."""
+
+        def delivered() -> None:
+            if isinstance(span, _Countdown):
+                span.one_done()
+            else:
+                span.acked = True
+            self._metrics.records_acknowledged.labels("dead_lettered").inc()
+            self._metrics.dead_letters.labels(code).inc()
+
+        self._dlq.send(record, code, message, on_delivered=delivered, job_id=job_id)

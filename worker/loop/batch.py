@@ -1,0 +1,192 @@
+"""Users waiting for an import job, merged as their records arrive; batches cut from them.
+Pure: the caller passes the time.
+
+A decoded record is folded at once into its user's pending ``Unit`` (one uid's records from
+one partition, merged in offset order) and is not kept: a unit holds the merged update and
+the offsets it stands for (8 bytes a record), which is what acknowledging the records, or
+reading them back for the DLQ, needs. Memory grows with the users waiting, not the records.
+
+A batch holds at most ``max_users`` uids, oldest units first. The uids of a batch stay
+blocked until ``release``: their later records merge into new units that wait, so two
+in-flight jobs never share a uid and a uid's changes reach FullStory in order. A uid with
+units on several partitions (several topics) sends them in separate batches, one at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from array import array
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from worker.events.change import UserChange
+from worker.events.merge import UserUpdate
+from worker.loop.commit.watermark import Span
+from worker.records import TopicPartition
+
+_batch_ids = itertools.count(1)
+
+
+class Unit(Span):
+    """One uid's pending records of one partition, merged; acknowledged together."""
+
+    __slots__ = ("arrived", "offsets", "tp", "update")
+
+    def __init__(self, tp: TopicPartition, offset: int, change: UserChange, now: float) -> None:
+        super().__init__(offset)
+        self.tp = tp
+        self.update = UserUpdate(uid=change["uid"])
+        self.update.apply(change)
+        self.offsets = array("q", (offset,))
+        self.arrived = now
+
+    @property
+    def uid(self) -> str:
+        return self.update.uid
+
+
+@dataclass(slots=True)
+class Batch:
+    """One import job's worth of users: a unit per uid, acknowledged when the job ends."""
+
+    id: int
+    units: dict[str, Unit] = field(default_factory=dict)
+
+    @property
+    def uids(self) -> Collection[str]:
+        return self.units.keys()
+
+    def partitions(self) -> set[TopicPartition]:
+        return {unit.tp for unit in self.units.values()}
+
+    def record_count(self) -> int:
+        return sum(len(unit.offsets) for unit in self.units.values())
+
+
+class Batcher:
+    """Pending units by (uid, partition), oldest first, and the uids in flight."""
+
+    def __init__(self, max_users: int, max_wait_s: float) -> None:
+        if not 1 <= max_users <= 50_000:
+            raise ValueError("max_users must be within 1..50000")
+        self.max_users = max_users
+        self.max_wait_s = max_wait_s
+        self._units: dict[tuple[str, TopicPartition], Unit] = {}
+        self._blocked: set[str] = set()
+        self._units_of: dict[str, int] = {}  # pending units per uid
+        self._held = 0  # pending units whose uid is blocked
+        self._last_cut = float("-inf")
+
+    def __len__(self) -> int:
+        """Users waiting (pending units)."""
+        return len(self._units)
+
+    def add(self, tp: TopicPartition, offset: int, change: UserChange, now: float) -> Unit | None:
+        """Fold a decoded record into its user's pending unit; returns the unit when the
+        record starts a new one (None when it joined one)."""
+        uid = change["uid"]
+        key = (uid, tp)
+        unit = self._units.get(key)
+        if unit is not None:
+            unit.update.apply(change)
+            unit.offsets.append(offset)
+            return None
+        unit = self._units[key] = Unit(tp, offset, change, now)
+        self._units_of[uid] = self._units_of.get(uid, 0) + 1
+        if uid in self._blocked:
+            self._held += 1
+        return unit
+
+    def _oldest(self) -> Unit | None:
+        return next(iter(self._units.values()), None)
+
+    def eligible(self) -> int:
+        """Pending units whose uid is not in flight."""
+        return len(self._units) - self._held
+
+    def ready(self, now: float, force: bool = False) -> bool:
+        """True when a batch should go now: full, or the oldest user has waited enough.
+
+        ``force`` (draining before a stop or a revoke): whenever any uid is eligible.
+        """
+        eligible = self.eligible()
+        if eligible <= 0:
+            return False
+        if force or eligible >= self.max_users:
+            return True
+        oldest = self._oldest()
+        # A partial batch goes at most once per max_wait: users held back behind a running
+        # job of theirs are old when it ends, and must not trickle out as tiny jobs.
+        return (
+            oldest is not None
+            and now - oldest.arrived >= self.max_wait_s
+            and now - self._last_cut >= self.max_wait_s
+        )
+
+    def take(
+        self,
+        now: float,
+        fenced: Collection[TopicPartition] = (),
+        only: Collection[TopicPartition] | None = None,
+    ) -> Batch | None:
+        """Cut the next batch, oldest units first, and block its uids until ``release``.
+
+        Units of blocked uids, of ``fenced`` partitions (a previous owner's jobs may still
+        run) and, when ``only`` is given, of other partitions stay pending.
+        """
+        batch = Batch(id=next(_batch_ids))
+        units = batch.units
+        taken: list[tuple[str, TopicPartition]] = []
+        for key, unit in self._units.items():
+            if len(units) >= self.max_users:
+                break
+            uid = key[0]
+            if (
+                uid in self._blocked
+                or uid in units
+                or unit.tp in fenced
+                or (only is not None and unit.tp not in only)
+            ):
+                continue
+            units[uid] = unit
+            taken.append(key)
+        if not units:
+            return None
+        for key in taken:
+            del self._units[key]
+            self._forget_unit(key[0])
+        for uid in units:
+            self._blocked.add(uid)
+            self._held += self._units_of.get(uid, 0)
+        self._last_cut = now
+        return batch
+
+    def release(self, batch: Batch) -> None:
+        """The batch's job ended: its uids may go in new batches."""
+        for uid in batch.uids:
+            if uid in self._blocked:
+                self._blocked.discard(uid)
+                self._held -= self._units_of.get(uid, 0)
+
+    def _forget_unit(self, uid: str) -> None:
+        left = self._units_of[uid] - 1
+        if left:
+            self._units_of[uid] = left
+        else:
+            del self._units_of[uid]
+
+    def pending_for(self, partitions: Collection[TopicPartition]) -> int:
+        """Pending units of ``partitions``."""
+        return sum(1 for unit in self._units.values() if unit.tp in partitions)
+
+    def drop_partitions(self, partitions: Collection[TopicPartition]) -> int:
+        """Forget pending units of partitions this replica no longer owns (their records
+        are the next owner's to send)."""
+        dropped = [key for key, unit in self._units.items() if unit.tp in partitions]
+        for key in dropped:
+            del self._units[key]
+            uid = key[0]
+            if uid in self._blocked:
+                self._held -= 1
+            self._forget_unit(uid)
+        return len(dropped)

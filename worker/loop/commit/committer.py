@@ -1,0 +1,100 @@
+"""The commit stage: what this replica may commit, and committing it.
+
+Joins the offset watermark (``offsets``) and the in-flight job ledger (``ledger``): each
+commit carries the acknowledged prefix of a partition and, as its metadata, the FullStory
+jobs still running for it. Only the poll thread calls this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+
+from worker.kafka.source import Source
+from worker.loop.commit.ledger import JobLedger
+from worker.loop.commit.watermark import OffsetTracker, Span
+from worker.records import TopicPartition
+from worker.runtime.metrics import Metrics
+
+
+class Committer:
+    def __init__(self, metrics: Metrics, on_success: Callable[[], None]) -> None:
+        self._tracker = OffsetTracker()
+        self._ledger = JobLedger()
+        self._metrics = metrics
+        self._on_success = on_success
+
+    # -- ownership and acknowledgements ----------------------------------------------
+
+    def assign(self, partitions: Iterable[TopicPartition]) -> None:
+        self._tracker.assign(partitions)
+
+    def forget(self, partitions: Collection[TopicPartition]) -> None:
+        """Partitions moved away: never commit for them again."""
+        self._tracker.revoke(partitions)
+        self._ledger.forget(partitions)
+
+    def owned(self) -> set[TopicPartition]:
+        return set(self._tracker.owned())
+
+    def owns(self, tp: TopicPartition) -> bool:
+        return self._tracker.owns(tp)
+
+    def track(self, tp: TopicPartition, first: int, end: int, spans: Iterable[Span]) -> None:
+        """Decoded records ``first``..``end - 1`` of an owned partition, and the spans that
+        start among them."""
+        self._tracker.track(tp, first, end, spans)
+
+    def job_started(self, partitions: Collection[TopicPartition], job_id: str) -> None:
+        """Name ``job_id`` in the next commits of the owned ``partitions``."""
+        self._ledger.started(set(partitions) & self.owned(), job_id)
+
+    def jobs_ended(self, job_ids: Iterable[str]) -> None:
+        self._ledger.ended(job_ids)
+
+    # -- committing ---------------------------------------------------------------------
+
+    def commit(
+        self,
+        source: Source,
+        partitions: Collection[TopicPartition] | None,
+        wait: bool,
+    ) -> None:
+        """Commit moved watermarks, and partitions whose in-flight job list changed.
+
+        The loop's own commits do not wait (results come back through ``on_commit``), so an
+        absent coordinator never stalls polling. Revoke and shutdown wait for the answer, and
+        commit every partition's watermark again: an asynchronous commit still on its way
+        must not be what the next owner reads.
+        """
+        offsets = self._tracker.committable(partitions)
+        again = (
+            (self._tracker.owned() if partitions is None else partitions)
+            if wait
+            else self._ledger.dirty()
+        )
+        for tp in again:
+            if tp not in offsets and (partitions is None or tp in partitions):
+                position = self._tracker.position(tp)
+                if position is not None:
+                    offsets[tp] = position
+        if not offsets:
+            return
+        metadata = {tp: self._ledger.metadata(tp) for tp in offsets}
+        if not source.commit(offsets, metadata, wait=wait):
+            self._metrics.commits.labels("failed").inc()
+            return
+        self._tracker.mark_committed(offsets)
+        self._ledger.committed(offsets)
+        if wait:
+            self.on_commit(None, list(offsets))
+
+    def on_commit(self, error: object | None, partitions: list[TopicPartition]) -> None:
+        """The result of a commit (librdkafka's callback, run inside ``consume``)."""
+        if error is not None:
+            self._metrics.commits.labels("failed").inc()
+            self._tracker.uncommit(partitions)
+            self._ledger.recommit(partitions)
+            return
+        self._on_success()
+        self._metrics.commits.labels("ok").inc()
+        self._metrics.last_commit.set_to_current_time()

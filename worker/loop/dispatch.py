@@ -1,0 +1,132 @@
+"""Import jobs in flight: their threads, their job ids and their cancellation.
+
+Threads: the poll loop alone calls every method here. ``MAX_JOBS_IN_FLIGHT`` job threads each
+run one batch (``_run``: import it, then read back from Kafka the records of the users
+FullStory rejected) or one fence wait; they touch nothing of the loop's but what they are
+handed (the batch, its cancel event) and the ``_created`` queue, through which they report
+each job id the moment FullStory accepted a POST.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Collection
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from worker.errors import Abandoned, RetriableError
+from worker.fullstory.importer import BatchOutcome, Importer
+from worker.kafka.readback import RecordReader, records_at
+from worker.loop.batch import Batch
+from worker.records import TopicPartition
+from worker.runtime.retry import Backoff
+
+log: FilteringBoundLogger = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class InFlight:
+    """One batch on its job thread."""
+
+    batch: Batch
+    future: Future[BatchOutcome]
+    cancel: threading.Event
+    job_ids: list[str] = field(default_factory=list)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        importer: Importer,
+        reader: RecordReader,
+        max_jobs: int,
+        abandon: threading.Event,
+    ) -> None:
+        self._importer = importer
+        self._reader = reader
+        self._abandon = abandon
+        self.max_jobs = max_jobs
+        self._executor = ThreadPoolExecutor(max_jobs, thread_name_prefix="import-job")
+        self._jobs: dict[int, InFlight] = {}
+        self._created: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def submit(self, batch: Batch) -> None:
+        cancel = threading.Event()
+        future = self._executor.submit(self._run, batch, cancel)
+        self._jobs[batch.id] = InFlight(batch, future, cancel)
+
+    def wait_for(self, job_ids: list[str]) -> Future[None]:
+        """Wait, on a job thread, until each job ended (a partition fence)."""
+        return self._executor.submit(self._importer.await_jobs, job_ids, threading.Event())
+
+    def created(self) -> list[tuple[InFlight, str]]:
+        """Jobs FullStory accepted since the last call, with their batch still in flight."""
+        found: list[tuple[InFlight, str]] = []
+        while True:
+            try:
+                batch_id, job_id = self._created.get_nowait()
+            except queue.Empty:
+                return found
+            entry = self._jobs.get(batch_id)
+            if entry is not None:  # else it already ended and was collected
+                entry.job_ids.append(job_id)
+                found.append((entry, job_id))
+
+    def finished(self) -> list[tuple[Batch, BatchOutcome | None]]:
+        """Batches whose thread ended: their outcome, or None when it was abandoned."""
+        done: list[tuple[Batch, BatchOutcome | None]] = []
+        for batch_id, entry in list(self._jobs.items()):
+            if not entry.future.done():
+                continue
+            del self._jobs[batch_id]
+            try:
+                done.append((entry.batch, entry.future.result()))
+            except Abandoned:
+                done.append((entry.batch, None))
+        return done
+
+    def busy_with(self, partitions: Collection[TopicPartition]) -> bool:
+        return any(entry.batch.partitions() & set(partitions) for entry in self._jobs.values())
+
+    def cancel_unstarted(self, partitions: Collection[TopicPartition]) -> None:
+        """Cancel the batches of ``partitions`` that have no job yet: one created later
+        would be unknown to the partitions' next owner."""
+        for entry in self._jobs.values():
+            if entry.batch.partitions() & set(partitions) and not entry.job_ids:
+                entry.cancel.set()
+
+    def close(self) -> None:
+        """Stop every job thread's waits and forget them (their records stay unacknowledged)."""
+        self._abandon.set()
+        for entry in self._jobs.values():
+            entry.cancel.set()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- on a job thread ----------------------------------------------------------------
+
+    def _job_created(self, batch_id: int, job_id: str) -> None:
+        self._created.put((batch_id, job_id))
+
+    def _run(self, batch: Batch, cancel: threading.Event) -> BatchOutcome:
+        """Import the batch, then read back the records of the users FullStory rejected
+        (the loop keeps no values) for their dead letters."""
+        outcome = self._importer.run(batch, self._job_created, cancel)
+        backoff = Backoff(cap_s=10.0)
+        for uid in outcome.failures:
+            unit = batch.units[uid]
+            while True:
+                try:
+                    outcome.rejected[uid] = records_at(self._reader, unit.tp, unit.offsets)
+                    break
+                except RetriableError as exc:
+                    log.warning("readback_retry", error=str(exc), batch_id=batch.id)
+                    if cancel.wait(backoff.next_delay(exc)) or self._abandon.is_set():
+                        raise Abandoned("cancelled while reading back records") from exc
+        return outcome

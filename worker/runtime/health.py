@@ -1,0 +1,145 @@
+"""Liveness and readiness (and ``/metrics``), served over HTTP for Kubernetes.
+
+``/healthz`` (liveness) is 200 while the poll loop has turned within ``liveness_timeout_s``:
+a stuck loop gets the pod restarted; a broker or FullStory outage does not (restarting would
+not help, and the loop keeps turning through both).
+
+``/readyz`` is 200 when all of these hold:
+
+* the consumer joined its group (with or without partitions: a replica beyond the partition
+  count is idle, not broken);
+* Kafka is reachable (a broker connection is up in librdkafka's latest statistics);
+* records decode (the schema registry, if used, answers);
+* FullStory answers: its latest call got an HTTP answer, or it has failed for less than
+  ``api_grace_s`` (a short blip does not flap readiness);
+* no import job is overdue (``overdue_jobs``: unfinished past ``JOB_MAX_WAIT_S``; the answer
+  names up to five). Its records stay unacknowledged and the partition's commit stuck behind
+  them, which a restart would not mend (the next owner waits for the same job): not ready
+  is the signal, ``/healthz`` stays 200.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from worker.runtime.clock import Clock, SystemClock
+
+
+class Health:
+    """Thread-safe enough: each flag is written by one thread and read by the HTTP server."""
+
+    def __init__(
+        self,
+        liveness_timeout_s: float,
+        api_grace_s: float = 30.0,
+        clock: Clock | None = None,
+        overdue_jobs: Callable[[], list[str]] = list,
+    ) -> None:
+        self._clock = clock or SystemClock()
+        self._overdue_jobs = overdue_jobs
+        self._liveness_timeout = liveness_timeout_s
+        self._api_grace = api_grace_s
+        self._last_beat = self._clock.monotonic()
+        self._joined = False
+        self._kafka_ok = True
+        self._decoding_ok = True
+        self._api_failing_since: float | None = None
+
+    def beat(self) -> None:
+        self._last_beat = self._clock.monotonic()
+
+    def joined(self) -> None:
+        self._joined = True
+
+    def kafka(self, reachable: bool) -> None:
+        self._kafka_ok = reachable
+
+    @property
+    def kafka_ok(self) -> bool:
+        return self._kafka_ok
+
+    def decoding(self, ok: bool) -> None:
+        self._decoding_ok = ok
+
+    @property
+    def decoding_ok(self) -> bool:
+        return self._decoding_ok
+
+    def api_answered(self) -> None:
+        self._api_failing_since = None
+
+    def api_failed(self) -> None:
+        if self._api_failing_since is None:
+            self._api_failing_since = self._clock.monotonic()
+
+    def live(self) -> tuple[bool, dict[str, object]]:
+        age = self._clock.monotonic() - self._last_beat
+        return age <= self._liveness_timeout, {"loop_age_s": round(age, 3)}
+
+    def ready(self) -> tuple[bool, dict[str, object]]:
+        failing = self._api_failing_since
+        api_ok = failing is None or self._clock.monotonic() - failing < self._api_grace
+        overdue = self._overdue_jobs()
+        checks = {
+            "joined_group": self._joined,
+            "kafka_reachable": self._kafka_ok,
+            "decoding": self._decoding_ok,
+            "fullstory_answering": api_ok,
+            "jobs_within_limit": not overdue,
+        }
+        detail: dict[str, object] = dict(checks)
+        if overdue:
+            detail["overdue_jobs"] = overdue[:5]
+        return all(checks.values()), detail
+
+
+class HealthServer:
+    """A small threaded HTTP server; ``port=0`` picks a free one."""
+
+    def __init__(
+        self, health: Health, host: str, port: int, metrics: Callable[[], bytes] | None = None
+    ) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                if path == "/metrics" and metrics is not None:
+                    self._answer(200, metrics(), "text/plain; version=0.0.4; charset=utf-8")
+                    return
+                checks = {"/healthz": health.live, "/readyz": health.ready}
+                check = checks.get(path)
+                if check is None:
+                    self.send_error(404)
+                    return
+                ok, detail = check()
+                body = json.dumps({"ok": ok, **detail}).encode()
+                self._answer(200 if ok else 503, body, "application/json")
+
+            def _answer(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        class Server(ThreadingHTTPServer):
+            # An IPv6 literal (``::``) needs an IPv6 socket; the stdlib default is IPv4.
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        self._server = Server((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
