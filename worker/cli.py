@@ -32,10 +32,12 @@ from worker.fullstory.importer import Importer
 from worker.fullstory.jobs import JobWatch
 from worker.kafka.clients import kafka_client
 from worker.kafka.dlq import KafkaDeadLetters
+from worker.kafka.reachability import KafkaReachability
 from worker.kafka.readback import KafkaRecordReader
 from worker.kafka.source import KafkaSource
 from worker.loop.batch import Batcher
-from worker.loop.pipeline import LoopSettings, Pipeline
+from worker.loop.pipeline import Pipeline
+from worker.loop.stages import LoopSettings, build_stages
 from worker.ops import dlq_inspect, status
 from worker.ops.replay import Target
 from worker.ops.replay import commit as replay_commit
@@ -45,7 +47,6 @@ from worker.runtime.health import Health, HealthServer
 from worker.runtime.logs import configure_logging, kafka_logger
 from worker.runtime.metrics import Metrics
 from worker.runtime.process import limit_malloc_arenas, tune_garbage_collector
-from worker.runtime.reachability import KafkaReachability
 
 log: FilteringBoundLogger = structlog.get_logger(__name__)
 
@@ -120,7 +121,11 @@ def run(settings: Settings) -> int:
         declare_types=settings.property_types == "v2",
         watch=watch,
     )
-    pipeline = Pipeline(
+    loop_settings = LoopSettings(
+        max_jobs_in_flight=settings.max_jobs_in_flight,
+        max_pending_users=settings.max_pending_users,
+    )
+    stages = build_stages(
         decoder=decoder,
         batcher=Batcher(settings.batch_max_users, settings.batch_max_wait_ms / 1000),
         importer=importer,
@@ -133,16 +138,13 @@ def run(settings: Settings) -> int:
                 on_error=lambda err: reachability.on_error(err.code(), err.str(), "dlq"),
             ),
         ),
-        clock=clock,
-        health=health,
-        settings=LoopSettings(
-            max_jobs_in_flight=settings.max_jobs_in_flight,
-            max_pending_users=settings.max_pending_users,
-        ),
+        settings=loop_settings,
         abandon=abandon,
-        stop=stop,
         metrics=metrics,
-        kafka=reachability,
+        on_commit_stored=reachability.reachable,
+    )
+    pipeline = Pipeline(
+        stages, clock=clock, health=health, settings=loop_settings, metrics=metrics, stop=stop
     )
     source = kafka_client(
         settings.kafka,

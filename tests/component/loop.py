@@ -18,7 +18,8 @@ from tests.fakes.avro import SCHEMA
 from worker.events.decode import Decoder
 from worker.fullstory.importer import Importer
 from worker.loop.batch import Batcher
-from worker.loop.pipeline import LoopSettings, Pipeline
+from worker.loop.pipeline import Pipeline
+from worker.loop.stages import LoopSettings, build_stages
 from worker.runtime.health import Health
 from worker.runtime.metrics import Metrics
 from worker.runtime.retry import Backoff
@@ -62,22 +63,28 @@ class Loop:
             poll_min_interval_s=0.001,
             backoff=lambda: Backoff(base_s=0.001, cap_s=0.005, floor_s=0.001),
         )
-        self._pipeline = Pipeline(
+        settings = LoopSettings(
+            max_jobs_in_flight=max_jobs,
+            max_pending_users=max_pending,
+            commit_interval_s=commit_interval_s,
+            rebalance_drain_timeout_s=drain_timeout_s,
+            backlog_lag=backlog_lag,
+        )
+        stages = build_stages(
             decoder=Decoder(SCHEMA, registry),
             batcher=Batcher(max_users, max_wait_s),
             importer=importer,
             reader=kafka,
             dlq=self.dlq,
+            settings=settings,
+            abandon=self.abandon,
+            metrics=self.metrics,
+        )
+        self._pipeline = Pipeline(
+            stages,
             clock=self.clock,
             health=Health(60, clock=self.clock),
-            settings=LoopSettings(
-                max_jobs_in_flight=max_jobs,
-                max_pending_users=max_pending,
-                commit_interval_s=commit_interval_s,
-                rebalance_drain_timeout_s=drain_timeout_s,
-                backlog_lag=backlog_lag,
-            ),
-            abandon=self.abandon,
+            settings=settings,
             metrics=self.metrics,
         )
         self._pipeline.source = self.source

@@ -1,4 +1,4 @@
-"""The dead-letter producer (``worker.kafka.dlq.DeadLetterSink``): letters are confirmed only when
+"""The dead-letter producer (``worker.loop.ports.DeadLetterSink``): letters are confirmed only when
 the test says, and, as with librdkafka, confirmations reach the loop inside ``poll``/``flush``
 on the loop's own thread."""
 
@@ -43,7 +43,7 @@ class FakeDeadLetters:
     def offsets(self) -> list[int]:
         return [letter.record.offset for letter in self.letters]
 
-    # -- worker.dlq.DeadLetterSink ---------------------------------------------------------
+    # -- worker.loop.ports.DeadLetterSink ---------------------------------------------------------
 
     def send(
         self,

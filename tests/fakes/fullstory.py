@@ -109,7 +109,7 @@ class ScriptedFullStory:
         with self._lock:
             return self._jobs[job_id]
 
-    # -- worker.importer.FullStoryApi ----------------------------------------------------
+    # -- worker.fullstory.importer.FullStoryApi ----------------------------------------------------
 
     def _scripted(self, call: str) -> None:
         if self._script[call]:

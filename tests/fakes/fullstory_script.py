@@ -9,18 +9,15 @@ import httpx
 
 from tests.fakes.factories import change
 from worker.config.settings import Secret
+from worker.events.merge import UserUpdate, fold
 from worker.fullstory.client import FullStoryClient
 from worker.fullstory.importer import Importer
-from worker.loop.batch import Batcher
 from worker.runtime.retry import Backoff
 
 
-def batch_of(*uids: str):
-    """One batch of these users, one record each, in partition 0."""
-    batcher = Batcher(max_users=100, max_wait_s=0)
-    for offset, uid in enumerate(uids):
-        batcher.add(("users", 0), offset, change(uid, seats=offset), 0)
-    return batcher.take(now=0.0)
+def users_of(*uids: str) -> list[UserUpdate]:
+    """These users, as the importer takes them, one change each."""
+    return [fold([change(uid, seats=offset)]) for offset, uid in enumerate(uids)]
 
 
 class Script:

@@ -1,6 +1,6 @@
 """Kafka for the poll loop: partition logs and the group's commits (``FakeKafka``, shared by
 members as a broker is), and one group member (``ScriptedSource``) whose rebalances and
-commit answers the test scripts. Implements ``worker.kafka.source.Source``.
+commit answers the test scripts. Implements ``worker.loop.ports.Source``.
 
 Like librdkafka, rebalance callbacks and asynchronous commit results reach the loop only
 inside ``consume``; paused partitions are not fetched, and a pause outlives a re-assignment;
@@ -82,7 +82,7 @@ class FakeKafka:
         return self.produce(partition, encode(event(uid, **fields)), uid.encode())
 
     def read(self, tp: TopicPartition, offsets: Sequence[int]) -> dict[int, SourceRecord]:
-        """``worker.kafka.readback.RecordReader``: records still in the log, by offset."""
+        """``worker.loop.ports.RecordReader``: records still in the log, by offset."""
         log = self.logs[tp]
         return {o: log[o] for o in offsets if o < len(log) and log[o] is not None}
 
@@ -168,7 +168,7 @@ class ScriptedSource:
             raise ValueError(how)
         self._commit_script.extend([how] * count)
 
-    # -- worker.source.Source ------------------------------------------------------------
+    # -- worker.loop.ports.Source ------------------------------------------------------------
 
     def consume(self, max_records: int, timeout: float) -> list[Fetched]:
         if self.closed:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.fullstory_script import batch_of
+from tests.fakes.fullstory_script import users_of
 from tests.hostile.server import (
     DEADLINE_S,
     DRIP_S,
@@ -30,7 +30,7 @@ from tests.hostile.server import (
 from worker.config.settings import Secret
 from worker.errors import Abandoned, BadAnswer, RateLimited, Unreachable, WorkerError
 from worker.fullstory.client import ANSWER_MAX_BYTES, RETRY_AFTER_MAX_S, FullStoryClient
-from worker.fullstory.importer import BatchOutcome, Importer
+from worker.fullstory.importer import Importer, ImportOutcome
 from worker.fullstory.jobs import JobWatch
 from worker.runtime.health import Health
 from worker.runtime.metrics import Metrics
@@ -136,7 +136,7 @@ def _importer(server: HostileServer, abandon: threading.Event, **options: Any) -
 
 def _run_until(
     importer: Importer, abandon: threading.Event, until: Callable[[], bool], limit_s: float
-) -> tuple[BatchOutcome | None, BaseException | None, float]:
+) -> tuple[ImportOutcome | None, BaseException | None, float]:
     """Run one batch on a thread until ``until()`` (or ``limit_s``), then abandon it as the
     shutdown deadline does; its outcome (None: nothing acknowledged), what it raised, and
     how long it took to end once abandoned."""
@@ -144,7 +144,7 @@ def _run_until(
 
     def run() -> None:
         try:
-            ended["outcome"] = importer.run(batch_of("a", "b"))
+            ended["outcome"] = importer.run(users_of("a", "b"))
         except BaseException as exc:  # whatever escapes, to assert on
             ended["raised"] = exc
 

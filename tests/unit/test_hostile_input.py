@@ -100,7 +100,9 @@ def test_any_stream_gives_a_body_fullstory_accepts_or_the_workers_own_refusals(
     batch = batcher.take(0.0)
     if batch is None:
         return
-    body = parse_json(encode_body(list(batch.units.values()), declare_types=mode == "v2"))
+    body = parse_json(
+        encode_body([unit.update for unit in batch.units.values()], declare_types=mode == "v2")
+    )
     for request in body["requests"]:
         # a null would clear the property: the worker never sends one (orjson writes NaN so)
         assert None not in request.get("properties", {}).values(), request

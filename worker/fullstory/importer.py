@@ -1,21 +1,22 @@
-"""Import one batch: POST it (split in halves while refused), follow its jobs, and say what
-FullStory made of each user.
+"""Import a set of users: POST them (split in halves while refused), follow the jobs, and say
+what FullStory made of each user.
 
-``Importer.run`` runs on a job thread and returns a ``BatchOutcome``. It never gives up on a
-transient failure (``calls``: 429 waits Retry-After, other failures back off with jitter),
-until it is cancelled or ``abandon`` is set at the shutdown deadline, which raises
-``Abandoned``. A POST answered ``ServerError`` ``new_key_after_5xx`` times under one
+``Importer.run`` runs on a job thread and returns an ``ImportOutcome``. It takes plain users
+(``UserUpdate``s), not the loop's batch: what a batch stands for in Kafka is the loop's. It
+never gives up on a transient failure (``calls``: 429 waits Retry-After, other failures back
+off with jitter), until it is cancelled or ``abandon`` is set at the shutdown deadline, which
+raises ``Abandoned``. A POST answered ``ServerError`` ``new_key_after_5xx`` times under one
 idempotency key, or again after other POSTs succeeded (a saved answer replayed), moves to the
-next key for the same body. A batch FullStory refuses as a whole
-(``RejectedRequest``) is split in halves until the refused users stand alone; they fail with
-its reason. Following a job to its end and reading its errors is ``jobs``.
+next key for the same body. Users FullStory refuses as a whole request (``RejectedRequest``)
+are split in halves until the refused users stand alone; they fail with its reason.
+Following a job to its end and reading its errors is ``jobs``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Protocol
@@ -25,16 +26,15 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from worker.errors import RejectedRequest, RetriableError, ServerError
+from worker.events.merge import UserUpdate
 from worker.fullstory.calls import Calls, Policy
 from worker.fullstory.client import JobState, UserError
 from worker.fullstory.idempotency import idempotency_key
 from worker.fullstory.jobs import JobApi, Jobs, JobWatch
-from worker.loop.batch import Batch, Unit
-from worker.records import SourceRecord
 from worker.runtime.metrics import Metrics
 from worker.runtime.retry import Backoff
 
-JobCreated = Callable[[int, str], None]
+JobCreated = Callable[[str], None]
 log: FilteringBoundLogger = structlog.get_logger(__name__)
 
 
@@ -43,14 +43,11 @@ class FullStoryApi(JobApi, Protocol):
 
 
 @dataclass(slots=True)
-class BatchOutcome:
-    """What FullStory made of a batch: users not in ``failures`` were imported."""
+class ImportOutcome:
+    """What FullStory made of the users: those not in ``failures`` were imported."""
 
-    batch: Batch
     job_ids: list[str] = field(default_factory=list)
     failures: dict[str, UserError] = field(default_factory=dict)
-    # The records of each failed uid, read back from Kafka for its dead letters.
-    rejected: dict[str, list[SourceRecord]] = field(default_factory=dict)
 
 
 # Users encoded per orjson call: the request dicts of a whole batch never exist at once, and
@@ -58,7 +55,7 @@ class BatchOutcome:
 _ENCODE_CHUNK = 500
 
 
-def encode_body(users: Sequence[Unit], declare_types: bool = True) -> bytes:
+def encode_body(users: Sequence[UserUpdate], declare_types: bool = True) -> bytes:
     """The exact bytes sent (the idempotency key is derived from them): the same as
     ``orjson.dumps({"requests": [...]})`` of the users' request objects.
 
@@ -68,7 +65,7 @@ def encode_body(users: Sequence[Unit], declare_types: bool = True) -> bytes:
     """
     dumps = orjson.dumps
     chunks = [
-        dumps([u.update.to_request(declare_types) for u in users[i : i + _ENCODE_CHUNK]])[1:-1]
+        dumps([u.to_request(declare_types) for u in users[i : i + _ENCODE_CHUNK]])[1:-1]
         for i in range(0, len(users), _ENCODE_CHUNK)
     ]
     return b'{"requests":[' + b",".join(chunks) + b"]}"
@@ -107,20 +104,20 @@ class Importer:
 
     def run(
         self,
-        batch: Batch,
-        on_job_created: JobCreated = lambda _b, _j: None,
+        users: Sequence[UserUpdate],
+        on_job_created: JobCreated = lambda _job: None,
         cancel: threading.Event | None = None,
-    ) -> BatchOutcome:
-        """Import ``batch``; ``on_job_created(batch.id, job_id)`` as soon as a job exists.
+        context: Mapping[str, object] | None = None,
+    ) -> ImportOutcome:
+        """Import ``users`` (one per uid); ``on_job_created(job_id)`` as soon as a job exists.
+        ``context``: what the caller's log lines name (its batch id, partitions, records).
 
         Setting ``cancel`` (or the importer's ``abandon``) ends any wait with ``Abandoned``.
         """
-        outcome = BatchOutcome(batch)
-        bound = log.bind(
-            batch_id=batch.id, partitions=sorted(batch.partitions()), records=batch.record_count()
-        )
+        outcome = ImportOutcome()
+        bound = log.bind(**(context or {}))
         calls = Calls(self._policy, cancel)
-        self._import(list(batch.units.values()), outcome, calls, bound, on_job_created)
+        self._import(list(users), outcome, calls, bound, on_job_created)
         return outcome
 
     def await_jobs(self, job_ids: list[str], cancel: threading.Event | None = None) -> None:
@@ -133,8 +130,8 @@ class Importer:
 
     def _import(
         self,
-        users: list[Unit],
-        outcome: BatchOutcome,
+        users: list[UserUpdate],
+        outcome: ImportOutcome,
         calls: Calls,
         bound: FilteringBoundLogger,
         on_job_created: JobCreated,
@@ -154,12 +151,12 @@ class Importer:
             self._import(users[middle:], outcome, calls, bound, on_job_created)
             return
         outcome.job_ids.append(job_id)
-        on_job_created(outcome.batch.id, job_id)
+        on_job_created(job_id)
         job_log = bound.bind(job_id=job_id)
         started = time.monotonic()
         status = self._jobs.follow(job_id, calls, job_log)
         if status.state is JobState.FAILED:
-            uids = {unit.uid for unit in users}
+            uids = {user.uid for user in users}
             for error in self._jobs.errors(job_id, status.errors, uids, calls, job_log):
                 outcome.failures[error.uid] = replace(error, job_id=job_id)
         seconds = time.monotonic() - started

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -21,20 +21,6 @@ from worker.records import SourceRecord
 
 log: FilteringBoundLogger = structlog.get_logger(__name__)
 _RESEND_AFTER_S = 1.0
-
-
-class DeadLetterSink(Protocol):
-    def send(
-        self,
-        record: SourceRecord,
-        code: str,
-        message: str,
-        on_delivered: Callable[[], None],
-        job_id: str | None = None,
-    ) -> None: ...
-    def poll(self, timeout: float) -> None: ...
-    def pending(self) -> int: ...
-    def flush(self, timeout: float) -> int: ...
 
 
 def dead_letter_headers(
@@ -72,6 +58,8 @@ _CONSUMER_ONLY = (
 
 
 class KafkaDeadLetters:
+    """The loop's ``DeadLetterSink`` (``worker.loop.ports``) on a Kafka producer."""
+
     def __init__(
         self,
         config: dict[str, Any],

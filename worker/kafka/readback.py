@@ -3,15 +3,15 @@
 The loop keeps no record values (users are merged on arrival), so when FullStory rejects a
 user, the records merged into it are read again from their partition: each dead letter
 carries the original key, value and headers. A record no longer in the topic (retention or
-compaction removed it meanwhile) still gets its dead letter, with its coordinates, no value
-and a ``dlq.value.omitted`` header. Runs on a job thread; each read is bounded in time.
+compaction removed it meanwhile) is missing from the answer: the loop still gives it a dead
+letter, with its coordinates and no value. Runs on a job thread; each read is bounded in time.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException
@@ -23,34 +23,11 @@ from worker.records import Message, SourceRecord, TopicPartition, source_record
 
 log: FilteringBoundLogger = structlog.get_logger(__name__)
 _READ_TIMEOUT_S = 60.0
-OMITTED = ("dlq.value.omitted", b"the record is no longer in the topic")
-
-
-class RecordReader(Protocol):
-    def read(self, tp: TopicPartition, offsets: Sequence[int]) -> dict[int, SourceRecord]:
-        """The records at ``offsets`` (increasing) still in the partition, by offset.
-
-        Raises ``RetriableError`` when Kafka does not answer in time."""
-        ...
-
-
-def records_at(
-    reader: RecordReader, tp: TopicPartition, offsets: Sequence[int]
-) -> list[SourceRecord]:
-    """One record per offset: read back, or a stand-in naming the offset when it is gone."""
-    found = reader.read(tp, offsets)
-    missing = [o for o in offsets if o not in found]
-    if missing:
-        log.error("readback_records_missing", partition=tp, offsets=len(missing))
-    topic, partition = tp
-    return [
-        found.get(o) or SourceRecord(topic, partition, o, None, None, headers=(OMITTED,))
-        for o in offsets
-    ]
 
 
 class KafkaRecordReader:
-    """A group-less consumer per read (reads are rare: only for rejected users)."""
+    """The loop's ``RecordReader`` (``worker.loop.ports``): a group-less consumer per read
+    (reads are rare: only for rejected users)."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self._config = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException
@@ -48,21 +48,6 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 
 
-class Source(Protocol):
-    def consume(self, max_records: int, timeout: float) -> list[Fetched]: ...
-    def pause(self, partitions: Iterable[TopicPartition]) -> None: ...
-    def resume(self, partitions: Iterable[TopicPartition]) -> None: ...
-    def commit(
-        self,
-        offsets: dict[TopicPartition, int],
-        metadata: dict[TopicPartition, str],
-        wait: bool,
-    ) -> bool: ...
-    def committed_metadata(self, partitions: list[TopicPartition]) -> dict[TopicPartition, str]: ...
-    def lag(self) -> int: ...
-    def close(self) -> None: ...
-
-
 def _tps(partitions: Iterable[KafkaTopicPartition]) -> list[TopicPartition]:
     return [(p.topic, p.partition) for p in partitions]
 
@@ -72,6 +57,8 @@ def _kafka_tps(partitions: Iterable[TopicPartition]) -> list[KafkaTopicPartition
 
 
 class KafkaSource:
+    """The loop's ``Source`` (``worker.loop.ports``) on a confluent-kafka consumer."""
+
     def __init__(
         self,
         config: dict[str, Any],

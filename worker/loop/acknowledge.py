@@ -1,41 +1,49 @@
-"""Acknowledging what FullStory imported, and dead-lettering what it cannot take.
+"""What FullStory imported is acknowledged; what it cannot take is dead-lettered first.
 
 A unit whose user was imported is acknowledged at once; a rejected user's records (read back
-from Kafka) and undecodable records go to the DLQ, and count as acknowledged only once Kafka
-took each letter (``acks=all``). Metrics are counted per batch, not per record, where they can
-be. Runs on the poll loop's thread (DLQ deliveries are reported inside its ``poll``).
+from Kafka) and undecodable records go to the DLQ, and are acknowledged only once Kafka took
+each letter (``acks=all``). Acknowledging is the commit stage's verb (``Committer.ack``),
+handed in as ``ack``. Metrics are counted per batch, not per record, where they can be. Runs
+on the poll loop's thread (DLQ deliveries are reported inside its ``poll``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from worker.errors import InvalidRecord
-from worker.fullstory.importer import BatchOutcome
-from worker.kafka.dlq import DeadLetterSink
 from worker.loop.batch import Batch, Unit
 from worker.loop.commit.watermark import Span
+from worker.loop.dispatch import BatchOutcome
+from worker.loop.ports import DeadLetterSink
 from worker.records import Message, SourceRecord, TopicPartition, source_record
 from worker.runtime.metrics import Metrics
+
+Ack = Callable[[Span], None]
 
 
 class _Countdown:
     """A rejected user's unit: acknowledged once each of its dead letters was written."""
 
-    __slots__ = ("left", "unit")
+    __slots__ = ("ack", "left", "unit")
 
-    def __init__(self, unit: Unit, letters: int) -> None:
+    def __init__(self, unit: Unit, letters: int, ack: Ack) -> None:
         self.unit = unit
         self.left = letters
+        self.ack = ack
 
     def one_done(self) -> None:
         self.left -= 1
         if self.left <= 0:
-            self.unit.acked = True
+            self.ack(self.unit)
 
 
 class Acknowledger:
-    def __init__(self, dlq: DeadLetterSink, metrics: Metrics) -> None:
+    def __init__(self, dlq: DeadLetterSink, metrics: Metrics, ack: Ack) -> None:
+        """``ack``: the commit stage's acknowledgement (``Committer.ack``)."""
         self._dlq = dlq
         self._metrics = metrics
+        self._ack = ack
 
     def batch_ended(self, batch: Batch, outcome: BatchOutcome) -> None:
         """Imported users' units are acknowledged; rejected users' records are dead-lettered
@@ -44,10 +52,10 @@ class Acknowledger:
         for uid, unit in batch.units.items():
             failure = outcome.failures.get(uid)
             if failure is None:
-                unit.acked = True
+                self._ack(unit)
                 imported += len(unit.offsets)
                 continue
-            letters = _Countdown(unit, len(unit.offsets))
+            letters = _Countdown(unit, len(unit.offsets), self._ack)
             for record in outcome.rejected[uid]:
                 self.dead_letter(record, failure.code, failure.message, failure.job_id, letters)
         self._metrics.records_acknowledged.labels("imported").inc(imported)
@@ -68,13 +76,13 @@ class Acknowledger:
         job_id: str | None,
         span: Span | _Countdown,
     ) -> None:
-        """Send ``record`` to the DLQ; ``span`` counts as acknowledged once Kafka took it."""
+        """Send ``record`` to the DLQ; ``span`` is acknowledged once Kafka took it."""
 
         def delivered() -> None:
             if isinstance(span, _Countdown):
                 span.one_done()
             else:
-                span.acked = True
+                self._ack(span)
             self._metrics.records_acknowledged.labels("dead_lettered").inc()
             self._metrics.dead_letters.labels(code).inc()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -19,13 +19,45 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from worker.errors import Abandoned, RetriableError
-from worker.fullstory.importer import BatchOutcome, Importer
-from worker.kafka.readback import RecordReader, records_at
+from worker.fullstory.client import UserError
+from worker.fullstory.importer import Importer
 from worker.loop.batch import Batch
-from worker.records import TopicPartition
+from worker.loop.ports import RecordReader
+from worker.records import SourceRecord, TopicPartition
 from worker.runtime.retry import Backoff
 
 log: FilteringBoundLogger = structlog.get_logger(__name__)
+
+
+# The header a dead letter carries in place of a value when its record is no longer in Kafka.
+OMITTED = ("dlq.value.omitted", b"the record is no longer in the topic")
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What FullStory made of a batch: users not in ``failures`` were imported."""
+
+    batch: Batch
+    job_ids: list[str] = field(default_factory=list)
+    failures: dict[str, UserError] = field(default_factory=dict)
+    # The records of each failed uid, read back from Kafka for its dead letters.
+    rejected: dict[str, list[SourceRecord]] = field(default_factory=dict)
+
+
+def records_at(
+    reader: RecordReader, tp: TopicPartition, offsets: Sequence[int]
+) -> list[SourceRecord]:
+    """One record per offset: read back, or a stand-in naming the offset when it is gone
+    (retention or compaction removed it): its dead letter has no value, never none at all."""
+    found = reader.read(tp, offsets)
+    missing = [o for o in offsets if o not in found]
+    if missing:
+        log.error("readback_records_missing", partition=tp, offsets=len(missing))
+    topic, partition = tp
+    return [
+        found.get(o) or SourceRecord(topic, partition, o, None, None, headers=(OMITTED,))
+        for o in offsets
+    ]
 
 
 @dataclass(slots=True)
@@ -111,13 +143,20 @@ class Dispatcher:
 
     # -- on a job thread ----------------------------------------------------------------
 
-    def _job_created(self, batch_id: int, job_id: str) -> None:
-        self._created.put((batch_id, job_id))
-
     def _run(self, batch: Batch, cancel: threading.Event) -> BatchOutcome:
-        """Import the batch, then read back the records of the users FullStory rejected
-        (the loop keeps no values) for their dead letters."""
-        outcome = self._importer.run(batch, self._job_created, cancel)
+        """Import the batch's users, then read back the records of the users FullStory
+        rejected (the loop keeps no values) for their dead letters."""
+        imported = self._importer.run(
+            [unit.update for unit in batch.units.values()],
+            lambda job_id: self._created.put((batch.id, job_id)),
+            cancel,
+            context={
+                "batch_id": batch.id,
+                "partitions": sorted(batch.partitions()),
+                "records": batch.record_count(),
+            },
+        )
+        outcome = BatchOutcome(batch, imported.job_ids, imported.failures)
         backoff = Backoff(cap_s=10.0)
         for uid in outcome.failures:
             unit = batch.units[uid]

@@ -17,7 +17,7 @@ from collections.abc import Collection
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from worker.kafka.source import Source
+from worker.loop.ports import Source
 from worker.records import TopicPartition
 
 log: FilteringBoundLogger = structlog.get_logger(__name__)

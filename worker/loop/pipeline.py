@@ -1,11 +1,14 @@
 """The poll loop: consume -> decode and merge -> batch -> import -> dead-letter -> commit.
 
-Delivery rules kept here (the pieces live in their own modules):
+This module is the loop alone: one turn, the drain before a revoke or a stop, and the
+rebalance callbacks. Its stages are built by ``stages.build_stages``. Delivery rules kept
+here (the pieces live in their own modules):
 
 * a decoded record is merged into its user's pending unit at once and not kept (``batch``);
-* a record is acknowledged when its user's job ended and the user was imported, or when
-  its dead letter was written; the commit is the contiguous acknowledged prefix
-  (``offsets``, ``commit``);
+* a record is acknowledged (``Committer.ack``, called by ``acknowledge``) when its user's
+  job ended and the user was imported, or when its dead letter was written; the commit is
+  the contiguous acknowledged prefix (``commit.watermark``, ``commit.committer``);
+* only partitions the ``Assignment`` says are ours are taken in, committed or named;
 * two in-flight jobs never share a uid (the batcher blocks a batch's uids until it ends);
 * far behind the log end users keep merging, and too many waiting users pause the partitions
   while the loop keeps polling (``flow``); it never sleeps;
@@ -14,7 +17,8 @@ Delivery rules kept here (the pieces live in their own modules):
 * on stop it stops fetching, does the same for every partition up to the deadline, commits
   what is acknowledged and leaves the group;
 * every commit names, in its metadata, the jobs still in flight for the partition, and a new
-  owner holds a partition's records back until the jobs named there have ended (``fence``).
+  owner holds a partition's records back until the jobs named there have ended
+  (``commit.fence``).
 
 Threads: this loop's thread owns everything here, and librdkafka's callbacks (rebalance,
 commit, error, statistics, DLQ deliveries) run on it, inside ``consume`` and ``poll``. Job
@@ -25,79 +29,46 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Collection
-from dataclasses import dataclass
 
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from worker.events.decode import Decoder
-from worker.fullstory.importer import Importer
-from worker.kafka.dlq import DeadLetterSink
-from worker.kafka.readback import RecordReader
-from worker.kafka.source import Source
-from worker.loop.acknowledge import Acknowledger
-from worker.loop.batch import Batcher
-from worker.loop.commit.committer import Committer
-from worker.loop.commit.fence import Fences
-from worker.loop.dispatch import Dispatcher
-from worker.loop.flow import BacklogHold, Backpressure
-from worker.loop.intake import Intake
+from worker.loop.ports import Source
+from worker.loop.stages import LoopSettings, Stages
 from worker.records import TopicPartition
 from worker.runtime.clock import Clock
 from worker.runtime.health import Health
 from worker.runtime.metrics import Metrics
-from worker.runtime.reachability import KafkaReachability
 
 log: FilteringBoundLogger = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class LoopSettings:
-    max_jobs_in_flight: int
-    poll_timeout_s: float = 0.1
-    consume_max_records: int = 1000
-    max_pending_users: int = 100_000
-    commit_interval_s: float = 0.5
-    rebalance_drain_timeout_s: float = 10.0
-    # Lag (records not yet consumed) from which the partitions count as far behind, and at
-    # which they count as caught up again: in between, users keep merging instead of going
-    # out in batches, so a backlog or a replay sends each user about once.
-    backlog_lag: int = 10_000
-    caught_up_lag: int = 100
 
 
 class Pipeline:
     def __init__(
         self,
+        stages: Stages,
         *,
-        decoder: Decoder,
-        batcher: Batcher,
-        importer: Importer,
-        reader: RecordReader,
-        dlq: DeadLetterSink,
         clock: Clock,
         health: Health,
         settings: LoopSettings,
-        abandon: threading.Event,
+        metrics: Metrics,
         stop: threading.Event | None = None,
-        metrics: Metrics | None = None,
-        kafka: KafkaReachability | None = None,
     ) -> None:
-        self._metrics = metrics or Metrics()
-        self._batcher = batcher
-        self._jobs = Dispatcher(importer, reader, settings.max_jobs_in_flight, abandon)
-        self._dlq = dlq
+        """``stages``: built whole by ``worker.loop.stages.build_stages``."""
+        self._metrics = metrics
+        self._assignment = stages.assignment
+        self._intake = stages.intake
+        self._batcher = stages.batcher
+        self._jobs = stages.jobs
+        self._acks = stages.acks
+        self._commits = stages.commits
+        self._fences = stages.fences
+        self._backpressure = stages.backpressure
+        self._hold = stages.hold
+        self._dlq = stages.dlq
         self._clock = clock
         self._health = health
         self._settings = settings
-        # librdkafka's error and statistics callbacks (the DLQ producer's too) go to ``kafka``.
-        self.kafka = kafka or KafkaReachability(health, self._metrics, clock)
-        self._commits = Committer(self._metrics, on_success=self.kafka.reachable)
-        self._acks = Acknowledger(dlq, self._metrics)
-        self._fences = Fences()
-        self._intake = Intake(decoder, batcher)
-        self._backpressure = Backpressure(settings.max_pending_users)
-        self._hold = BacklogHold(settings.backlog_lag, settings.caught_up_lag)
         self._polled = False  # the last poll brought records
         self._last_commit = 0.0
         self._stop = stop or threading.Event()
@@ -110,6 +81,7 @@ class Pipeline:
         self._commits.on_commit(error, partitions)
 
     def on_assign(self, partitions: list[TopicPartition]) -> None:
+        self._assignment.add(partitions)
         self._commits.assign(partitions)
         self._health.joined()
         log.info("partitions_assigned", partitions=partitions)
@@ -137,6 +109,7 @@ class Pipeline:
 
     def _forget(self, partitions: set[TopicPartition]) -> None:
         """Drop every trace of partitions that moved away (revoked or lost)."""
+        self._assignment.remove(partitions)
         self._note_created_jobs()
         # A batch of theirs still waiting to create its job would create one the next owner
         # cannot know about: cancel it (its records are that owner's to send now).
@@ -174,11 +147,11 @@ class Pipeline:
         self._polled = bool(runs)
         if runs:
             self._metrics.records_consumed.inc(sum(len(run.messages) for run in runs))
-            self._intake.extend(run for run in runs if self._commits.owns(run.tp))
+            self._intake.extend(run for run in runs if self._assignment.owns(run.tp))
         now = self._clock.monotonic()
         self._advance(now)
         waiting = len(self._intake) + len(self._batcher)
-        self._backpressure.apply(source, waiting, self._commits.owned())
+        self._backpressure.apply(source, waiting, self._assignment.owned())
         self._dlq.poll(0)
         if now - self._last_commit >= self._settings.commit_interval_s:
             self._commit()
@@ -186,7 +159,7 @@ class Pipeline:
         self._metrics.loop_state(
             jobs=len(self._jobs),
             pending=len(self._batcher),
-            assigned=len(self._commits.owned()),
+            assigned=len(self._assignment),
             paused=len(self._backpressure.paused),
             fenced=len(self._fences),
         )
@@ -209,7 +182,7 @@ class Pipeline:
         """Before a stop or a revoke, bounded by ``deadline``: send the pending users of
         ``partitions`` (all if None) and finish their jobs and dead letters, so the commit
         reaches as far as was consumed and the next owner repeats as little as possible."""
-        owned = self._commits.owned() if partitions is None else set(partitions)
+        owned = self._assignment.owned() if partitions is None else set(partitions)
 
         def busy() -> bool:
             targets = owned - self._fences.partitions()  # fenced users cannot go yet

@@ -1,0 +1,8 @@
+"""What the process runs with, whichever stage it serves.
+
+Owns ``health`` (``/healthz``, ``/readyz`` and ``/metrics`` on their own server thread),
+``metrics`` (the Prometheus registry), ``logs`` (structlog, librdkafka's logs routed through
+it), ``process`` (malloc arenas, the garbage collector), ``clock`` (time, passed in so the pure
+core is tested without sleeping) and ``retry`` (backoff with jitter). Imports nothing of the
+worker but its errors.
+"""

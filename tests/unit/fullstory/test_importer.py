@@ -17,17 +17,17 @@ from tests.fakes.fullstory_script import (
     JOB,
     InstantWaits,
     Script,
-    batch_of,
     importer_on,
     refused,
     retry_after_0,
     timed_out,
+    users_of,
 )
 from worker.errors import Abandoned
+from worker.events.merge import fold
 from worker.fullstory.client import UserError
 from worker.fullstory.idempotency import idempotency_key
 from worker.fullstory.importer import encode_body
-from worker.loop.batch import Batcher
 from worker.runtime.metrics import Metrics
 from worker.runtime.retry import Backoff
 
@@ -35,7 +35,7 @@ from worker.runtime.retry import Backoff
 def test_completed_job_has_no_failures_and_sends_auth_and_key():
     """A COMPLETED job acknowledges every user; the request carries auth and an idempotency key."""
     script = Script({"POST /v2/users/batch": [JOB], "GET /v2/users/batch/j1": [DONE]})
-    outcome = importer_on(script).run(batch_of("a", "b"))
+    outcome = importer_on(script).run(users_of("a", "b"))
     assert outcome.failures == {} and outcome.job_ids == ["j1"]
     post = script.requests[0]
     assert post.headers["Authorization"] == "Basic KEY"
@@ -55,7 +55,7 @@ def test_429_and_5xx_are_retried_with_the_same_key_until_accepted():
             "GET /v2/users/batch/j1": [httpx.Response(502), DONE],
         }
     )
-    outcome = importer_on(script).run(batch_of("a"))
+    outcome = importer_on(script).run(users_of("a"))
     assert outcome.failures == {}
     keys = {r.headers["Idempotency-Key"] for r in script.requests if r.method == "POST"}
     assert len(keys) == 1
@@ -69,7 +69,7 @@ def test_persistent_5xx_moves_to_a_new_key_for_the_same_body():
             "GET /v2/users/batch/j1": [DONE],
         }
     )
-    importer_on(script).run(batch_of("a"))
+    importer_on(script).run(users_of("a"))
     posts = [r for r in script.requests if r.method == "POST"]
     assert len(posts) == 4
     assert len({p.headers["Idempotency-Key"] for p in posts[:3]}) == 1
@@ -87,7 +87,7 @@ def test_whole_batch_400_is_split_until_the_bad_user_stands_alone():
         return JOB
 
     script = Script({"POST /v2/users/batch": [post], "GET /v2/users/batch/j1": [DONE]})
-    outcome = importer_on(script).run(batch_of("a", "bad", "c", "d"))
+    outcome = importer_on(script).run(users_of("a", "bad", "c", "d"))
     assert set(outcome.failures) == {"bad"}
     assert outcome.failures["bad"].code == "invalid_argument"
 
@@ -98,7 +98,7 @@ def test_abandon_stops_the_retry_loop():
     abandon.set()
     script = Script({"POST /v2/users/batch": [httpx.Response(503)]})
     with pytest.raises(Abandoned):
-        importer_on(script, abandon).run(batch_of("a"))
+        importer_on(script, abandon).run(users_of("a"))
 
 
 def test_retry_after_holds_back_every_job_thread():
@@ -118,10 +118,10 @@ def test_retry_after_holds_back_every_job_thread():
 
     script = Script({"POST /v2/users/batch": [post], "GET /v2/users/batch/j1": [DONE]})
     importer = importer_on(script)
-    first = threading.Thread(target=importer.run, args=(batch_of("a"),))
+    first = threading.Thread(target=importer.run, args=(users_of("a"),))
     first.start()
     assert answered_429.wait(5), "the first job never reached FullStory"
-    importer.run(batch_of("b"))
+    importer.run(users_of("b"))
     first.join(5)
     assert not first.is_alive(), "the first job did not finish within 5 s"
     later = [t for name, t in times.items() if name != "429"]
@@ -137,7 +137,7 @@ def test_a_wrong_url_is_retried_not_dead_lettered():
             "GET /v2/users/batch/j1": [DONE],
         }
     )
-    outcome = importer_on(script).run(batch_of("a", "b"))
+    outcome = importer_on(script).run(users_of("a", "b"))
     assert outcome.failures == {}
     assert sum(r.method == "POST" for r in script.requests) == 3
 
@@ -177,7 +177,7 @@ def test_readiness_hears_whether_fullstory_failed_or_answered(answer, failed):
         on_api_answer=lambda: heard.append("answer"),
         on_api_failure=lambda: heard.append("failure"),
     )
-    importer.run(batch_of("a"))
+    importer.run(users_of("a"))
     assert heard == ["failure" if failed else "answer", "answer", "answer"]
 
 
@@ -190,7 +190,7 @@ def test_a_job_status_no_documentation_promises_turns_readiness_off_until_a_good
         on_api_answer=lambda: heard.append("answer"),
         on_api_failure=lambda: heard.append("failure"),
     )
-    outcome = importer.run(batch_of("a"))
+    outcome = importer.run(users_of("a"))
     assert heard == ["answer", "failure", "answer"] and outcome.failures == {}
 
 
@@ -203,7 +203,7 @@ def test_only_5xx_answers_move_a_body_to_a_new_key(failures):
     """A POST retried after a timeout, a refused connection, a 429 or a misrouted request
     keeps its idempotency key, so one that did reach FullStory cannot create a second job."""
     script = Script({"POST /v2/users/batch": [*failures, JOB], "GET /v2/users/batch/j1": [DONE]})
-    outcome = importer_on(script).run(batch_of("a"))
+    outcome = importer_on(script).run(users_of("a"))
     assert outcome.failures == {}
     keys = [r.headers["Idempotency-Key"] for r in script.requests if r.method == "POST"]
     assert len(keys) == len(failures) + 1
@@ -219,7 +219,7 @@ def test_every_key_gets_three_5xx_answers_before_the_next():
             "GET /v2/users/batch/j1": [DONE],
         }
     )
-    importer_on(script).run(batch_of("a"))
+    importer_on(script).run(users_of("a"))
     keys = [r.headers["Idempotency-Key"] for r in script.requests if r.method == "POST"]
     generations = [list(dict.fromkeys(keys)).index(key) for key in keys]
     assert generations == [0, 0, 0, 1, 1, 1, 2, 2]
@@ -233,7 +233,7 @@ def test_after_a_429_the_next_try_goes_when_retry_after_says():
     )
     waits = InstantWaits()
     backoff = Backoff(floor_s=0.05, rng=random.Random(7))
-    importer_on(script, backoff=lambda: backoff).run(batch_of("a"), cancel=waits)
+    importer_on(script, backoff=lambda: backoff).run(users_of("a"), cancel=waits)
     assert [w for w in waits.waits if w][:6] == [0.05] * 6
 
 
@@ -241,11 +241,11 @@ def test_the_body_is_compact_utf8_json():
     """FullStory limits a request's size and the idempotency key hashes these exact bytes:
     the body is compact UTF-8 (no \\u escapes, no padding), the same for the same users,
     whether encoded whole or a user at a time."""
-    batcher = Batcher(max_users=10, max_wait_s=0)
-    batcher.add(("users", 0), 0, change("zoë", display_name="Zoë Ü", n=1), 0)
-    batcher.add(("users", 0), 1, change("b", score=1.5, beta=True), 0)
-    batch = batcher.take(now=0.0)
-    body = encode_body(list(batch.units.values()))
+    users = [
+        fold([change("zoë", display_name="Zoë Ü", n=1)]),
+        fold([change("b", score=1.5, beta=True)]),
+    ]
+    body = encode_body(users)
     assert (
         body
         == (
@@ -254,7 +254,7 @@ def test_the_body_is_compact_utf8_json():
             '"beta":true},"schema":{"properties":{"score":"real","beta":"bool"}}}]}'
         ).encode()
     )
-    requests = [unit.update.to_request() for unit in batch.units.values()]
+    requests = [user.to_request() for user in users]
     assert (
         body
         == json.dumps({"requests": requests}, separators=(",", ":"), ensure_ascii=False).encode()
@@ -279,7 +279,7 @@ def test_a_refused_user_is_isolated_whatever_the_batch_size(uids):
         return JOB
 
     script = Script({"POST /v2/users/batch": [post], "GET /v2/users/batch/j1": [DONE]})
-    outcome = importer_on(script).run(batch_of(*uids))
+    outcome = importer_on(script).run(users_of(*uids))
     assert outcome.failures == {"bad": UserError("bad", "invalid_argument", "uid bad")}
     assert all(posts), "an empty request was sent"
     accepted = [uid for users in posts if "bad" not in users for uid in users]
@@ -304,7 +304,7 @@ def test_retries_are_counted_by_reason():
         }
     )
     metrics = Metrics()
-    importer_on(script, metrics=metrics).run(batch_of("a"))
+    importer_on(script, metrics=metrics).run(users_of("a"))
     reasons = {
         sample.labels["reason"]
         for family in metrics.registry.collect()
@@ -319,14 +319,10 @@ def test_retries_are_counted_by_reason():
 def test_a_large_batch_encoded_in_parts_is_the_same_body_as_whole():
     """Users are encoded a few hundred at a time (memory): the joined body is exactly the
     whole batch's compact JSON, so the idempotency key does not depend on how it was built."""
-    batcher = Batcher(max_users=5_000, max_wait_s=0)
-    for offset in range(1_201):
-        batcher.add(("users", 0), offset, change(f"u{offset}", seats=offset, plan="pro"), 0)
-    batch = batcher.take(now=0.0)
-    units = list(batch.units.values())
-    requests = [unit.update.to_request() for unit in units]
+    users = [fold([change(f"u{offset}", seats=offset, plan="pro")]) for offset in range(1_201)]
+    requests = [user.to_request() for user in users]
     whole = json.dumps({"requests": requests}, separators=(",", ":"), ensure_ascii=False)
-    assert encode_body(units) == whole.encode()
+    assert encode_body(users) == whole.encode()
 
 
 def test_when_fullstory_is_back_a_backing_off_batch_retries_at_once_under_a_new_key():
@@ -361,11 +357,11 @@ def test_when_fullstory_is_back_a_backing_off_batch_retries_at_once_under_a_new_
         script, abandon, backoff=lambda: Backoff(base_s=60, cap_s=60, floor_s=60)
     )
     outcomes = []
-    backing_off = threading.Thread(target=lambda: outcomes.append(importer.run(batch_of("a"))))
+    backing_off = threading.Thread(target=lambda: outcomes.append(importer.run(users_of("a"))))
     backing_off.start()
     try:
         assert a_waits.wait(10)
-        importer.run(batch_of("b"))  # FullStory answers again
+        importer.run(users_of("b"))  # FullStory answers again
         backing_off.join(10)
         assert not backing_off.is_alive(), "the batch slept out its 60 s backoff"
     finally:
@@ -395,7 +391,7 @@ def test_a_failing_post_is_not_retried_because_another_endpoint_answers():
 
     def run() -> None:
         with pytest.raises(Abandoned):  # the test's end abandons the 60 s backoff
-            importer.run(batch_of("a"))
+            importer.run(users_of("a"))
 
     backing_off = threading.Thread(target=run)
     backing_off.start()

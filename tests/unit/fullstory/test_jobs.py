@@ -15,11 +15,11 @@ from tests.fakes.fullstory_script import (
     PROCESSING,
     InstantWaits,
     Script,
-    batch_of,
     error_pages,
     importer_on,
     retry_after_0,
     status_answer,
+    users_of,
 )
 from worker.config.settings import Secret
 from worker.errors import Abandoned
@@ -56,7 +56,7 @@ def test_failed_job_reads_every_error_page():
             "GET /v2/users/batch/j1/errors": [errors],
         }
     )
-    outcome = importer_on(script).run(batch_of("a", "b", "c"))
+    outcome = importer_on(script).run(users_of("a", "b", "c"))
     assert {uid: e.message for uid, e in outcome.failures.items()} == {"b": "bad b", "c": "bad c"}
 
 
@@ -85,7 +85,7 @@ def test_an_incomplete_error_listing_is_read_again():
             "GET /v2/users/batch/j1/errors": [errors],
         }
     )
-    outcome = importer_on(script).run(batch_of("a", "b"))
+    outcome = importer_on(script).run(users_of("a", "b"))
     assert set(outcome.failures) == {"a", "b"}
 
 
@@ -109,7 +109,7 @@ def test_an_error_listing_is_read_until_complete_and_at_most_five_times(listings
             "GET /v2/users/batch/j1/errors": [error_pages(uids) for uids in listings],
         }
     )
-    outcome = importer_on(script).run(batch_of("a", "b", "c"))
+    outcome = importer_on(script).run(users_of("a", "b", "c"))
     assert set(outcome.failures) == failed
     assert sum(r.url.path.endswith("/errors") for r in script.requests) == reads
 
@@ -168,7 +168,7 @@ def test_a_job_is_followed_through_processing_to_its_end(statuses, errors, faile
     if errors:
         answers["GET /v2/users/batch/j1/errors"] = list(errors)
     script = Script(answers)
-    outcome = importer_on(script).run(batch_of("a", "b", "c"))
+    outcome = importer_on(script).run(users_of("a", "b", "c"))
     assert outcome.job_ids == ["j1"]
     assert set(outcome.failures) == failed
     assert all(outcome.failures[uid].message == f"bad {uid}" for uid in failed)
@@ -186,7 +186,7 @@ def test_a_long_job_is_polled_ever_less_often_up_to_poll_max():
     client = FullStoryClient("http://fs.test", Secret("KEY"), transport=httpx.MockTransport(script))
     # As the worker builds it: poll_max from JOB_POLL_MAX_INTERVAL_MS, poll_min its default.
     importer = Importer(client, abandon=threading.Event(), poll_max_interval_s=0.3)
-    importer.run(batch_of("a"), cancel=waits)
+    importer.run(users_of("a"), cancel=waits)
     assert [w for w in waits.waits if w] == pytest.approx([0.1, 0.15, 0.225, 0.3, 0.3, 0.3])
 
 
@@ -204,7 +204,7 @@ def test_a_404_on_our_own_jobs_status_is_retried_not_taken_as_imported():
             "GET /v2/users/batch/j1/errors": [error_pages(["a"])],
         }
     )
-    outcome = importer_on(script).run(batch_of("a", "b"))
+    outcome = importer_on(script).run(users_of("a", "b"))
     assert set(outcome.failures) == {"a"}
 
 
@@ -223,7 +223,7 @@ def test_a_job_whose_state_is_unknown_is_never_taken_as_ended():
 
     script = Script({"POST /v2/users/batch": [JOB], "GET /v2/users/batch/j1": [unknown]})
     with pytest.raises(Abandoned):
-        importer_on(script, abandon).run(batch_of("a"))
+        importer_on(script, abandon).run(users_of("a"))
     assert len(polls) == 5
 
 
@@ -269,7 +269,7 @@ def test_a_fence_holds_through_failed_polls_until_the_old_job_ends():
 @pytest.mark.parametrize(
     "wait",
     [
-        lambda importer, cancel: importer.run(batch_of("a"), cancel=cancel),
+        lambda importer, cancel: importer.run(users_of("a"), cancel=cancel),
         lambda importer, cancel: importer.await_jobs(["j1"], cancel),
     ],
     ids=["own-job", "fence"],
@@ -317,7 +317,7 @@ def test_an_error_listing_naming_a_uid_the_job_did_not_carry_is_read_again():
             "GET /v2/users/batch/j1/errors": [errors],
         }
     )
-    outcome = importer_on(script).run(batch_of("a", "b"))
+    outcome = importer_on(script).run(users_of("a", "b"))
     assert set(outcome.failures) == {"b"} and len(reads) == 2
 
 
@@ -368,7 +368,7 @@ def test_an_error_listing_that_cannot_end_is_read_again_from_its_start(hostile, 
             "GET /v2/users/batch/j1/errors": [errors],
         }
     )
-    outcome = importer_on(script).run(batch_of("a", "b"))
+    outcome = importer_on(script).run(users_of("a", "b"))
     assert set(outcome.failures) == {"b"}
     # Given up at the first sign (2 users: never more than 3 pages), then read again.
     assert readings == [pages, 1]
@@ -406,7 +406,7 @@ def test_a_job_past_its_limit_is_still_followed_and_shows_until_it_ends():
 
     script = Script({"POST /v2/users/batch": [JOB], "GET /v2/users/batch/j1": [status]})
     importer = importer_on(script, metrics=metrics, watch=JobWatch(max_wait_s=0.02))
-    outcome = importer.run(batch_of("a"))
+    outcome = importer.run(users_of("a"))
     assert outcome.failures == {} and outcome.job_ids == ["j1"]
     assert seen_overdue[0] == 0 and seen_overdue[-1] == 1
     assert metrics.registry.get_sample_value("fsus_jobs_overdue") == 0

@@ -1,31 +1,41 @@
-"""The commit stage: what this replica may commit, and committing it.
+"""The commit stage: acknowledging records, and committing what is acknowledged.
 
-Joins the offset watermark (``offsets``) and the in-flight job ledger (``ledger``): each
-commit carries the acknowledged prefix of a partition and, as its metadata, the FullStory
-jobs still running for it. Only the poll thread calls this.
+Its verbs, the loop's commit protocol: ``track`` (records taken in, and the spans they
+start), ``ack`` (a span's records were imported or dead-lettered: the one place a span is
+acknowledged), ``job_started`` / ``jobs_ended`` (FullStory jobs to name in the commits),
+``commit`` (the acknowledged prefix, with the jobs as metadata) and ``on_commit`` (Kafka's
+answer). Joins the offset watermark (``watermark``) and the in-flight job ledger
+(``ledger``); which partitions are this replica's is the ``Assignment``'s to say. Only the
+poll thread calls this.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 
-from worker.kafka.source import Source
+from worker.loop.assignment import Assignment
 from worker.loop.commit.ledger import JobLedger
 from worker.loop.commit.watermark import OffsetTracker, Span
+from worker.loop.ports import Source
 from worker.records import TopicPartition
 from worker.runtime.metrics import Metrics
 
 
 class Committer:
-    def __init__(self, metrics: Metrics, on_success: Callable[[], None]) -> None:
+    def __init__(
+        self, assignment: Assignment, metrics: Metrics, on_success: Callable[[], None]
+    ) -> None:
+        """``on_success``: a commit Kafka stored (it proves the brokers reachable)."""
+        self._assignment = assignment
         self._tracker = OffsetTracker()
         self._ledger = JobLedger()
         self._metrics = metrics
         self._on_success = on_success
 
-    # -- ownership and acknowledgements ----------------------------------------------
+    # -- partitions ---------------------------------------------------------------------
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
+        """Newly assigned partitions: their watermarks start with their first record."""
         self._tracker.assign(partitions)
 
     def forget(self, partitions: Collection[TopicPartition]) -> None:
@@ -33,20 +43,22 @@ class Committer:
         self._tracker.revoke(partitions)
         self._ledger.forget(partitions)
 
-    def owned(self) -> set[TopicPartition]:
-        return set(self._tracker.owned())
-
-    def owns(self, tp: TopicPartition) -> bool:
-        return self._tracker.owns(tp)
+    # -- acknowledgements ---------------------------------------------------------------
 
     def track(self, tp: TopicPartition, first: int, end: int, spans: Iterable[Span]) -> None:
         """Decoded records ``first``..``end - 1`` of an owned partition, and the spans that
         start among them."""
         self._tracker.track(tp, first, end, spans)
 
+    def ack(self, span: Span) -> None:
+        """Every record of ``span`` was imported by FullStory or written to the DLQ: the
+        watermark may pass it. A span of a partition no longer owned is forgotten already,
+        so acknowledging it commits nothing."""
+        span.acked = True
+
     def job_started(self, partitions: Collection[TopicPartition], job_id: str) -> None:
         """Name ``job_id`` in the next commits of the owned ``partitions``."""
-        self._ledger.started(set(partitions) & self.owned(), job_id)
+        self._ledger.started({tp for tp in partitions if self._assignment.owns(tp)}, job_id)
 
     def jobs_ended(self, job_ids: Iterable[str]) -> None:
         self._ledger.ended(job_ids)
@@ -68,7 +80,7 @@ class Committer:
         """
         offsets = self._tracker.committable(partitions)
         again = (
-            (self._tracker.owned() if partitions is None else partitions)
+            (self._assignment.owned() if partitions is None else partitions)
             if wait
             else self._ledger.dirty()
         )

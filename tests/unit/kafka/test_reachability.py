@@ -5,11 +5,11 @@ import structlog
 from confluent_kafka import KafkaError
 
 from tests.fakes.clock import FakeClock
+from worker.kafka.reachability import KafkaReachability, Outage, code_name
 from worker.kafka.stats import KafkaStats
 from worker.runtime.health import Health
 from worker.runtime.logs import kafka_logger
 from worker.runtime.metrics import Metrics
-from worker.runtime.reachability import KafkaReachability, Outage, code_name
 
 TRANSPORT = KafkaError._TRANSPORT
 ALL_DOWN = KafkaError._ALL_BROKERS_DOWN
