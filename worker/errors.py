@@ -2,7 +2,8 @@
 
 WorkerError
 ├── ConfigError          bad configuration: exit 2 with one line naming the variable
-├── InvalidRecord        this record can never be delivered: it goes to the DLQ
+├── InvalidRecord        this record can never be delivered: it goes to the DLQ with its
+│                        ``code``, a ``DeadLetterCode``
 ├── RetriableError       try again later (network, 5xx, registry down); never data loss
 │   ├── Unreachable      no answer: a timeout, a refused or broken connection
 │   ├── ServerError      FullStory answered 5xx
@@ -21,6 +22,8 @@ class, never on ``status``.
 
 from __future__ import annotations
 
+from enum import StrEnum, unique
+
 
 class WorkerError(Exception):
     """Base of every error the worker raises on purpose."""
@@ -35,10 +38,36 @@ class ConfigError(WorkerError):
         self.problem = problem
 
 
-class InvalidRecord(WorkerError):
-    """A record that can never be imported; ``code`` is a stable snake_case reason."""
+@unique
+class DeadLetterCode(StrEnum):
+    """Why a record went to the DLQ: its ``dlq.error.code`` header and the ``code`` label of
+    ``fsus_dead_letters_total``. A closed set (README.md, "Dead letters", lists each): the
+    values are an interface, never renamed."""
 
-    def __init__(self, code: str, message: str) -> None:
+    # -- the record cannot be read (``worker.events.decode``, ``worker.events.registry``)
+    TOMBSTONE = "tombstone"  # no value: a deletion, which the worker does not import
+    NOT_WIRE_FORMAT = "not_wire_format"  # with a registry: no 5-byte Confluent header
+    UNDECLARED_SCHEMA_ID = "undeclared_schema_id"  # no registry: an id LOCAL_SCHEMA_IDS lacks
+    AMBIGUOUS_SCHEMA_ID = "ambiguous_schema_id"  # no registry: plain Avro, and under a declared id
+    UNKNOWN_SCHEMA_ID = "unknown_schema_id"  # the registry says it has no such schema id
+    BAD_WRITER_SCHEMA = "bad_writer_schema"  # the registry's schema for the id is not Avro
+    UNDECODABLE = "undecodable"  # the bytes are not Avro of the schema they claim
+    # -- the event breaks one of FullStory's published rules (``worker.events.rules``, ``merge``)
+    EMPTY_UID = "empty_uid"  # the uid is empty or only white space
+    INVALID_UID = "invalid_uid"  # the uid is too long or holds a control character
+    INVALID_DISPLAY_NAME = "invalid_display_name"  # display_name too long
+    INVALID_EMAIL = "invalid_email"  # email too long
+    INVALID_PROPERTY_NAME = "invalid_property_name"  # a property name FullStory refuses
+    PROPERTY_TOO_LARGE = "property_too_large"  # a property value over 8,192 bytes as JSON
+    NON_FINITE_NUMBER = "non_finite_number"  # NaN or an infinity, which JSON cannot carry
+    TYPE_MISMATCH = "type_mismatch"  # a value that does not match its name's type suffix
+    TOO_MANY_PROPERTIES = "too_many_properties"  # over 500 properties on the merged user
+
+
+class InvalidRecord(WorkerError):
+    """A record that can never be imported, and why (``code``)."""
+
+    def __init__(self, code: DeadLetterCode, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message

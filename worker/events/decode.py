@@ -33,7 +33,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
-from worker.errors import InvalidRecord
+from worker.errors import DeadLetterCode, InvalidRecord
 from worker.events.change import UserChange
 from worker.events.rules import Rules
 
@@ -174,26 +174,28 @@ class Decoder:
 
     def decode(self, value: bytes | None) -> UserChange:
         if value is None:
-            raise InvalidRecord("tombstone", "record has no value")
+            raise InvalidRecord(DeadLetterCode.TOMBSTONE, "record has no value")
         if self._writer_schema is not None:
             change: UserChange = self._decode_registry(value, self._writer_schema)
         else:
             change = self._decode_local(value)
         uid = change["uid"]
         if not uid or uid.isspace():
-            raise InvalidRecord("empty_uid", "uid is empty or only white space")
+            raise InvalidRecord(DeadLetterCode.EMPTY_UID, "uid is empty or only white space")
         return self._check(change)
 
     def _decode_registry(self, value: bytes, writer_schema: Callable[[int], Any]) -> Any:
         if len(value) < _HEADER.size or value[0] != 0:
-            raise InvalidRecord("not_wire_format", "value lacks the Confluent wire-format header")
+            raise InvalidRecord(
+                DeadLetterCode.NOT_WIRE_FORMAT, "value lacks the Confluent wire-format header"
+            )
         _, schema_id = _HEADER.unpack_from(value)
         read = self._writer_reader(schema_id, writer_schema(schema_id))
         try:
             return read(value[_HEADER.size :])
         except Exception as exc:  # fastavro raises many types on bad bytes
             raise InvalidRecord(
-                "undecodable", f"Avro body does not match schema id {schema_id}: {exc}"
+                DeadLetterCode.UNDECODABLE, f"Avro body does not match schema id {schema_id}: {exc}"
             ) from exc
 
     def _writer_reader(self, schema_id: int, writer: Any) -> ReadBody:
@@ -228,7 +230,7 @@ class Decoder:
                 except Exception:  # fastavro raises many types on bad bytes
                     pass
                 raise InvalidRecord(
-                    "undeclared_schema_id",
+                    DeadLetterCode.UNDECLARED_SCHEMA_ID,
                     f"value has the wire-format header of schema id {schema_id}, not one "
                     "LOCAL_SCHEMA_IDS declares for the local schema (no SCHEMA_REGISTRY_URL)",
                 )
@@ -238,7 +240,7 @@ class Decoder:
                 value = value[_HEADER.size :]
             else:
                 raise InvalidRecord(
-                    "ambiguous_schema_id",
+                    DeadLetterCode.AMBIGUOUS_SCHEMA_ID,
                     f"value reads both as plain Avro (an empty uid) and as the wire format of "
                     f"declared schema id {schema_id}: which one it is cannot be told",
                 )
@@ -246,7 +248,7 @@ class Decoder:
             return self._read_local(value)
         except Exception as exc:  # fastavro raises many types on bad bytes
             raise InvalidRecord(
-                "undecodable", f"value is not Avro of the local schema: {exc}"
+                DeadLetterCode.UNDECODABLE, f"value is not Avro of the local schema: {exc}"
             ) from exc
 
 

@@ -21,7 +21,7 @@ import httpx
 
 from worker.bounded_http import Answer, AnswerTooLarge, DeadlineTransport, fetch, timeouts
 from worker.config.redact import Secret
-from worker.errors import InvalidRecord, RetriableError
+from worker.errors import DeadLetterCode, InvalidRecord, RetriableError
 from worker.events.decode import without_logical_types
 
 # Confluent Schema Registry's error_code for "Schema not found".
@@ -85,7 +85,9 @@ class SchemaRegistry:
         except httpx.HTTPError as exc:
             raise RetriableError(f"schema registry unreachable: {type(exc).__name__}") from exc
         if response.status == 404 and _error_code(response) == _SCHEMA_NOT_FOUND:
-            raise InvalidRecord("unknown_schema_id", f"schema id {schema_id} is not registered")
+            raise InvalidRecord(
+                DeadLetterCode.UNKNOWN_SCHEMA_ID, f"schema id {schema_id} is not registered"
+            )
         if response.status != 200:
             # A 404 without the registry's own error code is a wrong URL, not a missing
             # schema: wait and alert rather than dead-letter every record.
@@ -107,7 +109,8 @@ class SchemaRegistry:
             fastavro.schema.SchemaParseException,
         ) as exc:
             raise InvalidRecord(
-                "bad_writer_schema", f"schema id {schema_id} is not a usable Avro schema"
+                DeadLetterCode.BAD_WRITER_SCHEMA,
+                f"schema id {schema_id} is not a usable Avro schema",
             ) from exc
         with self._lock:
             self._cache[schema_id] = parsed

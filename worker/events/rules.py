@@ -32,7 +32,7 @@ import re
 from datetime import datetime
 from math import isfinite
 
-from worker.errors import InvalidRecord
+from worker.errors import DeadLetterCode, InvalidRecord
 from worker.events.change import PropertyValue, UserChange
 from worker.events.merge import MAX_PROPERTIES_PER_USER, DateStr, declared_type
 
@@ -87,7 +87,7 @@ class PropertyNames:
     def _check(self, name: str) -> tuple[str | None, str | None]:
         if not _PROPERTY_NAME.fullmatch(name):
             raise InvalidRecord(
-                "invalid_property_name",
+                DeadLetterCode.INVALID_PROPERTY_NAME,
                 f"property {_shown(name)} does not match ^[A-Za-z][A-Za-z0-9_]*$",
             )
         suffix = suffix_of(name)
@@ -98,7 +98,7 @@ class PropertyNames:
         longest = name if sent is None else sent
         if len(longest) + (5 if sent is None else 0) > PROPERTY_NAME_MAX_CHARS:
             raise InvalidRecord(
-                "invalid_property_name",
+                DeadLetterCode.INVALID_PROPERTY_NAME,
                 f"property {_shown(name)} is longer than {PROPERTY_NAME_MAX_CHARS} characters",
             )
         return sent, suffix
@@ -114,19 +114,21 @@ class Rules:
     def check(self, change: UserChange) -> UserChange:
         uid = change["uid"]
         if len(uid) > UID_MAX_CHARS:
-            raise InvalidRecord("invalid_uid", f"uid is longer than {UID_MAX_CHARS} characters")
+            raise InvalidRecord(
+                DeadLetterCode.INVALID_UID, f"uid is longer than {UID_MAX_CHARS} characters"
+            )
         if not uid.isprintable() and _CONTROL.search(uid):
-            raise InvalidRecord("invalid_uid", "uid holds a control character")
+            raise InvalidRecord(DeadLetterCode.INVALID_UID, "uid holds a control character")
         display_name = change["display_name"]
         if display_name is not None and len(display_name) > DISPLAY_NAME_MAX_CHARS:
             raise InvalidRecord(
-                "invalid_display_name",
+                DeadLetterCode.INVALID_DISPLAY_NAME,
                 f"display_name is longer than {DISPLAY_NAME_MAX_CHARS} characters",
             )
         email = change["email"]
         if email is not None and len(email) > EMAIL_MAX_CHARS:
             raise InvalidRecord(
-                "invalid_email", f"email is longer than {EMAIL_MAX_CHARS} characters"
+                DeadLetterCode.INVALID_EMAIL, f"email is longer than {EMAIL_MAX_CHARS} characters"
             )
         properties = change["properties"]
         if properties:
@@ -138,7 +140,7 @@ class Rules:
     def _properties(self, properties: dict[str, PropertyValue]) -> dict[str, PropertyValue]:
         if len(properties) > MAX_PROPERTIES_PER_USER:
             raise InvalidRecord(
-                "too_many_properties",
+                DeadLetterCode.TOO_MANY_PROPERTIES,
                 f"{len(properties)} properties, more than {MAX_PROPERTIES_PER_USER}",
             )
         # The common case, inline (this runs for every record): names seen before that are
@@ -177,7 +179,7 @@ def _plain(name: str, value: Value) -> Value:
     if isinstance(value, float):
         if not isfinite(value):
             raise InvalidRecord(
-                "non_finite_number", f"property {_shown(name)} is not a finite number"
+                DeadLetterCode.NON_FINITE_NUMBER, f"property {_shown(name)} is not a finite number"
             )
     elif isinstance(value, str) and len(value) > _SURELY_SMALL:
         _check_size(name, value)
@@ -205,7 +207,7 @@ def _suffixed(name: str, suffix: str, value: Value) -> Value:
 
 def _mismatch(name: str, suffix: str, what: str) -> InvalidRecord:
     return InvalidRecord(
-        "type_mismatch", f"property {_shown(name)} {what}, its suffix says {suffix}"
+        DeadLetterCode.TYPE_MISMATCH, f"property {_shown(name)} {what}, its suffix says {suffix}"
     )
 
 
@@ -213,7 +215,7 @@ def _check_size(name: str, value: str) -> None:
     encoded = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
     if len(encoded) > PROPERTY_VALUE_MAX_BYTES:
         raise InvalidRecord(
-            "property_too_large",
+            DeadLetterCode.PROPERTY_TOO_LARGE,
             f"property {_shown(name)} is larger than {PROPERTY_VALUE_MAX_BYTES} bytes",
         )
 
