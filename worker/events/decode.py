@@ -153,8 +153,9 @@ class Decoder:
     ) -> None:
         """``reader_schema``: the schema JSON; ``writer_schema(id)``: a parsed schema read
         without logical types (``without_logical_types``); ``rules``: FullStory's rules each
-        decoded event is checked against (v2 mode when not given); ``local_schema_ids``:
-        without a registry, the wire-format schema ids written with the local schema."""
+        decoded event is checked against (``PropertyTypes.V2`` when not given);
+        ``local_schema_ids``: without a registry, the wire-format schema ids written with the
+        local schema."""
         self._local = fastavro.parse_schema(without_logical_types(reader_schema))
         self._compiled = compiled_reader(self._local)
         read = record_reader(self._local)

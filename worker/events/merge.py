@@ -79,7 +79,7 @@ class UserUpdate:
 
     def to_request(self, declare_types: bool = True) -> dict[str, Any]:
         """The ``BatchUserImportRequest`` JSON object; ``declare_types`` False when the
-        property names carry their type suffixes instead (``suffixed`` mode)."""
+        property names carry their type suffixes instead (``PropertyTypes.SUFFIXED``)."""
         request: dict[str, Any] = {"uid": self.uid}
         if self.display_name is not None:
             request["display_name"] = self.display_name

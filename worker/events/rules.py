@@ -17,11 +17,12 @@ user's other events still go. FullStory's own per-user errors stay the last line
 
 Type suffixes (FullStory's v1 naming: ``plan_str``, ``visits_int``, ``spent_real``,
 ``beta_bool``, ``signup_date`` and the plurals ``_strs`` ...) are understood in both modes:
-the value must match the suffix. ``PropertyNames`` gives the name as it is sent:
+the value must match the suffix. ``PropertyNames`` gives the name as it is sent, by mode
+(``PropertyTypes``, the ``PROPERTY_TYPES`` setting):
 
-- ``v2`` (declared types): the suffix is removed and the type declared in ``schema``
+- ``V2`` (declared types): the suffix is removed and the type declared in ``schema``
   (``spent_real: 3`` is sent as ``spent: 3.0`` declared ``real``);
-- ``suffixed``: every name carries a suffix, derived from the Avro type when the producer
+- ``SUFFIXED``: every name carries a suffix, derived from the Avro type when the producer
   wrote none (``plan`` -> ``plan_str``), and nothing is declared.
 """
 
@@ -32,6 +33,7 @@ import re
 from datetime import datetime
 from math import isfinite
 
+from worker.config.choices import PropertyTypes
 from worker.errors import DeadLetterCode, InvalidRecord
 from worker.events.change import PropertyValue, UserChange
 from worker.events.merge import MAX_PROPERTIES_PER_USER, DateStr, declared_type
@@ -43,7 +45,6 @@ DISPLAY_NAME_MAX_CHARS = 256
 EMAIL_MAX_CHARS = 128
 PROPERTY_NAME_MAX_CHARS = 512
 PROPERTY_VALUE_MAX_BYTES = 8192
-MODES = ("v2", "suffixed")
 
 _PROPERTY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -64,10 +65,8 @@ def suffix_of(name: str) -> str | None:
 class PropertyNames:
     """Checks property names and gives each the name it is sent under, for one mode."""
 
-    def __init__(self, mode: str = "v2") -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}")
-        self.mode = mode
+    def __init__(self, mode: PropertyTypes = PropertyTypes.V2) -> None:
+        self.mode = PropertyTypes(mode)  # ValueError for a mode it does not know
         # name -> (name as sent, or None when it depends on the value's type; suffix or None)
         self._checked: dict[str, tuple[str | None, str | None]] = {}
         self.unchanged: set[str] = set()  # valid names sent as they are, without a suffix
@@ -91,7 +90,7 @@ class PropertyNames:
                 f"property {_shown(name)} does not match ^[A-Za-z][A-Za-z0-9_]*$",
             )
         suffix = suffix_of(name)
-        if self.mode == "v2":
+        if self.mode is PropertyTypes.V2:
             sent: str | None = name if suffix is None else name[: -len(suffix) - 1]
         else:
             sent = name if suffix is not None else None
@@ -108,7 +107,7 @@ class Rules:
     """``check`` one decoded event: returns it (its properties renamed as they are sent) or
     raises ``InvalidRecord``."""
 
-    def __init__(self, mode: str = "v2") -> None:
+    def __init__(self, mode: PropertyTypes = PropertyTypes.V2) -> None:
         self.names = PropertyNames(mode)
 
     def check(self, change: UserChange) -> UserChange:
