@@ -41,8 +41,8 @@ class ConfigError(WorkerError):
 @unique
 class DeadLetterCode(StrEnum):
     """Why a record went to the DLQ: its ``dlq.error.code`` header and the ``code`` label of
-    ``fsus_dead_letters_total``. A closed set (README.md, "Dead letters", lists each): the
-    values are an interface, never renamed."""
+    ``fsus_dead_letters_total``. A closed set (README.md, "Dead letters", lists each), so a
+    peer never decides the metric's cardinality; the values are an interface, never renamed."""
 
     # -- the record cannot be read (``worker.events.decode``, ``worker.events.registry``)
     TOMBSTONE = "tombstone"  # no value: a deletion, which the worker does not import
@@ -62,6 +62,8 @@ class DeadLetterCode(StrEnum):
     NON_FINITE_NUMBER = "non_finite_number"  # NaN or an infinity, which JSON cannot carry
     TYPE_MISMATCH = "type_mismatch"  # a value that does not match its name's type suffix
     TOO_MANY_PROPERTIES = "too_many_properties"  # over 500 properties on the merged user
+    # -- FullStory's own verdict (``worker.fullstory``): its free-form code is never a label value
+    FULLSTORY_REJECTED = "fullstory_rejected"  # refused by FullStory: see dlq.fullstory.code
 
 
 class InvalidRecord(WorkerError):

@@ -8,7 +8,7 @@ be. Runs on the poll loop's thread (DLQ deliveries are reported inside its ``pol
 
 from __future__ import annotations
 
-from worker.errors import InvalidRecord
+from worker.errors import DeadLetterCode, InvalidRecord
 from worker.fullstory.importer import BatchOutcome
 from worker.kafka.dlq import DeadLetterSink
 from worker.loop.batch import Batch, Unit
@@ -39,7 +39,8 @@ class Acknowledger:
 
     def batch_ended(self, batch: Batch, outcome: BatchOutcome) -> None:
         """Imported users' units are acknowledged; rejected users' records are dead-lettered
-        with FullStory's code, message and the job that failed them."""
+        as ``FULLSTORY_REJECTED``, with FullStory's own code (``dlq.fullstory.code``; a peer's
+        free-form text, so never a metric label), its message and the job that failed them."""
         imported = 0
         for uid, unit in batch.units.items():
             failure = outcome.failures.get(uid)
@@ -49,7 +50,14 @@ class Acknowledger:
                 continue
             letters = _Countdown(unit, len(unit.offsets))
             for record in outcome.rejected[uid]:
-                self.dead_letter(record, failure.code, failure.message, failure.job_id, letters)
+                self.dead_letter(
+                    record,
+                    DeadLetterCode.FULLSTORY_REJECTED,
+                    failure.message,
+                    failure.job_id,
+                    letters,
+                    fullstory_code=failure.code,
+                )
         self._metrics.records_acknowledged.labels("imported").inc(imported)
 
     def undecodable(
@@ -63,10 +71,11 @@ class Acknowledger:
     def dead_letter(
         self,
         record: SourceRecord,
-        code: str,
+        code: DeadLetterCode,
         message: str,
         job_id: str | None,
         span: Span | _Countdown,
+        fullstory_code: str | None = None,
     ) -> None:
         """Send ``record`` to the DLQ; ``span`` counts as acknowledged once Kafka took it."""
 
@@ -78,4 +87,11 @@ class Acknowledger:
             self._metrics.records_acknowledged.labels("dead_lettered").inc()
             self._metrics.dead_letters.labels(code).inc()
 
-        self._dlq.send(record, code, message, on_delivered=delivered, job_id=job_id)
+        self._dlq.send(
+            record,
+            code,
+            message,
+            on_delivered=delivered,
+            job_id=job_id,
+            fullstory_code=fullstory_code,
+        )
