@@ -5,19 +5,26 @@ WorkerError
 ├── InvalidRecord        this record can never be delivered: it goes to the DLQ with its
 │                        ``code``, a ``DeadLetterCode``
 ├── RetriableError       try again later (network, 5xx, registry down); never data loss
-│   ├── Unreachable      no answer: a timeout, a refused or broken connection
+│   ├── Unreachable      no answer from FullStory: a timeout, a refused or broken connection
 │   ├── ServerError      FullStory answered 5xx
 │   ├── RateLimited      429: wait ``retry_after`` seconds before the next request
 │   ├── AuthFailed       401 / 403: the API key is wrong or lacks a permission
 │   ├── NotFound         404: no such job (unknown or expired), or a wrong base URL
-│   └── BadAnswer        an answer the API does not document for the call: a 200 whose
-│                        body is not JSON or lacks a field, a job state the worker does
-│                        not know, a status such as 3xx / 405 / 408 / 415
+│   ├── BadAnswer        an answer the API does not document for the call: a 200 whose
+│   │                    body is not JSON or lacks a field, a job state the worker does
+│   │                    not know, a status such as 3xx / 405 / 408 / 415
+│   ├── RegistryUnavailable  the schema registry handed out no schema (unreachable, too
+│   │                        slow, an answer not its own): the record waits, never a letter
+│   └── ReadBackFailed   Kafka did not hand back a rejected user's records in time
 ├── RejectedRequest      FullStory refused a whole request body (400, 413, 422)
 └── Abandoned            the worker is shutting down; stop retrying
 
-``worker.fullstory.client`` maps every HTTP answer to one of these; the layers above dispatch on the
-class, never on ``status``.
+Each adapter translates its peer's failures once: ``worker.fullstory.client`` maps every HTTP
+answer to one of these, ``worker.events.registry`` raises ``RegistryUnavailable`` and
+``worker.kafka.readback`` ``ReadBackFailed``. The layers above dispatch on the class (the
+specific one they can wait out), never on ``status``; a ``RetriableError`` a handler does not
+expect is a bug and propagates (the worker stops, and a restart reads again what it had not
+committed).
 """
 
 from __future__ import annotations
@@ -125,6 +132,18 @@ class BadAnswer(RetriableError):
 
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message, status=status)
+
+
+class RegistryUnavailable(RetriableError):
+    """The schema registry did not hand out a schema: unreachable, past its deadline or size
+    cap, or an answer that is not the registry's (an HTML 404, a maintenance page). Its own
+    "no such schema" (40403) is an ``InvalidRecord`` instead. The intake holds the record and
+    every one after it, and decodes them again later."""
+
+
+class ReadBackFailed(RetriableError):
+    """Reading a rejected user's records back from Kafka failed or got no answer in time;
+    the job thread reads them again (their dead letters wait, nothing is acknowledged)."""
 
 
 class RejectedRequest(WorkerError):

@@ -17,6 +17,7 @@ from tests.fakes import FakeClock, FakeDeadLetters, FakeKafka, ScriptedFullStory
 from tests.fakes.avro import SCHEMA
 from worker.events.decode import Decoder
 from worker.fullstory.importer import Importer
+from worker.kafka.readback import RecordReader
 from worker.loop.batch import Batcher
 from worker.loop.pipeline import LoopSettings, Pipeline
 from worker.runtime.health import Health
@@ -46,8 +47,10 @@ class Loop:
         drain_timeout_s: float = 10.0,
         backlog_lag: int = 10_000,
         registry: Callable[[int], Any] | None = None,
+        reader: RecordReader | None = None,
     ) -> None:
-        """``registry``: writer schemas by id (the values then carry the wire format)."""
+        """``registry``: writer schemas by id (the values then carry the wire format);
+        ``reader``: reads rejected users' records back (``kafka`` itself by default)."""
         self.clock = FakeClock()
         self.kafka = kafka
         self.fullstory = fullstory
@@ -66,7 +69,7 @@ class Loop:
             decoder=Decoder(SCHEMA, registry),
             batcher=Batcher(max_users, max_wait_s),
             importer=importer,
-            reader=kafka,
+            reader=reader or kafka,
             dlq=self.dlq,
             clock=self.clock,
             health=Health(60, clock=self.clock),

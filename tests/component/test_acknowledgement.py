@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import random
 import string
+from collections.abc import Sequence
+
+import pytest
 
 from tests.fakes import FakeKafka, ScriptedFullStory
+from worker.errors import ReadBackFailed, RetriableError
 from worker.kafka.dlq import FULLSTORY_CODE_MAX_BYTES, dead_letter_headers
+from worker.records import SourceRecord, TopicPartition
 
 
 def _committed(kafka: FakeKafka, partition: int = 0) -> int:
@@ -187,3 +192,55 @@ def test_fullstorys_own_code_is_never_a_metric_label(make_loop, kafka):
     assert headers["dlq.error.code"] == b"fullstory_rejected"
     assert headers["dlq.fullstory.code"] == weird.encode()[:FULLSTORY_CODE_MAX_BYTES]
     assert len(headers["dlq.fullstory.code"]) == FULLSTORY_CODE_MAX_BYTES < len(weird)
+
+
+class _FlakyReader:
+    """Reads records back from ``kafka`` after raising each of ``failures`` once."""
+
+    def __init__(self, kafka: FakeKafka, *failures: Exception) -> None:
+        self.kafka = kafka
+        self.failures = list(failures)
+        self.reads = 0
+
+    def read(self, tp: TopicPartition, offsets: Sequence[int]) -> dict[int, SourceRecord]:
+        self.reads += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return self.kafka.read(tp, offsets)
+
+
+def test_a_failed_read_back_is_tried_again_and_the_letters_still_go(make_loop, kafka):
+    """Kafka failing to hand back a rejected user's records (`ReadBackFailed`) is waited out
+    on the job thread: the records are read again, each gets its dead letter with its original
+    value, and the commit reaches the log end once Kafka took the letters."""
+    fullstory = ScriptedFullStory()
+    kafka.change(0, "good")
+    kafka.change(0, "bad")
+    reader = _FlakyReader(kafka, ReadBackFailed("reading back: no answer in 60s"))
+    loop = make_loop(fullstory=fullstory, reader=reader)
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "one job")
+    fullstory.finish(fullstory.jobs()[0].id, failed={"bad": "invalid_user"})
+    loop.turn_until(lambda: loop.dlq.letters, "the rejected user's dead letter")
+    ((letter),) = loop.dlq.letters
+    assert reader.reads == 2
+    assert letter.record.value == kafka.logs[("users", 0)][1].value
+    loop.dlq.confirm()
+    loop.turn_until(lambda: _committed(kafka) == 2, "a commit at the log end")
+
+
+def test_a_retriable_error_of_another_origin_while_reading_back_is_not_waited_out(make_loop, kafka):
+    """Only `ReadBackFailed` is read again: another `RetriableError` out of the reader is a
+    bug that stops the loop rather than being retried for ever, and the rejected user's record
+    is neither dead-lettered nor committed (a restart reads it again)."""
+    fullstory = ScriptedFullStory()
+    kafka.change(0, "bad")
+    reader = _FlakyReader(kafka, RetriableError("not Kafka's read-back"))
+    loop = make_loop(fullstory=fullstory, reader=reader)
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "one job")
+    fullstory.finish(fullstory.jobs()[0].id, failed={"bad": "invalid_user"})
+    with pytest.raises(RetriableError) as raised:
+        loop.turn_until(lambda: False, "the read-back error reaching the loop")
+    assert type(raised.value) is RetriableError
+    assert not loop.dlq.letters and _committed(kafka) == 0

@@ -6,7 +6,7 @@ Avro written with the local schema, without that 5-byte header or with one whose
 operator declared for the local schema (``LOCAL_SCHEMA_IDS``): any other id is dead-lettered,
 never read with a schema it was not written with. A record that can
 never be decoded, or that breaks a rule of FullStory's (``validate``), raises
-``InvalidRecord``; a registry outage raises ``RetriableError``.
+``InvalidRecord``; a registry outage raises ``RegistryUnavailable``.
 
 The datum read is the ``UserChange`` itself (no copy into other objects: this runs for every
 record). Schemas are read without their logical types, so ``changed_at`` stays integer millis

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from worker.errors import Abandoned, RetriableError
+from worker.errors import Abandoned, ReadBackFailed
 from worker.fullstory.importer import BatchOutcome, Importer
 from worker.kafka.readback import RecordReader, records_at
 from worker.loop.batch import Batch
@@ -116,7 +116,8 @@ class Dispatcher:
 
     def _run(self, batch: Batch, cancel: threading.Event) -> BatchOutcome:
         """Import the batch, then read back the records of the users FullStory rejected
-        (the loop keeps no values) for their dead letters."""
+        (the loop keeps no values) for their dead letters, again while that ``ReadBackFailed``.
+        Any other error ends the thread and reaches the loop through ``finished``."""
         outcome = self._importer.run(batch, self._job_created, cancel)
         backoff = Backoff(cap_s=10.0)
         for uid in outcome.failures:
@@ -125,7 +126,7 @@ class Dispatcher:
                 try:
                     outcome.rejected[uid] = records_at(self._reader, unit.tp, unit.offsets)
                     break
-                except RetriableError as exc:
+                except ReadBackFailed as exc:
                     log.warning("readback_retry", error=str(exc), batch_id=batch.id)
                     if cancel.wait(backoff.next_delay(exc)) or self._abandon.is_set():
                         raise Abandoned("cancelled while reading back records") from exc
