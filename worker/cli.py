@@ -118,7 +118,7 @@ def run(settings: Settings) -> int:
         on_api_answer=health.api_answered,
         on_api_failure=health.api_failed,
         metrics=metrics,
-        declare_types=settings.property_types == "v2",
+        declare_types=settings.property_types.declares_types,
         watch=watch,
     )
     loop_settings = LoopSettings(

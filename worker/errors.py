@@ -2,24 +2,34 @@
 
 WorkerError
 ├── ConfigError          bad configuration: exit 2 with one line naming the variable
-├── InvalidRecord        this record can never be delivered: it goes to the DLQ
+├── InvalidRecord        this record can never be delivered: it goes to the DLQ with its
+│                        ``code``, a ``DeadLetterCode``
 ├── RetriableError       try again later (network, 5xx, registry down); never data loss
-│   ├── Unreachable      no answer: a timeout, a refused or broken connection
+│   ├── Unreachable      no answer from FullStory: a timeout, a refused or broken connection
 │   ├── ServerError      FullStory answered 5xx
 │   ├── RateLimited      429: wait ``retry_after`` seconds before the next request
 │   ├── AuthFailed       401 / 403: the API key is wrong or lacks a permission
 │   ├── NotFound         404: no such job (unknown or expired), or a wrong base URL
-│   └── BadAnswer        an answer the API does not document for the call: a 200 whose
-│                        body is not JSON or lacks a field, a job state the worker does
-│                        not know, a status such as 3xx / 405 / 408 / 415
+│   ├── BadAnswer        an answer the API does not document for the call: a 200 whose
+│   │                    body is not JSON or lacks a field, a job state the worker does
+│   │                    not know, a status such as 3xx / 405 / 408 / 415
+│   ├── RegistryUnavailable  the schema registry handed out no schema (unreachable, too
+│   │                        slow, an answer not its own): the record waits, never a letter
+│   └── ReadBackFailed   Kafka did not hand back a rejected user's records in time
 ├── RejectedRequest      FullStory refused a whole request body (400, 413, 422)
 └── Abandoned            the worker is shutting down; stop retrying
 
-``worker.fullstory.client`` maps every HTTP answer to one of these; the layers above dispatch on the
-class, never on ``status``.
+Each adapter translates its peer's failures once: ``worker.fullstory.client`` maps every HTTP
+answer to one of these, ``worker.events.registry`` raises ``RegistryUnavailable`` and
+``worker.kafka.readback`` ``ReadBackFailed``. The layers above dispatch on the class (the
+specific one they can wait out), never on ``status``; a ``RetriableError`` a handler does not
+expect is a bug and propagates (the worker stops, and a restart reads again what it had not
+committed).
 """
 
 from __future__ import annotations
+
+from enum import StrEnum, unique
 
 
 class WorkerError(Exception):
@@ -35,10 +45,38 @@ class ConfigError(WorkerError):
         self.problem = problem
 
 
-class InvalidRecord(WorkerError):
-    """A record that can never be imported; ``code`` is a stable snake_case reason."""
+@unique
+class DeadLetterCode(StrEnum):
+    """Why a record went to the DLQ: its ``dlq.error.code`` header and the ``code`` label of
+    ``fsus_dead_letters_total``. A closed set (README.md, "Dead letters", lists each), so a
+    peer never decides the metric's cardinality; the values are an interface, never renamed."""
 
-    def __init__(self, code: str, message: str) -> None:
+    # -- the record cannot be read (``worker.events.decode``, ``worker.events.registry``)
+    TOMBSTONE = "tombstone"  # no value: a deletion, which the worker does not import
+    NOT_WIRE_FORMAT = "not_wire_format"  # with a registry: no 5-byte Confluent header
+    UNDECLARED_SCHEMA_ID = "undeclared_schema_id"  # no registry: an id LOCAL_SCHEMA_IDS lacks
+    AMBIGUOUS_SCHEMA_ID = "ambiguous_schema_id"  # no registry: plain Avro, and under a declared id
+    UNKNOWN_SCHEMA_ID = "unknown_schema_id"  # the registry says it has no such schema id
+    BAD_WRITER_SCHEMA = "bad_writer_schema"  # the registry's schema for the id is not Avro
+    UNDECODABLE = "undecodable"  # the bytes are not Avro of the schema they claim
+    # -- the event breaks one of FullStory's published rules (``worker.events.rules``, ``merge``)
+    EMPTY_UID = "empty_uid"  # the uid is empty or only white space
+    INVALID_UID = "invalid_uid"  # the uid is too long or holds a control character
+    INVALID_DISPLAY_NAME = "invalid_display_name"  # display_name too long
+    INVALID_EMAIL = "invalid_email"  # email too long
+    INVALID_PROPERTY_NAME = "invalid_property_name"  # a property name FullStory refuses
+    PROPERTY_TOO_LARGE = "property_too_large"  # a property value over 8,192 bytes as JSON
+    NON_FINITE_NUMBER = "non_finite_number"  # NaN or an infinity, which JSON cannot carry
+    TYPE_MISMATCH = "type_mismatch"  # a value that does not match its name's type suffix
+    TOO_MANY_PROPERTIES = "too_many_properties"  # over 500 properties on the merged user
+    # -- FullStory's own verdict (``worker.fullstory``): its free-form code is never a label value
+    FULLSTORY_REJECTED = "fullstory_rejected"  # refused by FullStory: see dlq.fullstory.code
+
+
+class InvalidRecord(WorkerError):
+    """A record that can never be imported, and why (``code``)."""
+
+    def __init__(self, code: DeadLetterCode, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
@@ -94,6 +132,18 @@ class BadAnswer(RetriableError):
 
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message, status=status)
+
+
+class RegistryUnavailable(RetriableError):
+    """The schema registry did not hand out a schema: unreachable, past its deadline or size
+    cap, or an answer that is not the registry's (an HTML 404, a maintenance page). Its own
+    "no such schema" (40403) is an ``InvalidRecord`` instead. The intake holds the record and
+    every one after it, and decodes them again later."""
+
+
+class ReadBackFailed(RetriableError):
+    """Reading a rejected user's records back from Kafka failed or got no answer in time;
+    the job thread reads them again (their dead letters wait, nothing is acknowledged)."""
 
 
 class RejectedRequest(WorkerError):

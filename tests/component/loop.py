@@ -19,6 +19,7 @@ from worker.events.decode import Decoder
 from worker.fullstory.importer import Importer
 from worker.loop.batch import Batcher
 from worker.loop.pipeline import Pipeline
+from worker.loop.ports import RecordReader
 from worker.loop.stages import LoopSettings, build_stages
 from worker.runtime.health import Health
 from worker.runtime.metrics import Metrics
@@ -47,8 +48,10 @@ class Loop:
         drain_timeout_s: float = 10.0,
         backlog_lag: int = 10_000,
         registry: Callable[[int], Any] | None = None,
+        reader: RecordReader | None = None,
     ) -> None:
-        """``registry``: writer schemas by id (the values then carry the wire format)."""
+        """``registry``: writer schemas by id (the values then carry the wire format);
+        ``reader``: reads rejected users' records back (``kafka`` itself by default)."""
         self.clock = FakeClock()
         self.kafka = kafka
         self.fullstory = fullstory
@@ -74,7 +77,7 @@ class Loop:
             decoder=Decoder(SCHEMA, registry),
             batcher=Batcher(max_users, max_wait_s),
             importer=importer,
-            reader=kafka,
+            reader=reader or kafka,
             dlq=self.dlq,
             settings=settings,
             abandon=self.abandon,

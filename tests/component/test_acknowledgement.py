@@ -4,7 +4,16 @@ go to the DLQ."""
 
 from __future__ import annotations
 
+import random
+import string
+from collections.abc import Sequence
+
+import pytest
+
 from tests.fakes import FakeKafka, ScriptedFullStory
+from worker.errors import ReadBackFailed, RetriableError
+from worker.kafka.dlq import FULLSTORY_CODE_MAX_BYTES, dead_letter_headers
+from worker.records import SourceRecord, TopicPartition
 
 
 def _committed(kafka: FakeKafka, partition: int = 0) -> int:
@@ -77,8 +86,9 @@ def test_a_dead_letter_is_acknowledged_only_once_kafka_confirmed_it(make_loop, k
 
 def test_users_of_a_failed_job_go_to_the_dlq_and_nobody_else(make_loop, kafka):
     """A FAILED job imported every user not listed in its errors (read over several pages):
-    each record of a listed user goes to the DLQ with FullStory's code and the job id, the
-    others' records are acknowledged, and the commit waits for the dead letters."""
+    each record of a listed user goes to the DLQ as `fullstory_rejected` with FullStory's code
+    and the job id, the others' records are acknowledged, and the commit waits for the dead
+    letters."""
     fullstory = ScriptedFullStory(error_page_size=1)
     for uid in ["a", "b", "c", "a", "b", "c"]:
         kafka.change(0, uid)
@@ -94,11 +104,11 @@ def test_users_of_a_failed_job_go_to_the_dlq_and_nobody_else(make_loop, kafka):
         "invalid_property (scripted)",
     }
     assert all(d.record.value == kafka.logs[("users", 0)][d.record.offset].value for d in letters)
-    assert [(d.record.offset, d.code, d.job_id) for d in letters] == [
-        (1, "invalid_email", job.id),
-        (2, "invalid_property", job.id),
-        (4, "invalid_email", job.id),
-        (5, "invalid_property", job.id),
+    assert [(d.record.offset, d.code, d.fullstory_code, d.job_id) for d in letters] == [
+        (1, "fullstory_rejected", "invalid_email", job.id),
+        (2, "fullstory_rejected", "invalid_property", job.id),
+        (4, "fullstory_rejected", "invalid_email", job.id),
+        (5, "fullstory_rejected", "invalid_property", job.id),
     ]
     loop.clock.advance(1.0)
     loop.turn(20)
@@ -114,7 +124,8 @@ def test_users_of_a_failed_job_go_to_the_dlq_and_nobody_else(make_loop, kafka):
 
 def test_a_batch_refused_as_a_whole_dead_letters_the_refused_user(make_loop, kafka, fullstory):
     """A 400 for the whole body (no job created) isolates the refused user: its records go
-    to the DLQ with FullStory's code and message and no job id, the other user is imported."""
+    to the DLQ as `fullstory_rejected` with FullStory's code and message and no job id, the
+    other user is imported."""
     kafka.change(0, "good")
     kafka.change(0, "bad")
     fullstory.refuse("bad", "invalid_argument", "email is too long")
@@ -125,11 +136,111 @@ def test_a_batch_refused_as_a_whole_dead_letters_the_refused_user(make_loop, kaf
     fullstory.finish()
     loop.turn_until(lambda: loop.dlq.letters, "the refused user's dead letter")
     ((letter),) = loop.dlq.letters
-    assert (letter.record.offset, letter.code, letter.message, letter.job_id) == (
+    assert (
+        letter.record.offset,
+        letter.code,
+        letter.fullstory_code,
+        letter.message,
+        letter.job_id,
+    ) == (
         1,
+        "fullstory_rejected",
         "invalid_argument",
         "email is too long",
         None,
     )
     loop.dlq.confirm()
     loop.turn_until(lambda: _committed(kafka) == 2, "a commit at the log end")
+
+
+def _label_values(loop, metric: str, label: str) -> set[str]:
+    """Every value ``label`` takes among the samples of ``metric`` on the loop's /metrics."""
+    return {
+        sample.labels[label]
+        for family in loop.metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == metric
+    }
+
+
+def test_fullstorys_own_code_is_never_a_metric_label(make_loop, kafka):
+    """FullStory's per-user error code is free-form text a peer chooses: a user a FAILED job
+    lists with a 300-character code of random text is counted under the one label value
+    `fullstory_rejected` (the metric's cardinality stays the worker's to decide), and its code
+    travels in the letter's `dlq.fullstory.code` header, cut to a bounded length."""
+    weird = "".join(random.Random(15).choices(string.printable, k=300))
+    fullstory = ScriptedFullStory()
+    kafka.change(0, "good")
+    kafka.change(0, "odd")
+    loop = make_loop(fullstory=fullstory)
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "one job")
+    fullstory.finish(fullstory.jobs()[0].id, failed={"odd": weird})
+    loop.turn_until(lambda: loop.dlq.letters, "the odd user's dead letter")
+    loop.dlq.confirm()
+    loop.turn_until(lambda: _committed(kafka) == 2, "a commit at the log end")
+
+    assert _label_values(loop, "fsus_dead_letters_total", "code") == {"fullstory_rejected"}
+    assert loop.metric("fsus_dead_letters_total", code="fullstory_rejected") == 1
+    ((letter),) = loop.dlq.letters
+    assert (letter.code, letter.fullstory_code) == ("fullstory_rejected", weird)
+    headers = dict(
+        dead_letter_headers(
+            letter.record, letter.code, letter.message, letter.job_id, letter.fullstory_code
+        )
+    )
+    assert headers["dlq.error.code"] == b"fullstory_rejected"
+    assert headers["dlq.fullstory.code"] == weird.encode()[:FULLSTORY_CODE_MAX_BYTES]
+    assert len(headers["dlq.fullstory.code"]) == FULLSTORY_CODE_MAX_BYTES < len(weird)
+
+
+class _FlakyReader:
+    """Reads records back from ``kafka`` after raising each of ``failures`` once."""
+
+    def __init__(self, kafka: FakeKafka, *failures: Exception) -> None:
+        self.kafka = kafka
+        self.failures = list(failures)
+        self.reads = 0
+
+    def read(self, tp: TopicPartition, offsets: Sequence[int]) -> dict[int, SourceRecord]:
+        self.reads += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return self.kafka.read(tp, offsets)
+
+
+def test_a_failed_read_back_is_tried_again_and_the_letters_still_go(make_loop, kafka):
+    """Kafka failing to hand back a rejected user's records (`ReadBackFailed`) is waited out
+    on the job thread: the records are read again, each gets its dead letter with its original
+    value, and the commit reaches the log end once Kafka took the letters."""
+    fullstory = ScriptedFullStory()
+    kafka.change(0, "good")
+    kafka.change(0, "bad")
+    reader = _FlakyReader(kafka, ReadBackFailed("reading back: no answer in 60s"))
+    loop = make_loop(fullstory=fullstory, reader=reader)
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "one job")
+    fullstory.finish(fullstory.jobs()[0].id, failed={"bad": "invalid_user"})
+    loop.turn_until(lambda: loop.dlq.letters, "the rejected user's dead letter")
+    ((letter),) = loop.dlq.letters
+    assert reader.reads == 2
+    assert letter.record.value == kafka.logs[("users", 0)][1].value
+    loop.dlq.confirm()
+    loop.turn_until(lambda: _committed(kafka) == 2, "a commit at the log end")
+
+
+def test_a_retriable_error_of_another_origin_while_reading_back_is_not_waited_out(make_loop, kafka):
+    """Only `ReadBackFailed` is read again: another `RetriableError` out of the reader is a
+    bug that stops the loop rather than being retried for ever, and the rejected user's record
+    is neither dead-lettered nor committed (a restart reads it again)."""
+    fullstory = ScriptedFullStory()
+    kafka.change(0, "bad")
+    reader = _FlakyReader(kafka, RetriableError("not Kafka's read-back"))
+    loop = make_loop(fullstory=fullstory, reader=reader)
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "one job")
+    fullstory.finish(fullstory.jobs()[0].id, failed={"bad": "invalid_user"})
+    with pytest.raises(RetriableError) as raised:
+        loop.turn_until(lambda: False, "the read-back error reaching the loop")
+    assert type(raised.value) is RetriableError
+    assert not loop.dlq.letters and _committed(kafka) == 0

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.fakes.avro import SCHEMA, encode, event
-from worker.errors import RetriableError
+from worker.errors import RegistryUnavailable, RetriableError, Unreachable
 
 
 class Registry:
@@ -16,7 +18,7 @@ class Registry:
 
     def __call__(self, schema_id: int) -> Any:
         if schema_id in self.unreachable:
-            raise RetriableError("schema registry unreachable")
+            raise RegistryUnavailable("schema registry unreachable")
         return SCHEMA
 
 
@@ -74,3 +76,25 @@ def test_a_partition_revoked_while_its_records_wait_for_the_registry_is_left_to_
     loop.turn_until(lambda: kafka.committed_offset(1) == 1, "partition 1 committed")
     assert kafka.committed_offset(0) is None
     assert not loop.dlq.letters
+
+
+@pytest.mark.parametrize("error", [RetriableError, Unreachable], ids=["retriable", "unreachable"])
+def test_a_retriable_error_of_another_origin_while_decoding_is_not_a_registry_outage(
+    make_loop, kafka, fullstory, error
+):
+    """Only the registry adapter's `RegistryUnavailable` holds records back to be decoded
+    again. Any other error out of decoding, a `RetriableError` of another origin included (here
+    FullStory's `Unreachable`), is a bug: it stops the loop (the worker logs `worker_crashed` and
+    exits) instead of being waited out for ever as a registry that never comes back, and the
+    record is neither dead-lettered nor committed, so a restart reads it again."""
+
+    def lookup(_schema_id: int) -> Any:
+        raise error("not the registry")
+
+    kafka.produce(0, encode(event("u1"), schema_id=1), b"u1")
+    loop = make_loop(registry=lookup)
+    loop.source.assign([0])
+    with pytest.raises(error):
+        loop.turn(5)
+    assert not loop.dlq.letters and not fullstory.jobs()
+    assert kafka.committed_offset(0) is None

@@ -9,15 +9,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.fakes.clock import FakeClock
+from worker.errors import DeadLetterCode
 from worker.records import SourceRecord
 
 
 @dataclass
 class DeadLetter:
     record: SourceRecord
-    code: str
+    code: DeadLetterCode
     message: str
     job_id: str | None
+    fullstory_code: str | None = None
     confirmed: bool = False
 
 
@@ -48,12 +50,13 @@ class FakeDeadLetters:
     def send(
         self,
         record: SourceRecord,
-        code: str,
+        code: DeadLetterCode,
         message: str,
         on_delivered: Callable[[], None],
         job_id: str | None = None,
+        fullstory_code: str | None = None,
     ) -> None:
-        letter = DeadLetter(record, code, message, job_id)
+        letter = DeadLetter(record, code, message, job_id, fullstory_code)
         self.letters.append(letter)
         self._unconfirmed.append((letter, on_delivered))
         if self.auto_confirm:

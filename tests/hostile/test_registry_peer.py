@@ -1,5 +1,5 @@
 """The schema registry as a hostile peer: its fetch runs on the poll loop, so whatever it
-answers the fetch must end within its bound as a ``RetriableError`` (the record waits, never
+answers the fetch must end within its bound as a ``RegistryUnavailable`` (the record waits, never
 dead-lettered on an answer the registry did not mean) and never read a runaway body whole."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from tests.hostile.server import (
     trickled_body,
     trickled_headers,
 )
-from worker.errors import RetriableError, WorkerError
+from worker.errors import RegistryUnavailable, WorkerError
 from worker.events.decode import Decoder, load_reader_schema
 from worker.events.registry import ANSWER_MAX_BYTES, SchemaRegistry
 
@@ -55,7 +55,7 @@ DEEP = ("[" * 100_000 + "]" * 100_000).encode()
 )
 def test_a_hostile_registry_is_an_outage_ended_in_time(server: HostileServer, behaviour: Behaviour):
     """Decoding a wire-format record through the real registry client: each hostile answer
-    ends the fetch within three times its deadline as a ``RetriableError`` (the loop holds the
+    ends the fetch within three times its deadline as a ``RegistryUnavailable`` (the loop holds the
     record and asks again later), never an ``InvalidRecord`` nor any other exception."""
     server.answer_with("GET", SCHEMA_PATH, behaviour)
     registry = SchemaRegistry(server.url, timeout_s=DEADLINE_S)
@@ -63,7 +63,7 @@ def test_a_hostile_registry_is_an_outage_ended_in_time(server: HostileServer, be
     started = time.monotonic()
     with pytest.raises(WorkerError) as raised:
         decoder.decode(encode(event("u1"), schema_id=7))
-    assert type(raised.value) is RetriableError
+    assert type(raised.value) is RegistryUnavailable
     assert time.monotonic() - started < 3 * DEADLINE_S
     assert server.bytes_sent < 8 * ANSWER_MAX_BYTES  # of 100 MiB offered
     registry.close()

@@ -107,7 +107,9 @@ def test_undeliverable_records_go_to_the_dlq_with_their_reason(
     assert set(reasons) == {b"junk", b"empty", b"rejected-1"}
     assert reasons[b"junk"]["dlq.error.code"] == b"undecodable"
     assert reasons[b"empty"]["dlq.error.code"] == b"empty_uid"
-    assert reasons[b"rejected-1"]["dlq.error.code"] == b"invalid_user"
+    assert reasons[b"rejected-1"]["dlq.error.code"] == b"fullstory_rejected"
+    assert reasons[b"rejected-1"]["dlq.fullstory.code"] == b"invalid_user"
+    assert "dlq.fullstory.code" not in reasons[b"junk"]
     assert "dlq.job.id" in reasons[b"rejected-1"]
     by_key = {m.key(): m.value() for m in letters}
     assert by_key[b"junk"] == b"\x07not avro at all"

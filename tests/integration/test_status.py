@@ -13,8 +13,11 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.integration.worker_process import ROOT, wait_until
+from worker.errors import DeadLetterCode
 from worker.kafka.dlq import dead_letter_headers
 from worker.records import SourceRecord
+
+UNDECODABLE, REJECTED = DeadLetterCode.UNDECODABLE, DeadLetterCode.FULLSTORY_REJECTED
 
 pytestmark = pytest.mark.integration
 
@@ -135,15 +138,16 @@ def _letters(broker, dlq):
     """Six dead letters across two DLQ partitions, headers as the worker writes them."""
     producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
     letters = [
-        (0, SourceRecord("users", 0, 10, b"u1", b"\x01\x02"), "undecodable", None),
-        (0, SourceRecord("users", 0, 11, b"u2", b"\x03"), "undecodable", None),
-        (1, SourceRecord("users", 1, 7, b"u3", b"\x04"), "invalid_email", "job-1"),
-        (1, SourceRecord("users", 1, 8, b"u4", b"\x05"), "invalid_email", "job-1"),
-        (0, SourceRecord("users", 2, 3, b"u5", None), "tombstone", None),
-        (1, SourceRecord("users", 0, 12, b"u6", b"\x06"), "undecodable", None),
+        (0, SourceRecord("users", 0, 10, b"u1", b"\x01\x02"), UNDECODABLE, None, None),
+        (0, SourceRecord("users", 0, 11, b"u2", b"\x03"), UNDECODABLE, None, None),
+        (1, SourceRecord("users", 1, 7, b"u3", b"\x04"), REJECTED, "job-1", "invalid_email"),
+        (1, SourceRecord("users", 1, 8, b"u4", b"\x05"), REJECTED, "job-1", "invalid_email"),
+        (0, SourceRecord("users", 2, 3, b"u5", None), DeadLetterCode.TOMBSTONE, None, None),
+        (1, SourceRecord("users", 0, 12, b"u6", b"\x06"), UNDECODABLE, None, None),
     ]
-    for partition, record, code, job in letters:
-        headers = dead_letter_headers(record, code, f"{code} at {record.offset}", job)
+    for partition, record, code, job, fullstory_code in letters:
+        message = f"{code} at {record.offset}"
+        headers = dead_letter_headers(record, code, message, job, fullstory_code)
         producer.produce(
             dlq, key=record.key, value=record.value, headers=headers, partition=partition
         )
@@ -156,8 +160,9 @@ def _inspect_groups(broker):
 
 
 def test_dlq_inspect_counts_every_letter_and_shows_the_chosen_ones(broker, stream):
-    """Counts by code and by source over all letters; the records with their source, job id
-    and broker time; values only with --values; and no group left behind."""
+    """Counts by code and by source over all letters; the records with their source, job id,
+    FullStory's own code and broker time; values only with --values; and no group left
+    behind."""
     topic, _unused, group = stream(1)
     dlq = broker.create_topic(2, prefix="dlq")
     _letters(broker, dlq)
@@ -166,18 +171,20 @@ def test_dlq_inspect_counts_every_letter_and_shows_the_chosen_ones(broker, strea
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
     assert (shown["topic"], shown["total"], shown["matching"]) == (dlq, 6, 6)
-    assert shown["by_code"] == {"undecodable": 3, "invalid_email": 2, "tombstone": 1}
+    assert shown["by_code"] == {"undecodable": 3, "fullstory_rejected": 2, "tombstone": 1}
     assert shown["by_source"] == {"users[0]": 3, "users[1]": 2, "users[2]": 1}
     records = {(r["partition"], r["offset"]): r for r in shown["records"]}
     assert len(records) == 6
     third = records[(1, 0)]
-    assert (third["key"], third["code"], third["job_id"]) == ("u3", "invalid_email", "job-1")
+    assert (third["key"], third["code"], third["job_id"]) == ("u3", "fullstory_rejected", "job-1")
+    assert third["fullstory_code"] == "invalid_email"
+    assert records[(0, 0)]["fullstory_code"] is None
     assert third["source"] == {"topic": "users", "partition": 1, "offset": 7}
-    assert third["message"] == "invalid_email at 7"
+    assert third["message"] == "fullstory_rejected at 7"
     assert third["timestamp"] and third["timestamp_type"] in ("CreateTime", "LogAppendTime")
     assert all("value_hex" not in r for r in shown["records"])
 
-    args = ["dlq", "inspect", "--json", "--values", "--code", "invalid_email", "--limit", "1"]
+    args = ["dlq", "inspect", "--json", "--values", "--code", "fullstory_rejected", "--limit", "1"]
     chosen = json.loads(_cli(broker.bootstrap, topic, group, *args, dlq=dlq).stdout)
     assert (chosen["total"], chosen["matching"]) == (6, 2)
     (one,) = chosen["records"]

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from worker.config.choices import PropertyTypes
 from worker.config.kafka import kafka_properties, refused_variable
 from worker.config.redact import Secret as Secret  # re-exported: callers import it from here
 from worker.config.redact import redact_url
@@ -82,7 +83,7 @@ class Settings:
     liveness_timeout_s: float = 60.0
     log_level: str = "info"
     log_format: str = "json"
-    property_types: str = "v2"
+    property_types: PropertyTypes = PropertyTypes.V2
     local_schema_ids: frozenset[int] = frozenset()
 
     def __repr__(self) -> str:
@@ -290,6 +291,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         liveness_timeout_s=float(_int(env, "LIVENESS_TIMEOUT_S")),
         log_level=_choice(env, "LOG_LEVEL"),
         log_format=_choice(env, "LOG_FORMAT"),
-        property_types=_choice(env, "PROPERTY_TYPES"),
+        property_types=PropertyTypes(_choice(env, "PROPERTY_TYPES")),
         local_schema_ids=_ids(env, "LOCAL_SCHEMA_IDS"),
     )

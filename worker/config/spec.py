@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from worker.config.choices import PropertyTypes
+
 Kind = Literal["int", "str", "bool", "enum", "url", "list"]
 
 
@@ -208,8 +210,8 @@ SETTINGS: tuple[Setting, ...] = (
         "how property types reach FullStory: `v2` declares them in `schema` (a name with a v1 "
         "type suffix is sent without it); `suffixed` names every property with its suffix "
         "(`plan_str`, `visits_int`) and declares nothing. See [The event](#the-event)",
-        "v2",
-        choices=("v2", "suffixed"),
+        PropertyTypes.V2,
+        choices=tuple(PropertyTypes),
     ),
 )
 

@@ -6,7 +6,7 @@ Avro written with the local schema, without that 5-byte header or with one whose
 operator declared for the local schema (``LOCAL_SCHEMA_IDS``): any other id is dead-lettered,
 never read with a schema it was not written with. A record that can
 never be decoded, or that breaks a rule of FullStory's (``validate``), raises
-``InvalidRecord``; a registry outage raises ``RetriableError``.
+``InvalidRecord``; a registry outage raises ``RegistryUnavailable``.
 
 The datum read is the ``UserChange`` itself (no copy into other objects: this runs for every
 record). Schemas are read without their logical types, so ``changed_at`` stays integer millis
@@ -33,7 +33,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
-from worker.errors import InvalidRecord
+from worker.errors import DeadLetterCode, InvalidRecord
 from worker.events.change import UserChange
 from worker.events.rules import Rules
 
@@ -153,8 +153,9 @@ class Decoder:
     ) -> None:
         """``reader_schema``: the schema JSON; ``writer_schema(id)``: a parsed schema read
         without logical types (``without_logical_types``); ``rules``: FullStory's rules each
-        decoded event is checked against (v2 mode when not given); ``local_schema_ids``:
-        without a registry, the wire-format schema ids written with the local schema."""
+        decoded event is checked against (``PropertyTypes.V2`` when not given);
+        ``local_schema_ids``: without a registry, the wire-format schema ids written with the
+        local schema."""
         self._local = fastavro.parse_schema(without_logical_types(reader_schema))
         self._compiled = compiled_reader(self._local)
         read = record_reader(self._local)
@@ -174,26 +175,28 @@ class Decoder:
 
     def decode(self, value: bytes | None) -> UserChange:
         if value is None:
-            raise InvalidRecord("tombstone", "record has no value")
+            raise InvalidRecord(DeadLetterCode.TOMBSTONE, "record has no value")
         if self._writer_schema is not None:
             change: UserChange = self._decode_registry(value, self._writer_schema)
         else:
             change = self._decode_local(value)
         uid = change["uid"]
         if not uid or uid.isspace():
-            raise InvalidRecord("empty_uid", "uid is empty or only white space")
+            raise InvalidRecord(DeadLetterCode.EMPTY_UID, "uid is empty or only white space")
         return self._check(change)
 
     def _decode_registry(self, value: bytes, writer_schema: Callable[[int], Any]) -> Any:
         if len(value) < _HEADER.size or value[0] != 0:
-            raise InvalidRecord("not_wire_format", "value lacks the Confluent wire-format header")
+            raise InvalidRecord(
+                DeadLetterCode.NOT_WIRE_FORMAT, "value lacks the Confluent wire-format header"
+            )
         _, schema_id = _HEADER.unpack_from(value)
         read = self._writer_reader(schema_id, writer_schema(schema_id))
         try:
             return read(value[_HEADER.size :])
         except Exception as exc:  # fastavro raises many types on bad bytes
             raise InvalidRecord(
-                "undecodable", f"Avro body does not match schema id {schema_id}: {exc}"
+                DeadLetterCode.UNDECODABLE, f"Avro body does not match schema id {schema_id}: {exc}"
             ) from exc
 
     def _writer_reader(self, schema_id: int, writer: Any) -> ReadBody:
@@ -228,7 +231,7 @@ class Decoder:
                 except Exception:  # fastavro raises many types on bad bytes
                     pass
                 raise InvalidRecord(
-                    "undeclared_schema_id",
+                    DeadLetterCode.UNDECLARED_SCHEMA_ID,
                     f"value has the wire-format header of schema id {schema_id}, not one "
                     "LOCAL_SCHEMA_IDS declares for the local schema (no SCHEMA_REGISTRY_URL)",
                 )
@@ -238,7 +241,7 @@ class Decoder:
                 value = value[_HEADER.size :]
             else:
                 raise InvalidRecord(
-                    "ambiguous_schema_id",
+                    DeadLetterCode.AMBIGUOUS_SCHEMA_ID,
                     f"value reads both as plain Avro (an empty uid) and as the wire format of "
                     f"declared schema id {schema_id}: which one it is cannot be told",
                 )
@@ -246,7 +249,7 @@ class Decoder:
             return self._read_local(value)
         except Exception as exc:  # fastavro raises many types on bad bytes
             raise InvalidRecord(
-                "undecodable", f"value is not Avro of the local schema: {exc}"
+                DeadLetterCode.UNDECODABLE, f"value is not Avro of the local schema: {exc}"
             ) from exc
 
 

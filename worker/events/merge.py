@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from sys import intern
 from typing import Any
 
-from worker.errors import InvalidRecord
+from worker.errors import DeadLetterCode, InvalidRecord
 from worker.events.change import UserChange
 
 MAX_PROPERTIES_PER_USER = 500
@@ -72,14 +72,14 @@ class UserUpdate:
         new = sum(1 for n, v in properties.items() if v is not None and n not in self.properties)
         if len(self.properties) + new > MAX_PROPERTIES_PER_USER:
             raise InvalidRecord(
-                "too_many_properties",
+                DeadLetterCode.TOO_MANY_PROPERTIES,
                 f"the user would have {len(self.properties) + new} properties, "
                 f"more than {MAX_PROPERTIES_PER_USER}",
             )
 
     def to_request(self, declare_types: bool = True) -> dict[str, Any]:
         """The ``BatchUserImportRequest`` JSON object; ``declare_types`` False when the
-        property names carry their type suffixes instead (``suffixed`` mode)."""
+        property names carry their type suffixes instead (``PropertyTypes.SUFFIXED``)."""
         request: dict[str, Any] = {"uid": self.uid}
         if self.display_name is not None:
             request["display_name"] = self.display_name

@@ -1,12 +1,12 @@
 """Writer schemas by id from a Confluent Schema Registry, fetched once and cached.
 
 ``GET {url}/schemas/ids/{id}``. An unknown id is an ``InvalidRecord`` (the record can
-never be decoded); any other failure is ``RetriableError``: the registry may come back.
+never be decoded); any other failure is ``RegistryUnavailable``: the registry may come back.
 
 A fetch runs on the poll loop (the decoder asks for an id it has not seen), so it is bounded:
 it is over within ``timeout_s`` (10 s by default) whatever the registry does, connecting and a
-trickled answer included, and reads at most ``ANSWER_MAX_BYTES``; past either it is a
-``RetriableError`` and the connection is closed. The loop asks again on a later turn (the
+trickled answer included, and reads at most ``ANSWER_MAX_BYTES``; past either it is
+``RegistryUnavailable`` and the connection is closed. The loop asks again on a later turn (the
 record waits at the head of the intake), so one turn waits at most ``timeout_s`` for it.
 """
 
@@ -21,7 +21,7 @@ import httpx
 
 from worker.bounded_http import Answer, AnswerTooLarge, DeadlineTransport, fetch, timeouts
 from worker.config.redact import Secret
-from worker.errors import InvalidRecord, RetriableError
+from worker.errors import DeadLetterCode, InvalidRecord, RegistryUnavailable
 from worker.events.decode import without_logical_types
 
 # Confluent Schema Registry's error_code for "Schema not found".
@@ -81,22 +81,24 @@ class SchemaRegistry:
                 deadline_s=self._timeout_s,
             )
         except AnswerTooLarge as exc:
-            raise RetriableError(f"schema registry: {exc}", status=exc.status) from exc
+            raise RegistryUnavailable(f"schema registry: {exc}", status=exc.status) from exc
         except httpx.HTTPError as exc:
-            raise RetriableError(f"schema registry unreachable: {type(exc).__name__}") from exc
+            raise RegistryUnavailable(f"schema registry unreachable: {type(exc).__name__}") from exc
         if response.status == 404 and _error_code(response) == _SCHEMA_NOT_FOUND:
-            raise InvalidRecord("unknown_schema_id", f"schema id {schema_id} is not registered")
+            raise InvalidRecord(
+                DeadLetterCode.UNKNOWN_SCHEMA_ID, f"schema id {schema_id} is not registered"
+            )
         if response.status != 200:
             # A 404 without the registry's own error code is a wrong URL, not a missing
             # schema: wait and alert rather than dead-letter every record.
-            raise RetriableError(
+            raise RegistryUnavailable(
                 f"schema registry answered {response.status}", status=response.status
             )
         try:
             text = _json(response)["schema"]
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
             # A maintenance page, a proxy's answer: the registry is not answering yet.
-            raise RetriableError("schema registry answer is not a schema") from exc
+            raise RegistryUnavailable("schema registry answer is not a schema") from exc
         try:
             parsed = fastavro.parse_schema(without_logical_types(json.loads(text)))
         except (
@@ -107,7 +109,8 @@ class SchemaRegistry:
             fastavro.schema.SchemaParseException,
         ) as exc:
             raise InvalidRecord(
-                "bad_writer_schema", f"schema id {schema_id} is not a usable Avro schema"
+                DeadLetterCode.BAD_WRITER_SCHEMA,
+                f"schema id {schema_id} is not a usable Avro schema",
             ) from exc
         with self._lock:
             self._cache[schema_id] = parsed

@@ -17,11 +17,12 @@ user's other events still go. FullStory's own per-user errors stay the last line
 
 Type suffixes (FullStory's v1 naming: ``plan_str``, ``visits_int``, ``spent_real``,
 ``beta_bool``, ``signup_date`` and the plurals ``_strs`` ...) are understood in both modes:
-the value must match the suffix. ``PropertyNames`` gives the name as it is sent:
+the value must match the suffix. ``PropertyNames`` gives the name as it is sent, by mode
+(``PropertyTypes``, the ``PROPERTY_TYPES`` setting):
 
-- ``v2`` (declared types): the suffix is removed and the type declared in ``schema``
+- ``V2`` (declared types): the suffix is removed and the type declared in ``schema``
   (``spent_real: 3`` is sent as ``spent: 3.0`` declared ``real``);
-- ``suffixed``: every name carries a suffix, derived from the Avro type when the producer
+- ``SUFFIXED``: every name carries a suffix, derived from the Avro type when the producer
   wrote none (``plan`` -> ``plan_str``), and nothing is declared.
 """
 
@@ -32,7 +33,8 @@ import re
 from datetime import datetime
 from math import isfinite
 
-from worker.errors import InvalidRecord
+from worker.config.choices import PropertyTypes
+from worker.errors import DeadLetterCode, InvalidRecord
 from worker.events.change import PropertyValue, UserChange
 from worker.events.merge import MAX_PROPERTIES_PER_USER, DateStr, declared_type
 
@@ -43,7 +45,6 @@ DISPLAY_NAME_MAX_CHARS = 256
 EMAIL_MAX_CHARS = 128
 PROPERTY_NAME_MAX_CHARS = 512
 PROPERTY_VALUE_MAX_BYTES = 8192
-MODES = ("v2", "suffixed")
 
 _PROPERTY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -64,10 +65,8 @@ def suffix_of(name: str) -> str | None:
 class PropertyNames:
     """Checks property names and gives each the name it is sent under, for one mode."""
 
-    def __init__(self, mode: str = "v2") -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}")
-        self.mode = mode
+    def __init__(self, mode: PropertyTypes = PropertyTypes.V2) -> None:
+        self.mode = PropertyTypes(mode)  # ValueError for a mode it does not know
         # name -> (name as sent, or None when it depends on the value's type; suffix or None)
         self._checked: dict[str, tuple[str | None, str | None]] = {}
         self.unchanged: set[str] = set()  # valid names sent as they are, without a suffix
@@ -87,18 +86,18 @@ class PropertyNames:
     def _check(self, name: str) -> tuple[str | None, str | None]:
         if not _PROPERTY_NAME.fullmatch(name):
             raise InvalidRecord(
-                "invalid_property_name",
+                DeadLetterCode.INVALID_PROPERTY_NAME,
                 f"property {_shown(name)} does not match ^[A-Za-z][A-Za-z0-9_]*$",
             )
         suffix = suffix_of(name)
-        if self.mode == "v2":
+        if self.mode is PropertyTypes.V2:
             sent: str | None = name if suffix is None else name[: -len(suffix) - 1]
         else:
             sent = name if suffix is not None else None
         longest = name if sent is None else sent
         if len(longest) + (5 if sent is None else 0) > PROPERTY_NAME_MAX_CHARS:
             raise InvalidRecord(
-                "invalid_property_name",
+                DeadLetterCode.INVALID_PROPERTY_NAME,
                 f"property {_shown(name)} is longer than {PROPERTY_NAME_MAX_CHARS} characters",
             )
         return sent, suffix
@@ -108,25 +107,27 @@ class Rules:
     """``check`` one decoded event: returns it (its properties renamed as they are sent) or
     raises ``InvalidRecord``."""
 
-    def __init__(self, mode: str = "v2") -> None:
+    def __init__(self, mode: PropertyTypes = PropertyTypes.V2) -> None:
         self.names = PropertyNames(mode)
 
     def check(self, change: UserChange) -> UserChange:
         uid = change["uid"]
         if len(uid) > UID_MAX_CHARS:
-            raise InvalidRecord("invalid_uid", f"uid is longer than {UID_MAX_CHARS} characters")
+            raise InvalidRecord(
+                DeadLetterCode.INVALID_UID, f"uid is longer than {UID_MAX_CHARS} characters"
+            )
         if not uid.isprintable() and _CONTROL.search(uid):
-            raise InvalidRecord("invalid_uid", "uid holds a control character")
+            raise InvalidRecord(DeadLetterCode.INVALID_UID, "uid holds a control character")
         display_name = change["display_name"]
         if display_name is not None and len(display_name) > DISPLAY_NAME_MAX_CHARS:
             raise InvalidRecord(
-                "invalid_display_name",
+                DeadLetterCode.INVALID_DISPLAY_NAME,
                 f"display_name is longer than {DISPLAY_NAME_MAX_CHARS} characters",
             )
         email = change["email"]
         if email is not None and len(email) > EMAIL_MAX_CHARS:
             raise InvalidRecord(
-                "invalid_email", f"email is longer than {EMAIL_MAX_CHARS} characters"
+                DeadLetterCode.INVALID_EMAIL, f"email is longer than {EMAIL_MAX_CHARS} characters"
             )
         properties = change["properties"]
         if properties:
@@ -138,7 +139,7 @@ class Rules:
     def _properties(self, properties: dict[str, PropertyValue]) -> dict[str, PropertyValue]:
         if len(properties) > MAX_PROPERTIES_PER_USER:
             raise InvalidRecord(
-                "too_many_properties",
+                DeadLetterCode.TOO_MANY_PROPERTIES,
                 f"{len(properties)} properties, more than {MAX_PROPERTIES_PER_USER}",
             )
         # The common case, inline (this runs for every record): names seen before that are
@@ -177,7 +178,7 @@ def _plain(name: str, value: Value) -> Value:
     if isinstance(value, float):
         if not isfinite(value):
             raise InvalidRecord(
-                "non_finite_number", f"property {_shown(name)} is not a finite number"
+                DeadLetterCode.NON_FINITE_NUMBER, f"property {_shown(name)} is not a finite number"
             )
     elif isinstance(value, str) and len(value) > _SURELY_SMALL:
         _check_size(name, value)
@@ -205,7 +206,7 @@ def _suffixed(name: str, suffix: str, value: Value) -> Value:
 
 def _mismatch(name: str, suffix: str, what: str) -> InvalidRecord:
     return InvalidRecord(
-        "type_mismatch", f"property {_shown(name)} {what}, its suffix says {suffix}"
+        DeadLetterCode.TYPE_MISMATCH, f"property {_shown(name)} {what}, its suffix says {suffix}"
     )
 
 
@@ -213,7 +214,7 @@ def _check_size(name: str, value: str) -> None:
     encoded = json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
     if len(encoded) > PROPERTY_VALUE_MAX_BYTES:
         raise InvalidRecord(
-            "property_too_large",
+            DeadLetterCode.PROPERTY_TOO_LARGE,
             f"property {_shown(name)} is larger than {PROPERTY_VALUE_MAX_BYTES} bytes",
         )
 

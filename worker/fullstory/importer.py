@@ -61,7 +61,7 @@ def encode_body(users: Sequence[UserUpdate], declare_types: bool = True) -> byte
 
     orjson: compact UTF-8, about six times faster than ``json`` and the same bytes as
     ``json.dumps(separators=(",", ":"), ensure_ascii=False)`` but for float exponents
-    (``1.5e-7`` for ``1.5e-07``). ``declare_types``: False in ``suffixed`` mode.
+    (``1.5e-7`` for ``1.5e-07``). ``declare_types``: False for ``PropertyTypes.SUFFIXED``.
     """
     dumps = orjson.dumps
     chunks = [
@@ -87,10 +87,10 @@ class Importer:
         declare_types: bool = True,
         watch: JobWatch | None = None,
     ) -> None:
-        """``declare_types``: send each property's type in ``schema`` (``v2`` mode); False
-        when the names carry type suffixes instead (``suffixed``). ``watch``: where the jobs
-        waited for are registered (overdue ones show on ``/readyz`` and
-        ``fsus_jobs_overdue``)."""
+        """``declare_types``: send each property's type in ``schema`` (``PropertyTypes.V2``);
+        False when the names carry type suffixes instead (``PropertyTypes.SUFFIXED``).
+        ``watch``: where the jobs waited for are registered (overdue ones show on ``/readyz``
+        and ``fsus_jobs_overdue``)."""
         self._api = api
         self._declare_types = declare_types
         self._new_key_after = new_key_after_5xx

@@ -1,7 +1,8 @@
 """The dead-letter topic: records that cannot be delivered, with their reason.
 
 Each dead letter keeps the original key, value and headers, and adds headers naming the
-error and the source (``dlq.error.code``, ``dlq.error.message``, ``dlq.source.topic``,
+error and the source (``dlq.error.code``, a ``DeadLetterCode``; ``dlq.error.message``;
+``dlq.fullstory.code``, FullStory's own code for a user it refused; ``dlq.source.topic``,
 ``dlq.source.partition``, ``dlq.source.offset``, ``dlq.job.id``). ``on_delivered`` runs
 only once Kafka acknowledged the write (acks=all); a failed write is sent again after a
 pause, never dropped. Callbacks run on the thread that calls ``poll``.
@@ -17,23 +18,35 @@ import structlog
 from confluent_kafka import KafkaError, KafkaException, Producer
 from structlog.typing import FilteringBoundLogger
 
+from worker.errors import DeadLetterCode
 from worker.records import SourceRecord
 
 log: FilteringBoundLogger = structlog.get_logger(__name__)
 _RESEND_AFTER_S = 1.0
+# Bounds on the text a peer (FullStory) decides: a header is cut to this many bytes.
+MESSAGE_MAX_BYTES = 4096
+FULLSTORY_CODE_MAX_BYTES = 256
 
 
 def dead_letter_headers(
-    record: SourceRecord, code: str, message: str, job_id: str | None
+    record: SourceRecord,
+    code: DeadLetterCode,
+    message: str,
+    job_id: str | None,
+    fullstory_code: str | None = None,
 ) -> list[tuple[str, str | bytes | None]]:
+    """The record's own headers, then the worker's; ``fullstory_code``: FullStory's code for a
+    user it refused (``code`` is then ``FULLSTORY_REJECTED``)."""
     headers: list[tuple[str, str | bytes | None]] = list(record.headers)
     headers += [
         ("dlq.error.code", code.encode()),
-        ("dlq.error.message", message.encode()[:4096]),
+        ("dlq.error.message", message.encode()[:MESSAGE_MAX_BYTES]),
         ("dlq.source.topic", record.topic.encode()),
         ("dlq.source.partition", str(record.partition).encode()),
         ("dlq.source.offset", str(record.offset).encode()),
     ]
+    if fullstory_code is not None:
+        headers.append(("dlq.fullstory.code", fullstory_code.encode()[:FULLSTORY_CODE_MAX_BYTES]))
     if job_id:
         headers.append(("dlq.job.id", job_id.encode()))
     return headers
@@ -95,12 +108,13 @@ class KafkaDeadLetters:
     def send(
         self,
         record: SourceRecord,
-        code: str,
+        code: DeadLetterCode,
         message: str,
         on_delivered: Callable[[], None],
         job_id: str | None = None,
+        fullstory_code: str | None = None,
     ) -> None:
-        headers = dead_letter_headers(record, code, message, job_id)
+        headers = dead_letter_headers(record, code, message, job_id, fullstory_code)
         value = record.value
 
         def produce() -> None:
@@ -132,9 +146,11 @@ class KafkaDeadLetters:
             else:
                 failed(err)
 
+        shown = None if fullstory_code is None else fullstory_code[:FULLSTORY_CODE_MAX_BYTES]
         log.warning(
             "dead_lettered",
             code=code,
+            fullstory_code=shown,
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,

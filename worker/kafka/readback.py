@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from structlog.typing import FilteringBoundLogger
 
-from worker.errors import RetriableError
+from worker.errors import ReadBackFailed
 from worker.records import Message, SourceRecord, TopicPartition, source_record
 
 log: FilteringBoundLogger = structlog.get_logger(__name__)
@@ -63,7 +63,7 @@ class KafkaRecordReader:
                     if offset >= last:
                         return found
         except KafkaException as exc:
-            raise RetriableError(f"reading back {tp}: {exc.args[0]}") from exc
+            raise ReadBackFailed(f"reading back {tp}: {exc.args[0]}") from exc
         finally:
             consumer.close()
-        raise RetriableError(f"reading back {tp}: no answer in {_READ_TIMEOUT_S:.0f}s")
+        raise ReadBackFailed(f"reading back {tp}: no answer in {_READ_TIMEOUT_S:.0f}s")

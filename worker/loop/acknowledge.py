@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from worker.errors import InvalidRecord
+from worker.errors import DeadLetterCode, InvalidRecord
 from worker.loop.batch import Batch, Unit
 from worker.loop.commit.watermark import Span
 from worker.loop.dispatch import BatchOutcome
@@ -47,7 +47,8 @@ class Acknowledger:
 
     def batch_ended(self, batch: Batch, outcome: BatchOutcome) -> None:
         """Imported users' units are acknowledged; rejected users' records are dead-lettered
-        with FullStory's code, message and the job that failed them."""
+        as ``FULLSTORY_REJECTED``, with FullStory's own code (``dlq.fullstory.code``; a peer's
+        free-form text, so never a metric label), its message and the job that failed them."""
         imported = 0
         for uid, unit in batch.units.items():
             failure = outcome.failures.get(uid)
@@ -57,7 +58,14 @@ class Acknowledger:
                 continue
             letters = _Countdown(unit, len(unit.offsets), self._ack)
             for record in outcome.rejected[uid]:
-                self.dead_letter(record, failure.code, failure.message, failure.job_id, letters)
+                self.dead_letter(
+                    record,
+                    DeadLetterCode.FULLSTORY_REJECTED,
+                    failure.message,
+                    failure.job_id,
+                    letters,
+                    fullstory_code=failure.code,
+                )
         self._metrics.records_acknowledged.labels("imported").inc(imported)
 
     def undecodable(
@@ -71,10 +79,11 @@ class Acknowledger:
     def dead_letter(
         self,
         record: SourceRecord,
-        code: str,
+        code: DeadLetterCode,
         message: str,
         job_id: str | None,
         span: Span | _Countdown,
+        fullstory_code: str | None = None,
     ) -> None:
         """Send ``record`` to the DLQ; ``span`` is acknowledged once Kafka took it."""
 
@@ -86,4 +95,11 @@ class Acknowledger:
             self._metrics.records_acknowledged.labels("dead_lettered").inc()
             self._metrics.dead_letters.labels(code).inc()
 
-        self._dlq.send(record, code, message, on_delivered=delivered, job_id=job_id)
+        self._dlq.send(
+            record,
+            code,
+            message,
+            on_delivered=delivered,
+            job_id=job_id,
+            fullstory_code=fullstory_code,
+        )

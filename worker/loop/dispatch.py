@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from worker.errors import Abandoned, RetriableError
+from worker.errors import Abandoned, ReadBackFailed
 from worker.fullstory.client import UserError
 from worker.fullstory.importer import Importer
 from worker.loop.batch import Batch
@@ -145,7 +145,9 @@ class Dispatcher:
 
     def _run(self, batch: Batch, cancel: threading.Event) -> BatchOutcome:
         """Import the batch's users, then read back the records of the users FullStory
-        rejected (the loop keeps no values) for their dead letters."""
+        rejected (the loop keeps no values) for their dead letters, again while that raises
+        ``ReadBackFailed``. Any other error ends the thread and reaches the loop through
+        ``finished``."""
         imported = self._importer.run(
             [unit.update for unit in batch.units.values()],
             lambda job_id: self._created.put((batch.id, job_id)),
@@ -164,7 +166,7 @@ class Dispatcher:
                 try:
                     outcome.rejected[uid] = records_at(self._reader, unit.tp, unit.offsets)
                     break
-                except RetriableError as exc:
+                except ReadBackFailed as exc:
                     log.warning("readback_retry", error=str(exc), batch_id=batch.id)
                     if cancel.wait(backoff.next_delay(exc)) or self._abandon.is_set():
                         raise Abandoned("cancelled while reading back records") from exc

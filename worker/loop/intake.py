@@ -4,7 +4,10 @@ Records come in runs (``Fetched``: one partition's consecutive messages) and are
 merged into their user's unit (``Batcher.add``) as soon as the loop gets them; the offsets
 are tracked a run at a time. While the schema registry does not answer, records stay here in
 order (never dead-lettered for it), decoding is retried with backoff, and they count towards
-backpressure. Only the poll loop calls this.
+backpressure. Only ``RegistryUnavailable`` means that: any other error out of decoding (a
+``RetriableError`` of another origin included) is a bug, not an outage to wait out, and
+propagates out of the poll loop (the worker stops; the record is neither dead-lettered nor
+committed, so a restart reads it again). Only the poll loop calls this.
 
 This is the code every record goes through: per record it calls the decoder and the batcher,
 and nothing else.
@@ -18,7 +21,7 @@ from collections.abc import Callable, Collection, Iterable
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from worker.errors import InvalidRecord, RetriableError
+from worker.errors import InvalidRecord, RegistryUnavailable
 from worker.events.decode import Decoder
 from worker.loop.batch import Batcher
 from worker.loop.commit.watermark import Span
@@ -77,7 +80,7 @@ class Intake:
                 except InvalidRecord as exc:  # undecodable, or breaks a rule of FullStory's
                     spans.append(invalid(tp, offset, message, exc))
                     continue
-                except RetriableError as exc:  # the registry: decode raised, nothing added
+                except RegistryUnavailable as exc:  # decode raised: nothing was added
                     self._wait_for_retry(now, exc, track, run, messages.index(message), spans)
                     return False
                 if unit is not None:
@@ -91,7 +94,7 @@ class Intake:
     def _wait_for_retry(
         self,
         now: float,
-        exc: RetriableError,
+        exc: RegistryUnavailable,
         track: Track,
         run: Fetched,
         done: int,

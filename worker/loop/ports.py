@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
+from worker.errors import DeadLetterCode
 from worker.records import Fetched, SourceRecord, TopicPartition
 
 
@@ -48,11 +49,16 @@ class DeadLetterSink(Protocol):
     def send(
         self,
         record: SourceRecord,
-        code: str,
+        code: DeadLetterCode,
         message: str,
         on_delivered: Callable[[], None],
         job_id: str | None = None,
-    ) -> None: ...
+        fullstory_code: str | None = None,
+    ) -> None:
+        """``fullstory_code``: FullStory's own code for a user it refused (``code`` is then
+        ``FULLSTORY_REJECTED``), kept in a header of its own, never in a metric label."""
+        ...
+
     def poll(self, timeout: float) -> None: ...
     def pending(self) -> int: ...
     def flush(self, timeout: float) -> int: ...
@@ -65,5 +71,5 @@ class RecordReader(Protocol):
     def read(self, tp: TopicPartition, offsets: Sequence[int]) -> dict[int, SourceRecord]:
         """The records at ``offsets`` (increasing) still in the partition, by offset.
 
-        Raises ``RetriableError`` when Kafka does not answer in time."""
+        Raises ``ReadBackFailed`` when Kafka fails or does not answer in time."""
         ...

@@ -27,6 +27,7 @@ class DeadLetter:
     value: bytes | None
     code: str
     message: str
+    fullstory_code: str | None  # FullStory's own code, for a user it refused
     source_topic: str
     source_partition: int | None
     source_offset: int | None
@@ -66,6 +67,7 @@ def parse(
         value=value,
         code=found.get("dlq.error.code") or "?",
         message=found.get("dlq.error.message", ""),
+        fullstory_code=found.get("dlq.fullstory.code"),
         source_topic=found.get("dlq.source.topic", ""),
         source_partition=_number(found.get("dlq.source.partition", "")),
         source_offset=_number(found.get("dlq.source.offset", "")),
@@ -132,6 +134,7 @@ def letter_json(letter: DeadLetter, values: bool) -> dict[str, Any]:
         "offset": letter.offset,
         "key": None if letter.key is None else _text(letter.key),
         "code": letter.code,
+        "fullstory_code": letter.fullstory_code,
         "message": letter.message,
         "source": {
             "topic": letter.source_topic,
@@ -172,9 +175,12 @@ def render(summary: Summary, values: bool) -> str:
         key = "-" if letter.key is None else _one_line(_text(letter.key))
         source = f"{letter.source_topic}[{letter.source_partition}]@{letter.source_offset}"
         job = f" job {letter.job_id}" if letter.job_id else ""
+        code = letter.code
+        if letter.fullstory_code is not None:
+            code += f" (FullStory: {_one_line(letter.fullstory_code)})"
         lines.append(
             f"  [{letter.partition}]@{letter.offset} {_when(letter) or '-'} "
-            f"({letter.timestamp_type}) key {key} {letter.code} from {source}{job}: "
+            f"({letter.timestamp_type}) key {key} {code} from {source}{job}: "
             f"{_one_line(letter.message)}"
         )
         if values:

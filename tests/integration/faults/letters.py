@@ -1,9 +1,10 @@
 """The DLQ's side of the oracle: which letters may be there, and whose time counts.
 
 A dead letter is acceptable for a record that does not decode (or has no uid), or for one the
-scenario made bad (``ExpectedDeadLetter``) when, if the letter blames a job, that job possibly
-carried the record (``carriage``) and failed its uid with the letter's code. Anything else is
-a good record in the DLQ. A letter's time counts only if Kafka stamped it (LogAppendTime).
+scenario made bad (``ExpectedDeadLetter``) when, if the letter blames a job, it is a
+``fullstory_rejected`` letter and that job possibly carried the record (``carriage``) and failed
+its uid with the FullStory code the letter carries. Anything else is a good record in the DLQ.
+A letter's time counts only if Kafka stamped it (LogAppendTime).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def dead_letter_problems(
 ) -> list[str]:
     """Letters the DLQ should not hold: for a record that is not in the source, a good record
     the scenario did not expect there with that code, or one blaming a job that did not
-    carry the record or did not fail its uid with that code."""
+    carry the record or did not fail its uid with the letter's FullStory code."""
     by_key = {(r.partition, r.offset): r for r in records}
     by_id = {job.id: job for job in jobs}
     problems = []
@@ -51,11 +52,13 @@ def dead_letter_problems(
         if (
             job is None
             or letter.job_id not in links.possible.get(key, ())
-            or job.error_codes.get(record.uid) != letter.code
+            or letter.code != "fullstory_rejected"
+            or job.error_codes.get(record.uid) != letter.fullstory_code
         ):
             problems.append(
                 f"record {where} of {record.uid} dead-lettered with code {letter.code!r} "
-                f"blaming job {letter.job_id}, which did not carry it and fail it so"
+                f"(FullStory's {letter.fullstory_code!r}) blaming job {letter.job_id}, which "
+                "did not carry it and fail it so"
             )
     return problems
 

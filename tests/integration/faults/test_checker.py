@@ -79,8 +79,16 @@ def _job(
     )
 
 
-def _letter(record: Record, written: float, code: str = "undecodable", job: str | None = None):
+def _letter(
+    record: Record,
+    written: float,
+    code: str = "undecodable",
+    job: str | None = None,
+    fullstory_code: str | None = None,
+):
     headers = {"dlq.error.code": code.encode()}
+    if fullstory_code is not None:
+        headers["dlq.fullstory.code"] = fullstory_code.encode()
     if job is not None:
         headers["dlq.job.id"] = job.encode()
     return DeadLetter(record.partition, record.offset, written, key=None, headers=headers)
@@ -133,7 +141,7 @@ def test_a_record_is_acknowledged_by_the_job_that_carried_it_not_by_any_job_of_i
 def test_a_failed_user_is_acknowledged_only_by_its_dead_letter():
     """A user among a job's errors is not imported; its DLQ copy acknowledges it."""
     jobs = [_job("j1", [A1, B1], 10.5, 11.0, failed={"b": "invalid_user"})]
-    letter = _letter(B1, 11.5, "invalid_user", "j1")
+    letter = _letter(B1, 11.5, "fullstory_rejected", "j1", "invalid_user")
     assert ack_times(RECORDS, {}, jobs)[(0, 1)] == NEVER
     assert ack_times(RECORDS, {(0, 1): letter}, jobs)[(0, 1)] == 11.5
 
@@ -187,23 +195,25 @@ def test_the_final_commit_is_checked_at_a_finite_time():
 def test_a_good_record_in_the_dlq_is_reported_unless_the_scenario_expects_it():
     """Undecodable records may always be dead-lettered; a decodable one only when the
     scenario expects it with that code, and then only if the job its letter blames carried
-    it and failed its uid with that code."""
+    it and failed its uid with the FullStory code the letter carries."""
     garbage = Record(0, 3, produced_s=10.0, event=None)
     records = [*RECORDS, garbage]
     jobs = [_job("j1", [A1, B1], 10.5, 11.0, failed={"b": "invalid_user"})]
     links = link(records, jobs)
-    b_rejected = _letter(B1, 11.5, "invalid_user", "j1")
+    b_rejected = _letter(B1, 11.5, "fullstory_rejected", "j1", "invalid_user")
 
     def expect_b(record: Record, code: str) -> bool:
-        return record.uid == "b" and code == "invalid_user"
+        return record.uid == "b" and code == "fullstory_rejected"
 
     assert dead_letter_problems(records, [_letter(garbage, 11.0)], jobs, links) == []
     assert dead_letter_problems(records, [b_rejected], jobs, links, expect_b) == []
     assert dead_letter_problems(records, [b_rejected], jobs, links)  # not expected
-    a_letter = _letter(A1, 11.5, "invalid_user", "j1")  # j1 did not fail a
+    a_letter = _letter(A1, 11.5, "fullstory_rejected", "j1", "invalid_user")  # j1 did not fail a
     assert dead_letter_problems(records, [a_letter], jobs, links, lambda r, c: True)
     other_code = _letter(B1, 11.5, "type_mismatch", "j1")
     assert dead_letter_problems(records, [other_code], jobs, links, lambda r, c: True)
+    other_fullstory_code = _letter(B1, 11.5, "fullstory_rejected", "j1", "type_mismatch")
+    assert dead_letter_problems(records, [other_fullstory_code], jobs, links, lambda r, c: True)
     assert dead_letter_problems(records, [_letter(Record(0, 9, 1.0, None), 11.0)], jobs, links)
 
 

@@ -16,11 +16,12 @@ from tests.integration.oracle import random_events
 pytestmark = pytest.mark.integration
 
 # uid prefix -> (what breaks FullStory's rules, the error code, users); "bad" users are
-# refused by FullStory itself (the sandbox's reject_uids fault): their letters name the failed
-# job. The others break a published rule, so the worker refuses each such event before it is
-# merged: its letter names no job, and the user's other events still go.
+# refused by FullStory itself (the sandbox's reject_uids fault): their letters are
+# `fullstory_rejected`, carry FullStory's own code (`invalid_user`) in `dlq.fullstory.code` and
+# name the failed job. The others break a published rule, so the worker refuses each such event
+# before it is merged: its letter names no job, and the user's other events still go.
 BAD_USERS = {
-    "bad": ({}, "invalid_user", 24),
+    "bad": ({}, "fullstory_rejected", 24),
     "numeric": ({"9lives": 9}, "invalid_property_name", 8),  # not ^[A-Za-z][A-Za-z0-9_]*$
     "huge": ({"bio": "x" * 9_000}, "property_too_large", 8),  # a value over 8192 bytes
 }
@@ -57,11 +58,11 @@ def test_users_fullstory_rejects_go_to_the_dlq_with_its_error_and_the_rest_is_ap
     broker, sandbox, stream, start_worker, capsys, record_property
 ):
     """Jobs end FAILED for some users (FullStory rejects them; errors read over several
-    pages): exactly those users' records land in the DLQ with FullStory's code, message and job
-    id. Events that break a published rule (a property name FullStory refuses, a value over
-    8192 bytes) are dead-lettered by the worker before merging, alone and without a job. Nothing
-    else lands there, every other change is applied in order, and the offsets reach the log
-    end."""
+    pages): exactly those users' records land in the DLQ as `fullstory_rejected` with
+    FullStory's code (`dlq.fullstory.code`), message and job id. Events that break a published
+    rule (a property name FullStory refuses, a value over 8192 bytes) are dead-lettered by the
+    worker before merging, alone and without a job. Nothing else lands there, every other change
+    is applied in order, and the offsets reach the log end."""
     topic, dlq, group = stream(2)
     sandbox.set_faults(reject_uids="^bad-", page_size=3, job_delay_ms=200)
     events = _stream(seed=51)
@@ -98,10 +99,12 @@ def test_users_fullstory_rejects_go_to_the_dlq_with_its_error_and_the_rest_is_ap
         assert headers["dlq.source.topic"] == topic.encode()
         if not uid.startswith("bad-"):  # refused by the worker, before any job
             assert "dlq.job.id" not in headers, headers
+            assert "dlq.fullstory.code" not in headers, headers
             continue
         error = errors.get((headers["dlq.job.id"].decode(), uid))
         assert error is not None, f"a dead letter names no failed user of its job: {headers}"
-        assert headers["dlq.error.code"].decode() == error["code"]
+        assert headers["dlq.error.code"] == b"fullstory_rejected"
+        assert headers["dlq.fullstory.code"].decode() == error["code"]
         assert headers["dlq.error.message"].decode() == error["message"]
     for prefix, (_properties, code, users) in BAD_USERS.items():
         for n in range(users):

@@ -66,6 +66,12 @@ class DeadLetter:
         return self.headers.get("dlq.error.code", b"").decode()
 
     @property
+    def fullstory_code(self) -> str | None:
+        """FullStory's own code, for a user it rejected (``code``: ``fullstory_rejected``)."""
+        found = self.headers.get("dlq.fullstory.code")
+        return None if found is None else found.decode()
+
+    @property
     def job_id(self) -> str | None:
         found = self.headers.get("dlq.job.id")
         return None if found is None else found.decode()

@@ -1,5 +1,6 @@
 import pytest
 
+from worker.config.choices import PropertyTypes
 from worker.config.redact import redact_url
 from worker.config.settings import Secret, load_settings
 from worker.errors import ConfigError
@@ -308,6 +309,20 @@ def test_a_librdkafka_refusal_masks_secret_values():
     error = kafka.refused('Invalid value "hunter2" for configuration property "sasl.password"')
     assert error.variable == "KAFKA_CFG_SASL_PASSWORD"
     assert "hunter2" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("raw", "declared"),
+    [("", True), ("v2", True), (" V2 ", True), ("suffixed", False), ("SUFFIXED", False)],
+    ids=["unset", "v2", "V2-spaced", "suffixed", "SUFFIXED"],
+)
+def test_property_types_decide_whether_requests_declare_types(raw, declared):
+    """`PROPERTY_TYPES` is read as a `PropertyTypes` member, whose choice the importer follows:
+    in `v2` mode (the default) each request declares its properties' types, in `suffixed` mode
+    none does (a `v2` read as a plain string would silently send no types)."""
+    settings = load_settings({**BASE, "PROPERTY_TYPES": raw})
+    assert isinstance(settings.property_types, PropertyTypes)
+    assert settings.property_types.declares_types is declared
 
 
 def test_local_schema_ids_and_property_types_are_read_and_checked():

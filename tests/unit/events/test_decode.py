@@ -5,7 +5,7 @@ import httpx
 import pytest
 
 from tests.fakes.avro import SCHEMA, encode, event
-from worker.errors import InvalidRecord, RetriableError
+from worker.errors import InvalidRecord, RegistryUnavailable
 from worker.events.decode import Decoder
 from worker.events.registry import SchemaRegistry
 
@@ -162,9 +162,9 @@ def test_registry_outage_is_retriable_not_a_dead_letter():
     """When the registry is down the record waits; it is not sent to the DLQ."""
 
     def down(_schema_id: int) -> object:
-        raise RetriableError("registry unreachable")
+        raise RegistryUnavailable("registry unreachable")
 
-    with pytest.raises(RetriableError):
+    with pytest.raises(RegistryUnavailable):
         Decoder(SCHEMA, down).decode(encode(event("u"), schema_id=1))
 
 

@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from worker.errors import InvalidRecord, RetriableError
+from worker.errors import InvalidRecord, RegistryUnavailable
 from worker.events.registry import SchemaRegistry
 
 SCHEMA = {"type": "record", "name": "U", "fields": [{"name": "uid", "type": "string"}]}
@@ -49,8 +49,21 @@ def test_only_the_registrys_own_answers_about_a_schema_dead_letter(answer, code)
     ids=["wrong-url-404", "maintenance-page", "not-an-object", "nested-too-deep", "503"],
 )
 def test_a_registry_that_is_not_answering_as_one_is_an_outage_not_a_dead_letter(answer):
-    with pytest.raises(RetriableError):
+    with pytest.raises(RegistryUnavailable):
         _registry(answer).writer_schema(3)
+
+
+def test_a_registry_out_of_reach_is_an_outage_with_its_cause():
+    """httpx's error is translated once, at the adapter: the intake sees a registry outage
+    (what it waits out), and the log still has httpx's reason as the cause."""
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    registry = SchemaRegistry("http://127.0.0.1:1", transport=httpx.MockTransport(refuse))
+    with pytest.raises(RegistryUnavailable) as info:
+        registry.writer_schema(3)
+    assert isinstance(info.value.__cause__, httpx.ConnectError)
 
 
 def test_a_schema_is_fetched_once():

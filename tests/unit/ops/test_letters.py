@@ -36,11 +36,32 @@ def test_a_letter_carries_the_workers_headers():
         "offset": 0,
         "key": "uid-1",
         "code": "invalid_email",
+        "fullstory_code": None,
         "message": "cannot read it",
         "source": {"topic": "users", "partition": 3, "offset": 42},
         "job_id": "job-9",
         "timestamp": "2023-11-14T22:13:20.123+00:00",
         "timestamp_type": "LogAppendTime",
+    }
+
+
+def test_a_user_fullstory_rejected_shows_fullstorys_own_code():
+    """A letter counted as `fullstory_rejected` shows the code FullStory gave
+    (`dlq.fullstory.code`) beside it, in the JSON and in the listing (on its one line)."""
+    letter = _letter(
+        code="fullstory_rejected",
+        **{"dlq.fullstory.code": "invalid_user\n", "dlq.job.id": "job-3"},
+    )
+    assert letter_json(letter, values=False)["fullstory_code"] == "invalid_user\n"
+    tally = Tally()
+    tally.add(letter)
+    tally.add(_letter(offset=1))
+    lines = render(tally.summary(), values=False).splitlines()
+    assert "key uid-1 fullstory_rejected (FullStory: invalid_user\\n) from users[0]@7" in lines[-2]
+    assert "FullStory" not in lines[-1]  # an undecodable record's letter has no such code
+    assert summary_json(tally.summary(), values=False)["by_code"] == {
+        "fullstory_rejected": 1,
+        "undecodable": 1,
     }
 
 
