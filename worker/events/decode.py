@@ -5,7 +5,7 @@ body), decoded with the writer schema and resolved against the reader schema. Wi
 Avro written with the local schema, without that 5-byte header or with one whose schema id the
 operator declared for the local schema (``LOCAL_SCHEMA_IDS``): any other id is dead-lettered,
 never read with a schema it was not written with. A record that can
-never be decoded, or that breaks a rule of FullStory's (``validate``), raises
+never be decoded, or that breaks a rule of FullStory's (``rules``), raises
 ``InvalidRecord``; a registry outage raises ``RegistryUnavailable``.
 
 The datum read is the ``UserChange`` itself (no copy into other objects: this runs for every

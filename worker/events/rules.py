@@ -13,7 +13,7 @@ user's other events still go. FullStory's own per-user errors stay the last line
 | property value at most 8,192 bytes as compact UTF-8 JSON  | `property_too_large`    |
 | numbers finite (JSON has no NaN or Infinity)              | `non_finite_number`     |
 | a value matching its name's type suffix (`visits_int`)   | `type_mismatch`         |
-| at most 500 properties on the merged user (``mapping``)   | `too_many_properties`   |
+| at most 500 properties on the merged user (``merge``)     | `too_many_properties`   |
 
 Type suffixes (FullStory's v1 naming: ``plan_str``, ``visits_int``, ``spent_real``,
 ``beta_bool``, ``signup_date`` and the plurals ``_strs`` ...) are understood in both modes:
