@@ -98,9 +98,6 @@ def run(settings: Settings) -> int:
         Rules(settings.property_types),
         settings.local_schema_ids,
     )
-    if decoder.reader != "compiled":
-        # Correct either way; a backlog decodes about five times slower (ARCHITECTURE.md).
-        log.warning("avro_reader_not_compiled", reader=decoder.reader)
     api = FullStoryClient(
         settings.fullstory_api_url,
         settings.fullstory_api_key,
@@ -167,6 +164,14 @@ def run(settings: Settings) -> int:
         schema_registry=bool(settings.schema_registry_url),
         schema_registry_url=redact_url(settings.schema_registry_url or "") or None,
     )
+    # After the clients are built: a setting librdkafka refuses is the only line on stderr.
+    if decoder.reader != "compiled":
+        # Correct either way; a backlog decodes about five times slower (ARCHITECTURE.md).
+        log.warning(
+            "avro_reader_not_compiled",
+            reader=decoder.reader.value,
+            why=decoder.local_reader.why.value,
+        )
     if settings.insecure_http:
         # Opted in with *_ALLOW_INSECURE_HTTP: said once, here, not on every request.
         log.warning("insecure_http_allowed", variables=list(settings.insecure_http))

@@ -3,14 +3,19 @@
 Its contract: every valid encoding reads to exactly what fastavro returns (same values, same
 types, same key order); on any bytes at all it is never more lenient than fastavro, raises
 ValueError and nothing else; it is stricter only where the Avro specification is.
+
+Under FSUS_NO_EXTENSIONS (``make test-unit-pure``) the worker reads with fastavro: the tests
+that hold the module itself to fastavro (``@DIFFERENTIAL``) are left to the normal run.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import sys
+import types
 from typing import Any
 
 import fastavro
@@ -18,11 +23,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.events import decode
+from worker.events import readers
 from worker.events.decode import Decoder, load_reader_schema, without_logical_types
+from worker.events.readers import Reader, ReaderChoice, Why
 
 SCHEMA = fastavro.parse_schema(without_logical_types(load_reader_schema()))
-COMPILED = decode.compiled_reader(SCHEMA)
+COMPILED = readers.compiled_reader(SCHEMA)
+PURE = readers.extensions_disabled(os.environ)
+DIFFERENTIAL = pytest.mark.skipif(
+    PURE,
+    reason="FSUS_NO_EXTENSIONS: the worker reads with fastavro (the normal run holds the module"
+    " to it)",
+)
 FAST = settings(
     max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -64,11 +76,18 @@ def same(a: Any, b: Any) -> bool:
 
 def test_the_projects_build_has_the_compiled_reader_and_uses_it():
     """make venv compiles it (a C compiler is part of this project's setup): a build that
-    silently lost it would decode five times slower and still pass every other test."""
+    silently lost it would decode five times slower and still pass every other test. Under
+    FSUS_NO_EXTENSIONS the worker says it reads with fastavro, and why."""
     assert COMPILED is not None
-    assert Decoder(load_reader_schema()).reader == "compiled"
+    if PURE:
+        decoder = Decoder(load_reader_schema())
+        assert decoder.reader == "fastavro"
+        assert decoder.local_reader == ReaderChoice(Reader.FASTAVRO, Why.DISABLED)
+    else:
+        assert Decoder(load_reader_schema()).reader == "compiled"
 
 
+@DIFFERENTIAL
 @FAST
 @given(CHANGES)
 def test_every_valid_encoding_reads_as_fastavro_reads_it(change: dict[str, Any]) -> None:
@@ -93,6 +112,7 @@ def avro_string(text: str) -> bytes:
     return zz(len(raw)) + raw
 
 
+@DIFFERENTIAL
 @FAST
 @given(
     st.lists(st.tuples(TEXT, st.one_of(st.none(), INT64, TEXT)), min_size=1, max_size=9),
@@ -121,6 +141,7 @@ def test_a_map_written_in_several_blocks_with_sizes_reads_as_fastavro_reads_it(
     assert same(COMPILED(body), reference(body))
 
 
+@DIFFERENTIAL
 @settings(max_examples=1500, deadline=None, derandomize=True)
 @given(CHANGES, st.data())
 def test_on_damaged_bytes_it_is_never_more_lenient_than_fastavro(
@@ -145,6 +166,7 @@ def test_on_damaged_bytes_it_is_never_more_lenient_than_fastavro(
     assert same(ours, reference(bytes(body)))
 
 
+@DIFFERENTIAL
 @settings(max_examples=1500, deadline=None, derandomize=True)
 @given(st.binary(max_size=64))
 def test_on_random_bytes_it_never_accepts_what_fastavro_refuses(body: bytes) -> None:
@@ -159,6 +181,7 @@ def test_on_random_bytes_it_never_accepts_what_fastavro_refuses(body: bytes) -> 
 HEAD = avro_string("u") + zz(1)  # uid "u", changed_at -1
 
 
+@DIFFERENTIAL
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
@@ -183,6 +206,7 @@ def test_what_the_avro_specification_forbids_is_refused_with_its_reason(
         COMPILED(body)
 
 
+@DIFFERENTIAL
 def test_only_bytes_are_read():
     assert COMPILED is not None
     with pytest.raises(TypeError):
@@ -194,8 +218,9 @@ def test_another_reader_schema_is_read_by_fastavro():
     that changes the bytes (here a field more), the decoder falls back to fastavro."""
     schema = json.loads(json.dumps(load_reader_schema()))
     schema["fields"].append({"name": "tier", "type": "string", "default": "free"})
-    decoder = Decoder(schema)
+    decoder = Decoder(schema, environ={})
     assert decoder.reader == "fastavro"
+    assert decoder.local_reader.why is Why.SCHEMA_DIFFERS
     parsed = fastavro.parse_schema(without_logical_types(schema))
     out = io.BytesIO()
     fastavro.schemaless_writer(out, parsed, {"uid": "u", "changed_at": 1, "tier": "pro"})
@@ -217,6 +242,46 @@ def test_without_the_compiled_module_fastavro_reads_the_same(monkeypatch: pytest
     body = written(change)
     compiled = Decoder(load_reader_schema()).decode(body)
     monkeypatch.setitem(sys.modules, "worker.events._user_change", None)  # import fails
-    decoder = Decoder(load_reader_schema())
+    decoder = Decoder(load_reader_schema(), environ={})
     assert decoder.reader == "fastavro"
+    assert decoder.local_reader.why is Why.NOT_BUILT
     assert same(decoder.decode(body), compiled)
+
+
+def test_a_module_that_reads_the_probe_otherwise_is_not_used(monkeypatch: pytest.MonkeyPatch):
+    """A module built from another version of the source, declaring the schema but reading it
+    differently, is caught by the probe record before it reads anything of the stream's."""
+    stale = types.ModuleType("worker.events._user_change")
+    stale.SCHEMA = fastavro.schema.to_parsing_canonical_form(SCHEMA)  # type: ignore[attr-defined]
+    stale.read_user_change = lambda body: {"uid": "?"}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "worker.events._user_change", stale)
+    decoder = Decoder(load_reader_schema(), environ={})
+    assert decoder.local_reader == ReaderChoice(Reader.FASTAVRO, Why.PROBE_MISMATCH)
+    assert decoder.decode(written({"uid": "u1", "changed_at": 5, "properties": {}}))["uid"] == "u1"
+
+
+@pytest.mark.parametrize(
+    ("value", "disabled"),
+    [
+        (None, False),
+        ("", False),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("1", True),
+        ("true", True),
+        ("yes", True),
+        (" 1 ", True),
+        ("anything", True),
+    ],
+    ids=lambda v: repr(v),
+)
+def test_fsus_no_extensions_is_off_only_when_unset_empty_0_false_or_no(value, disabled):
+    """The switch as README documents it: an unexpected value turns the compiled reader off
+    (fastavro reads everything correctly, only slower), never on."""
+    environ = {} if value is None else {"FSUS_NO_EXTENSIONS": value}
+    assert readers.extensions_disabled(environ) is disabled
+    decoder = Decoder(load_reader_schema(), environ=environ)
+    assert (decoder.reader == "fastavro") is (disabled or COMPILED is None)
+    body = written({"uid": "u1", "changed_at": 5, "properties": {"n": 1}})
+    assert same(decoder.decode(body)["properties"], {"n": 1})
