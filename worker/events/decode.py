@@ -17,7 +17,8 @@ Who reads: bodies written with the reader schema itself (every local value, and 
 whose writer schema is the same) go to the compiled reader of
 ``worker/events/_user_change.c``, about 0.7 us a record against fastavro's 5; anything else,
 and everything when that module was not built or ``FSUS_NO_EXTENSIONS`` is on, to fastavro
-(``readers.py`` chooses, when the decoder is built). Both read valid bodies to the same dict
+(``readers.py`` chooses, once per schema: the local schema when the decoder is built, a
+writer schema when its id is first seen). Both read valid bodies to the same dict
 (``tests/unit/events/test_user_change_reader.py``).
 """
 
@@ -41,6 +42,8 @@ from worker.events.readers import (
     Read,
     ReadBody,
     Reader,
+    ReaderChoice,
+    Why,
     choose_local,
     record_reader,
 )
@@ -85,16 +88,21 @@ class Decoder:
         local_schema_ids: Collection[int] = (),
         *,
         environ: Mapping[str, str] | None = None,
+        on_reader: Callable[[ReaderChoice], None] | None = None,
     ) -> None:
         """``reader_schema``: the schema JSON; ``writer_schema(id)``: a parsed schema read
         without logical types (``without_logical_types``); ``rules``: FullStory's rules each
         decoded event is checked against (v2 mode when not given); ``local_schema_ids``:
         without a registry, the wire-format schema ids written with the local schema;
-        ``environ``: where ``FSUS_NO_EXTENSIONS`` is read (``os.environ`` when not given)."""
+        ``environ``: where ``FSUS_NO_EXTENSIONS`` is read (``os.environ`` when not given);
+        ``on_reader``: with a registry, told which reader reads each writer schema when its id
+        is first seen (or seen with another schema), never per record; the local schema's is
+        ``local_reader``."""
         self._local = fastavro.parse_schema(without_logical_types(reader_schema))
         self._compiled, self.local_reader = choose_local(
             self._local, os.environ if environ is None else environ
         )
+        self._on_reader = on_reader
         read = record_reader(self._local)
         self._read_local: ReadBody = self._compiled or partial(_read_exactly, read=read)
         # Registry mode: how each writer schema's bodies are read, by schema id.
@@ -141,9 +149,15 @@ class Decoder:
         known = self._by_id.get(schema_id)
         if known is not None and known[0] is writer:
             return known[1]
-        if self._compiled is not None and _same_schema(writer, self._local):
+        same = _same_schema(writer, self._local)
+        read: ReadBody
+        if same and self._compiled is not None:
+            choice = ReaderChoice(Reader.COMPILED, Why.SAME_AS_READER, schema_id)
             read = self._compiled
-        else:
+        else:  # fastavro resolves it (a copy of the reader schema: for the local reason)
+            choice = ReaderChoice(
+                Reader.FASTAVRO, self.local_reader.why if same else Why.RESOLVED, schema_id
+            )
             read = partial(
                 _read_exactly,
                 read=lambda stream: fastavro.schemaless_reader(stream, writer, self._local),
@@ -151,6 +165,8 @@ class Decoder:
         if len(self._by_id) >= _READERS_MAX:
             self._by_id.clear()
         self._by_id[schema_id] = (writer, read)
+        if self._on_reader is not None:
+            self._on_reader(choice)
         return read
 
     def _decode_local(self, value: bytes) -> Any:

@@ -18,6 +18,7 @@ from worker.errors import (
     ServerError,
     Unreachable,
 )
+from worker.events.readers import Reader, ReaderChoice
 
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _USER_BUCKETS = (1, 10, 100, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000)
@@ -101,6 +102,25 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.avro_schemas = Gauge(
+            "fsus_avro_schemas",
+            "Avro schemas records are read with, by reader: the local schema and, with a"
+            " registry, each writer schema id seen.",
+            ["reader"],
+            registry=r,
+        )
+        for reader in Reader:
+            self.avro_schemas.labels(reader.value).set(0)
+        # Schema id (None: the local schema) -> its reader; the decoder's thread only.
+        self._avro_readers: dict[int | None, Reader] = {}
+
+    def avro_reader(self, choice: ReaderChoice) -> None:
+        """A schema's bodies are read by ``choice.reader`` (a schema id told again is counted
+        once, with its latest reader)."""
+        self._avro_readers[choice.schema_id] = choice.reader
+        for each in Reader:
+            in_use = sum(read_by is each for read_by in self._avro_readers.values())
+            self.avro_schemas.labels(each.value).set(in_use)
 
     def loop_state(
         self, *, jobs: int, pending: int, assigned: int, paused: int, fenced: int

@@ -285,3 +285,37 @@ def test_fsus_no_extensions_is_off_only_when_unset_empty_0_false_or_no(value, di
     assert (decoder.reader == "fastavro") is (disabled or COMPILED is None)
     body = written({"uid": "u1", "changed_at": 5, "properties": {"n": 1}})
     assert same(decoder.decode(body)["properties"], {"n": 1})
+
+
+def test_each_writer_schema_id_is_reported_once_with_its_reader():
+    """With a registry, each writer schema id is reported with its reader the first time a
+    record of it is decoded, not on every record (the local schema's is ``local_reader``)."""
+    extended = json.loads(json.dumps(load_reader_schema()))
+    extended["fields"].append({"name": "tier", "type": "string", "default": "free"})
+    other = fastavro.parse_schema(without_logical_types(extended))
+    by_id = {3: SCHEMA, 4: other}
+    told: list[ReaderChoice] = []
+    decoder = Decoder(load_reader_schema(), by_id.__getitem__, environ={}, on_reader=told.append)
+    for schema_id in (3, 4, 3, 4, 3):
+        change = {"uid": "u1", "changed_at": 5, "properties": {}}
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, by_id[schema_id], change)
+        body = b"\x00" + struct.pack(">I", schema_id) + out.getvalue()
+        assert decoder.decode(body)["uid"] == "u1"
+    local = decoder.local_reader
+    same_reader = (
+        ReaderChoice(Reader.COMPILED, Why.SAME_AS_READER, 3)
+        if local.reader == "compiled"
+        else ReaderChoice(Reader.FASTAVRO, local.why, 3)
+    )
+    assert told == [same_reader, ReaderChoice(Reader.FASTAVRO, Why.RESOLVED, 4)]
+    told.clear()
+    pure = Decoder(
+        load_reader_schema(),
+        by_id.__getitem__,
+        environ={"FSUS_NO_EXTENSIONS": "1"},
+        on_reader=told.append,
+    )
+    pure.decode(b"\x00" + struct.pack(">I", 3) + written({"uid": "u", "changed_at": 1}))
+    assert pure.local_reader == ReaderChoice(Reader.FASTAVRO, Why.DISABLED)
+    assert told == [ReaderChoice(Reader.FASTAVRO, Why.DISABLED, 3)]
