@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from worker.events import readers
-from worker.events.decode import Decoder, load_reader_schema, without_logical_types
+from worker.events.decode import SCHEMA_PATH, Decoder, load_reader_schema, without_logical_types
 from worker.events.readers import Reader, ReaderChoice, Why
 
 SCHEMA = fastavro.parse_schema(without_logical_types(load_reader_schema()))
@@ -85,6 +85,24 @@ def test_the_projects_build_has_the_compiled_reader_and_uses_it():
         assert decoder.local_reader == ReaderChoice(Reader.FASTAVRO, Why.DISABLED)
     else:
         assert Decoder(load_reader_schema()).reader == "compiled"
+
+
+def test_the_reader_schema_is_the_one_the_compiled_reader_reads():
+    """schemas/user_change.avsc and the SCHEMA of worker/events/_user_change.c change together:
+    a new field or type in the schema alone would quietly make every record five times slower
+    to read (the worker would fall back to fastavro), so the change fails here, with what to
+    do. Holds under FSUS_NO_EXTENSIONS too: it is about the build, not the switch."""
+    read, why = readers.compiled_choice(SCHEMA)
+    assert read is not None and why is Why.COMPILED, (
+        f"schemas/{SCHEMA_PATH.name} is no longer the schema worker/events/_user_change.c reads "
+        f"({why.value}): the worker would read every record with fastavro, about five times "
+        "slower. Either change the C reader for it (its read_* functions, and SCHEMA to the "
+        "canonical form below) and extend tests/unit/events/test_user_change_reader.py's "
+        "strategies and bodies to what changed, then run make test; "
+        "or accept fastavro knowingly: drop the extension (pyproject.toml's ext-modules, the "
+        "image's checks) and these tests in the same change. The schema's canonical form: "
+        f"{fastavro.schema.to_parsing_canonical_form(SCHEMA)}"
+    )
 
 
 @DIFFERENTIAL
