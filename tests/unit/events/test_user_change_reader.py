@@ -5,7 +5,8 @@ types, same key order); on any bytes at all it is never more lenient than fastav
 ValueError and nothing else; it is stricter only where the Avro specification is.
 
 Under FSUS_NO_EXTENSIONS (``make test-unit-pure``) the worker reads with fastavro: the tests
-that hold the module itself to fastavro (``@DIFFERENTIAL``) are left to the normal run.
+that hold the module itself to fastavro (``@DIFFERENTIAL``) are left to the normal run and to
+``make sanitize``, which runs them on a build with AddressSanitizer and UBSan.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ COMPILED = readers.compiled_reader(SCHEMA)
 PURE = readers.extensions_disabled(os.environ)
 DIFFERENTIAL = pytest.mark.skipif(
     PURE,
-    reason="FSUS_NO_EXTENSIONS: the worker reads with fastavro (the normal run holds the module"
-    " to it)",
+    reason="FSUS_NO_EXTENSIONS: the worker reads with fastavro (the normal run and make sanitize"
+    " hold the module to it)",
 )
 FAST = settings(
     max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
@@ -98,7 +99,7 @@ def test_the_reader_schema_is_the_one_the_compiled_reader_reads():
         f"({why.value}): the worker would read every record with fastavro, about five times "
         "slower. Either change the C reader for it (its read_* functions, and SCHEMA to the "
         "canonical form below) and extend tests/unit/events/test_user_change_reader.py's "
-        "strategies and bodies to what changed, then run make test; "
+        "strategies and bodies to what changed, then run make test (it runs make sanitize); "
         "or accept fastavro knowingly: drop the extension (pyproject.toml's ext-modules, the "
         "image's checks) and these tests in the same change. The schema's canonical form: "
         f"{fastavro.schema.to_parsing_canonical_form(SCHEMA)}"
@@ -214,6 +215,7 @@ HEAD = avro_string("u") + zz(1)  # uid "u", changed_at -1
         (HEAD + zz(0) + zz(0) + zz(0) + b"\x00", "trailing bytes"),
         (b"\x04\xff\xfe" + zz(1) + zz(0) + zz(0) + zz(0), "utf-8"),
         (HEAD + zz(0) + zz(0) + zz(1) + avro_string("k") + zz(3) + b"\x00" * 7, "double"),
+        (zz(3) + b"ab", "truncated: a string"),
     ],
 )
 def test_what_the_avro_specification_forbids_is_refused_with_its_reason(
