@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help venv demo bench test test-unit test-faults test-integration lint lock image-check chart-check broker-start broker-stop clean
+.PHONY: help venv demo bench test test-unit test-unit-pure sanitize test-faults test-integration lint lock image-check chart-check broker-start broker-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -37,8 +37,17 @@ lint: venv ## ruff and mypy --strict on the package
 	$(VENV)/bin/ruff check worker fullstory_sandbox tests
 	$(VENV)/bin/mypy worker
 
+# The fast tier runs both ways, as aiokafka's CI does with AIOKAFKA_NO_EXTENSIONS: with the
+# compiled Avro reader (test-unit, and `make test`'s whole suite) and with fastavro alone.
+FAST := tests/unit tests/component tests/sandbox tests/hostile
 test-unit: venv ## the fast tier, no broker: pure unit tests, the loop's component tests on fakes, the sandbox, hostile peers on loopback
-	$(PY) -m pytest -q tests/unit tests/component tests/sandbox tests/hostile
+	env -u FSUS_NO_EXTENSIONS $(PY) -m pytest -q $(FAST)
+
+test-unit-pure: venv ## the fast tier with FSUS_NO_EXTENSIONS=1: the worker reads with fastavro, as a build without a C compiler does
+	FSUS_NO_EXTENSIONS=1 $(PY) -m pytest -q -p no:cacheprovider $(FAST)
+
+sanitize: venv ## the compiled Avro reader built with ASan and UBSan outside the tree, under its differential and decode tests
+	$(PY) scripts/sanitize.py
 
 test-faults: venv broker-start ## the fault suite alone: crashes, rebalances, broker restarts, API storms
 	$(PY) -m pytest -q -p no:cacheprovider tests/integration/faults
@@ -58,8 +67,8 @@ image-check: venv ## the image without a container engine: hadolint, locks in st
 	PY=$(PY) PYTHON=$(PYTHON) bash scripts/check_image.sh
 
 # chart-check builds helm before `pytest tests` runs tests/chart, which need it.
-test: venv broker-start lint image-check chart-check ## everything: lint, the image check, the chart, unit, sandbox, integration and fault tests on the real broker
-	$(PY) -m pytest -q -p no:cacheprovider tests
+test: venv broker-start lint image-check chart-check test-unit-pure sanitize ## everything: lint, the image check, the chart, the fast tier without the compiled reader, the sanitizers, then unit, sandbox, integration and fault tests on the real broker
+	env -u FSUS_NO_EXTENSIONS $(PY) -m pytest -q -p no:cacheprovider tests
 
 clean: ## stop the broker and remove local state
 	-bash scripts/kafka.sh stop

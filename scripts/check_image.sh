@@ -126,10 +126,10 @@ sys.exit(f'image-check: runtime venv holds {stray}' if stray else 0)") \
 (cd "$WORK" && venv/bin/python -m worker --help >/dev/null && venv/bin/fullstory-user-sync --help >/dev/null) \
     || fail "python -m worker --help does not run from the runtime venv"
 # The wheel carries the compiled Avro reader (worker/events/_user_change.c), and the worker uses it:
-# the build stage asserts the same.
+# the build stage asserts the same. environ={}: whatever FSUS_NO_EXTENSIONS says in this shell.
 (cd "$WORK" && venv/bin/python -c "
 from worker.events.decode import Decoder, load_reader_schema
-assert Decoder(load_reader_schema()).reader == 'compiled'") \
+assert Decoder(load_reader_schema(), environ={}).reader == 'compiled'") \
     || fail "the wheel lacks worker/events/_user_change.c compiled, or the worker does not use it"
 
 step "ok"

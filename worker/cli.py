@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from functools import partial
 from types import FrameType
 
 import structlog
@@ -25,6 +26,7 @@ from worker.config.redact import redact_url
 from worker.config.settings import Settings, load_kafka_settings, load_settings
 from worker.errors import ConfigError, WorkerError
 from worker.events.decode import Decoder, load_reader_schema
+from worker.events.readers import ReaderChoice
 from worker.events.registry import SchemaRegistry
 from worker.events.rules import Rules
 from worker.fullstory.client import FullStoryClient
@@ -76,6 +78,31 @@ def _health_server(settings: Settings, health: Health, metrics: Metrics) -> Heal
         raise ConfigError("HTTP_HOST", f"cannot listen there ({reason})") from exc
 
 
+def _report_reader(metrics: Metrics, choice: ReaderChoice) -> None:
+    """Which reader reads a schema's bodies, and why: logged (``avro_reader``) and counted in
+    ``fsus_avro_schemas{reader}``; for the local schema at start-up, for a registry's writer
+    schema when the decoder first meets its id (on the poll loop)."""
+    where: dict[str, object] = (
+        {"schema": "local"}
+        if choice.schema_id is None
+        else {"schema": "registry", "schema_id": choice.schema_id}
+    )
+    log.info("avro_reader", **where, reader=choice.reader.value, why=choice.why.value)
+    metrics.avro_reader(choice.schema_id, choice.reader)
+
+
+def _report_local_reader(decoder: Decoder, metrics: Metrics) -> None:
+    """At start-up: which reader reads the local schema, and a warning when it is fastavro."""
+    _report_reader(metrics, decoder.local_reader)
+    if decoder.reader != "compiled":
+        # Correct either way; a backlog decodes about five times slower (ARCHITECTURE.md).
+        log.warning(
+            "avro_reader_not_compiled",
+            reader=decoder.reader.value,
+            why=decoder.local_reader.why.value,
+        )
+
+
 def run(settings: Settings) -> int:
     limit_malloc_arenas()  # before the first thread (health server, librdkafka, jobs)
     stop = _stop_on_signals()
@@ -98,10 +125,8 @@ def run(settings: Settings) -> int:
         registry.writer_schema if registry else None,
         Rules(settings.property_types),
         settings.local_schema_ids,
+        on_reader=partial(_report_reader, metrics),
     )
-    if decoder.reader != "compiled":
-        # Correct either way; a backlog decodes about five times slower (ARCHITECTURE.md).
-        log.warning("avro_reader_not_compiled", reader=decoder.reader)
     api = FullStoryClient(
         settings.fullstory_api_url,
         settings.fullstory_api_key,
@@ -169,6 +194,8 @@ def run(settings: Settings) -> int:
         schema_registry=bool(settings.schema_registry_url),
         schema_registry_url=redact_url(settings.schema_registry_url or "") or None,
     )
+    # After the clients are built: a setting librdkafka refuses is the only line on stderr.
+    _report_local_reader(decoder, metrics)
     if settings.insecure_http:
         # Opted in with *_ALLOW_INSECURE_HTTP: said once, here, not on every request.
         log.warning("insecure_http_allowed", variables=list(settings.insecure_http))

@@ -1,14 +1,21 @@
+import io
+import json
 import os
 import socket
+import struct
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
+import fastavro
 import pytest
+import structlog
 
-from worker.cli import _health_server
+from worker.cli import _health_server, _report_local_reader, _report_reader
 from worker.config.settings import load_settings
 from worker.errors import ConfigError
+from worker.events.decode import Decoder, load_reader_schema, without_logical_types
 from worker.runtime.health import Health
 from worker.runtime.metrics import Metrics
 
@@ -127,3 +134,67 @@ def test_operator_commands_refuse_bad_settings_with_exit_2(command, env, named):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0], done.stderr
+
+
+def _wire(schema: object, schema_id: int) -> bytes:
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, schema, {"uid": "u1", "changed_at": 5, "properties": {}})
+    return b"\x00" + struct.pack(">I", schema_id) + out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("environ", "local", "registry_3", "counts"),
+    [
+        (
+            {},
+            ("compiled", "the compiled reader's schema"),
+            ("compiled", "writer schema is the reader schema"),
+            (2, 1),
+        ),
+        (
+            {"FSUS_NO_EXTENSIONS": "1"},
+            ("fastavro", "disabled by FSUS_NO_EXTENSIONS"),
+            ("fastavro", "disabled by FSUS_NO_EXTENSIONS"),
+            (0, 3),
+        ),
+    ],
+    ids=["compiled", "no-extensions"],
+)
+def test_the_log_and_metrics_say_which_reader_reads_each_schema(environ, local, registry_3, counts):
+    """An operator sees in the start-up log which reader reads the local schema and why (and
+    the avro_reader_not_compiled warning when it is fastavro), then each registry schema id's
+    once, when its first record arrives (a writer schema that is not the reader schema is
+    resolved by fastavro); fsus_avro_schemas counts them by reader."""
+    reader_schema = load_reader_schema()
+    extended = json.loads(json.dumps(reader_schema))
+    extended["fields"].append({"name": "tier", "type": "string", "default": "free"})
+    by_id = {
+        3: fastavro.parse_schema(without_logical_types(reader_schema)),
+        4: fastavro.parse_schema(without_logical_types(extended)),
+    }
+    metrics = Metrics()
+    with structlog.testing.capture_logs() as logs:
+        decoder = Decoder(
+            reader_schema,
+            by_id.__getitem__,
+            environ=environ,
+            on_reader=partial(_report_reader, metrics),
+        )
+        _report_local_reader(decoder, metrics)
+        for schema_id in (3, 4, 3, 4):
+            decoder.decode(_wire(by_id[schema_id], schema_id))
+    told = [
+        (e.get("schema"), e.get("schema_id"), e["reader"], e["why"])
+        for e in logs
+        if e["event"] == "avro_reader"
+    ]
+    assert told == [
+        ("local", None, *local),
+        ("registry", 3, *registry_3),
+        ("registry", 4, "fastavro", "writer schema differs from the reader schema"),
+    ]
+    warned = [(e["reader"], e["why"]) for e in logs if e["event"] == "avro_reader_not_compiled"]
+    assert warned == ([] if local[0] == "compiled" else [local])
+    exposition = metrics.exposition().decode()
+    assert f'fsus_avro_schemas{{reader="compiled"}} {counts[0]}.0' in exposition
+    assert f'fsus_avro_schemas{{reader="fastavro"}} {counts[1]}.0' in exposition

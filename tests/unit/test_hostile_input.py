@@ -15,7 +15,8 @@ from fullstory_sandbox.messages import parse_json
 from fullstory_sandbox.validation import UserError, validate_user
 from tests.fakes.avro import SCHEMA, encode
 from worker.errors import InvalidRecord
-from worker.events.decode import Decoder, record_reader
+from worker.events.decode import Decoder
+from worker.events.readers import record_reader
 from worker.events.rules import Rules
 from worker.fullstory.importer import encode_body
 from worker.loop.batch import Batcher

@@ -1,4 +1,5 @@
-"""Kafka value bytes -> ``UserChange``. Pure apart from the registry lookup it is given.
+"""Kafka value bytes -> ``UserChange``. Pure apart from the registry lookup it is given (and
+``FSUS_NO_EXTENSIONS``, read from the environment when a ``Decoder`` is built).
 
 With a registry: Confluent wire format (magic byte 0, 4-byte big-endian schema id, Avro
 body), decoded with the writer schema and resolved against the reader schema. Without:
@@ -15,17 +16,19 @@ instead of becoming a datetime, another cost on every record.
 Who reads: bodies written with the reader schema itself (every local value, and registry values
 whose writer schema is the same) go to the compiled reader of
 ``worker/events/_user_change.c``, about 0.7 us a record against fastavro's 5; anything else,
-and everything when that module was not built, to fastavro. Both read valid bodies to the same dict
+and everything when that module was not built or ``FSUS_NO_EXTENSIONS`` is on, to fastavro
+(``readers.py`` chooses, once per schema: the local schema when the decoder is built, a
+writer schema when its id is first seen). Both read valid bodies to the same dict
 (``tests/unit/events/test_user_change_reader.py``).
 """
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
+import os
 import struct
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,15 @@ from fastavro.schema import to_parsing_canonical_form
 
 from worker.errors import DeadLetterCode, InvalidRecord
 from worker.events.change import UserChange
+from worker.events.readers import (
+    Read,
+    ReadBody,
+    Reader,
+    ReaderChoice,
+    Why,
+    choose_local,
+    record_reader,
+)
 from worker.events.rules import Rules
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "user_change.avsc"
@@ -53,82 +65,6 @@ def without_logical_types(schema: Any) -> Any:
     if isinstance(schema, list):
         return [without_logical_types(item) for item in schema]
     return schema
-
-
-Read = Callable[[io.BytesIO], Any]
-# A whole Avro body -> its datum; raises if any byte is left over or missing.
-ReadBody = Callable[[bytes], Any]
-
-
-def record_reader(parsed: Any) -> Read:
-    """How one record of the parsed schema is read by fastavro (no schema resolution).
-
-    fastavro's public ``schemaless_reader`` parses the schema again and builds two dicts on
-    every call: a fifth of its time on a record this small (1 us of 5, measured). Its
-    compiled ``_read_data``, which it calls, does not. That function is private, so it is used
-    only when it exists and reads a probe record exactly as the public function does;
-    otherwise (another fastavro, another schema) the public function is.
-    """
-
-    def public(stream: io.BytesIO) -> Any:
-        return fastavro.schemaless_reader(stream, parsed, None)
-
-    try:
-        from fastavro._read import _read_data  # type: ignore[attr-defined]
-
-        named: dict[str, dict[str, Any]] = {"writer": {}, "reader": {}}
-        fastavro.parse_schema(parsed, named["writer"])
-        options = {
-            "return_record_name": False,
-            "return_record_name_override": False,
-            "handle_unicode_errors": "strict",
-            "return_named_type": False,
-            "return_named_type_override": False,
-        }
-
-        def direct(stream: io.BytesIO) -> Any:
-            return _read_data(stream, parsed, named, None, options)
-
-        probe = _probe(parsed)
-        if direct(io.BytesIO(probe)) != public(io.BytesIO(probe)):
-            return public
-    except Exception:  # not there, another signature, or another schema: the public one
-        return public
-    return direct
-
-
-def compiled_reader(parsed: Any) -> ReadBody | None:
-    """The compiled reader of ``worker/events/_user_change.c`` when it reads this schema: it was
-    built (the build skips it where no C compiler is at hand), the schema is the one it was
-    written for (same canonical form), and it reads a probe record exactly as fastavro does.
-    None otherwise, and fastavro reads."""
-    try:
-        _user_change = importlib.import_module("worker.events._user_change")
-        if to_parsing_canonical_form(parsed) != _user_change.SCHEMA:
-            return None
-        read: ReadBody = _user_change.read_user_change
-        probe = _probe(parsed)
-        expected: Any = fastavro.schemaless_reader(io.BytesIO(probe), parsed, None)
-        if repr(read(probe)) != repr(expected):  # equal values, types and key order
-            return None
-    except Exception:  # not built, or built from another version of the source
-        return None
-    return read
-
-
-def _probe(parsed: Any) -> bytes:
-    out = io.BytesIO()
-    fastavro.schemaless_writer(out, parsed, _PROBE)
-    return out.getvalue()
-
-
-_PROBE = {
-    "uid": "probe-é",
-    "changed_at": -1_700_000_000_000,
-    "display_name": "Probe",
-    "email": None,
-    "properties": {"n": 3, "r": 1.5, "s": "s", "b": True, "f": False, "z": None, "m": -(2**63)},
-}
 
 
 def _read_exactly(body: bytes, read: Read) -> Any:
@@ -150,14 +86,24 @@ class Decoder:
         writer_schema: Callable[[int], Any] | None = None,
         rules: Rules | None = None,
         local_schema_ids: Collection[int] = (),
+        *,
+        environ: Mapping[str, str] | None = None,
+        on_reader: Callable[[ReaderChoice], None] | None = None,
     ) -> None:
         """``reader_schema``: the schema JSON; ``writer_schema(id)``: a parsed schema read
         without logical types (``without_logical_types``); ``rules``: FullStory's rules each
         decoded event is checked against (``PropertyTypes.V2`` when not given);
         ``local_schema_ids``: without a registry, the wire-format schema ids written with the
-        local schema."""
+        local schema;
+        ``environ``: where ``FSUS_NO_EXTENSIONS`` is read (``os.environ`` when not given);
+        ``on_reader``: with a registry, told which reader reads each writer schema when its id
+        is first seen (or seen with another schema), never per record; the local schema's is
+        ``local_reader``."""
         self._local = fastavro.parse_schema(without_logical_types(reader_schema))
-        self._compiled = compiled_reader(self._local)
+        self._compiled, self.local_reader = choose_local(
+            self._local, os.environ if environ is None else environ
+        )
+        self._on_reader = on_reader
         read = record_reader(self._local)
         self._read_local: ReadBody = self._compiled or partial(_read_exactly, read=read)
         # Registry mode: how each writer schema's bodies are read, by schema id.
@@ -167,11 +113,11 @@ class Decoder:
         self._local_ids = frozenset(local_schema_ids)
 
     @property
-    def reader(self) -> str:
+    def reader(self) -> Reader:
         """Which reader decodes bodies written with the reader schema: "compiled" or
         "fastavro" (logged at start-up: a backlog decodes about five times slower with the
-        second)."""
-        return "compiled" if self._compiled is not None else "fastavro"
+        second); ``local_reader`` says why."""
+        return self.local_reader.reader
 
     def decode(self, value: bytes | None) -> UserChange:
         if value is None:
@@ -206,9 +152,15 @@ class Decoder:
         known = self._by_id.get(schema_id)
         if known is not None and known[0] is writer:
             return known[1]
-        if self._compiled is not None and _same_schema(writer, self._local):
+        same = _same_schema(writer, self._local)
+        read: ReadBody
+        if same and self._compiled is not None:
+            choice = ReaderChoice(Reader.COMPILED, Why.SAME_AS_READER, schema_id)
             read = self._compiled
-        else:
+        else:  # fastavro resolves it (a copy of the reader schema: for the local reason)
+            choice = ReaderChoice(
+                Reader.FASTAVRO, self.local_reader.why if same else Why.RESOLVED, schema_id
+            )
             read = partial(
                 _read_exactly,
                 read=lambda stream: fastavro.schemaless_reader(stream, writer, self._local),
@@ -216,6 +168,8 @@ class Decoder:
         if len(self._by_id) >= _READERS_MAX:
             self._by_id.clear()
         self._by_id[schema_id] = (writer, read)
+        if self._on_reader is not None:
+            self._on_reader(choice)
         return read
 
     def _decode_local(self, value: bytes) -> Any:

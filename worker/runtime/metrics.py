@@ -19,6 +19,9 @@ from worker.errors import (
     Unreachable,
 )
 
+# The readers of fsus_avro_schemas{reader}: worker.events.readers.Reader's values (a test holds
+# them equal; runtime imports nothing of events).
+AVRO_READERS = ("compiled", "fastavro")
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _USER_BUCKETS = (1, 10, 100, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000)
 
@@ -101,6 +104,27 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.avro_schemas = Gauge(
+            "fsus_avro_schemas",
+            "Avro schemas records are read with, by reader: the local schema and, with a"
+            " registry, each writer schema id seen.",
+            ["reader"],
+            registry=r,
+        )
+        for reader in AVRO_READERS:
+            self.avro_schemas.labels(reader).set(0)
+        # Schema id (None: the local schema) -> its reader; the decoder's thread only.
+        self._avro_readers: dict[int | None, str] = {}
+
+    def avro_reader(self, schema_id: int | None, reader: str) -> None:
+        """A schema's bodies (``schema_id`` None: the local schema's) are read by ``reader``,
+        one of ``AVRO_READERS``; a schema id told again is counted once, with its latest."""
+        if reader not in AVRO_READERS:
+            raise ValueError(f"unknown Avro reader {reader!r}")
+        self._avro_readers[schema_id] = reader
+        for each in AVRO_READERS:
+            in_use = sum(read_by == each for read_by in self._avro_readers.values())
+            self.avro_schemas.labels(each).set(in_use)
 
     def loop_state(
         self, *, jobs: int, pending: int, assigned: int, paused: int, fenced: int

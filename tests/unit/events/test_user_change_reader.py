@@ -3,14 +3,20 @@
 Its contract: every valid encoding reads to exactly what fastavro returns (same values, same
 types, same key order); on any bytes at all it is never more lenient than fastavro, raises
 ValueError and nothing else; it is stricter only where the Avro specification is.
+
+Under FSUS_NO_EXTENSIONS (``make test-unit-pure``) the worker reads with fastavro, but the
+module itself is still held to fastavro here (the switch is the worker's, not the build's);
+``make sanitize`` runs the same tests on a build with AddressSanitizer and UBSan.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import sys
+import types
 from typing import Any
 
 import fastavro
@@ -18,11 +24,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.events import decode
-from worker.events.decode import Decoder, load_reader_schema, without_logical_types
+from worker.events import readers
+from worker.events.decode import SCHEMA_PATH, Decoder, load_reader_schema, without_logical_types
+from worker.events.readers import Reader, ReaderChoice, Why
+from worker.runtime.metrics import AVRO_READERS, Metrics
 
 SCHEMA = fastavro.parse_schema(without_logical_types(load_reader_schema()))
-COMPILED = decode.compiled_reader(SCHEMA)
+COMPILED = readers.compiled_reader(SCHEMA)
+PURE = readers.extensions_disabled(os.environ)
 FAST = settings(
     max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -64,9 +73,33 @@ def same(a: Any, b: Any) -> bool:
 
 def test_the_projects_build_has_the_compiled_reader_and_uses_it():
     """make venv compiles it (a C compiler is part of this project's setup): a build that
-    silently lost it would decode five times slower and still pass every other test."""
+    silently lost it would decode five times slower and still pass every other test. Under
+    FSUS_NO_EXTENSIONS the worker says it reads with fastavro, and why."""
     assert COMPILED is not None
-    assert Decoder(load_reader_schema()).reader == "compiled"
+    if PURE:
+        decoder = Decoder(load_reader_schema())
+        assert decoder.reader == "fastavro"
+        assert decoder.local_reader == ReaderChoice(Reader.FASTAVRO, Why.DISABLED)
+    else:
+        assert Decoder(load_reader_schema()).reader == "compiled"
+
+
+def test_the_reader_schema_is_the_one_the_compiled_reader_reads():
+    """schemas/user_change.avsc and the SCHEMA of worker/events/_user_change.c change together:
+    a new field or type in the schema alone would quietly make every record five times slower
+    to read (the worker would fall back to fastavro), so the change fails here, with what to
+    do. Holds under FSUS_NO_EXTENSIONS too: it is about the build, not the switch."""
+    read, why = readers.compiled_choice(SCHEMA)
+    assert read is not None and why is Why.COMPILED, (
+        f"schemas/{SCHEMA_PATH.name} is no longer the schema worker/events/_user_change.c reads "
+        f"({why.value}): the worker would read every record with fastavro, about five times "
+        "slower. Either change the C reader for it (its read_* functions, and SCHEMA to the "
+        "canonical form below) and extend tests/unit/events/test_user_change_reader.py's "
+        "strategies and bodies to what changed, then run make test (it runs make sanitize); "
+        "or accept fastavro knowingly: drop the extension (pyproject.toml's ext-modules, the "
+        "image's checks) and these tests in the same change. The schema's canonical form: "
+        f"{fastavro.schema.to_parsing_canonical_form(SCHEMA)}"
+    )
 
 
 @FAST
@@ -173,6 +206,7 @@ HEAD = avro_string("u") + zz(1)  # uid "u", changed_at -1
         (HEAD + zz(0) + zz(0) + zz(0) + b"\x00", "trailing bytes"),
         (b"\x04\xff\xfe" + zz(1) + zz(0) + zz(0) + zz(0), "utf-8"),
         (HEAD + zz(0) + zz(0) + zz(1) + avro_string("k") + zz(3) + b"\x00" * 7, "double"),
+        (zz(3) + b"ab", "truncated: a string"),
     ],
 )
 def test_what_the_avro_specification_forbids_is_refused_with_its_reason(
@@ -194,8 +228,9 @@ def test_another_reader_schema_is_read_by_fastavro():
     that changes the bytes (here a field more), the decoder falls back to fastavro."""
     schema = json.loads(json.dumps(load_reader_schema()))
     schema["fields"].append({"name": "tier", "type": "string", "default": "free"})
-    decoder = Decoder(schema)
+    decoder = Decoder(schema, environ={})
     assert decoder.reader == "fastavro"
+    assert decoder.local_reader.why is Why.SCHEMA_DIFFERS
     parsed = fastavro.parse_schema(without_logical_types(schema))
     out = io.BytesIO()
     fastavro.schemaless_writer(out, parsed, {"uid": "u", "changed_at": 1, "tier": "pro"})
@@ -217,6 +252,89 @@ def test_without_the_compiled_module_fastavro_reads_the_same(monkeypatch: pytest
     body = written(change)
     compiled = Decoder(load_reader_schema()).decode(body)
     monkeypatch.setitem(sys.modules, "worker.events._user_change", None)  # import fails
-    decoder = Decoder(load_reader_schema())
+    decoder = Decoder(load_reader_schema(), environ={})
     assert decoder.reader == "fastavro"
+    assert decoder.local_reader.why is Why.NOT_BUILT
     assert same(decoder.decode(body), compiled)
+
+
+def test_a_module_that_reads_the_probe_otherwise_is_not_used(monkeypatch: pytest.MonkeyPatch):
+    """A module built from another version of the source, declaring the schema but reading it
+    differently, is caught by the probe record before it reads anything of the stream's."""
+    stale = types.ModuleType("worker.events._user_change")
+    stale.SCHEMA = fastavro.schema.to_parsing_canonical_form(SCHEMA)  # type: ignore[attr-defined]
+    stale.read_user_change = lambda body: {"uid": "?"}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "worker.events._user_change", stale)
+    decoder = Decoder(load_reader_schema(), environ={})
+    assert decoder.local_reader == ReaderChoice(Reader.FASTAVRO, Why.PROBE_MISMATCH)
+    assert decoder.decode(written({"uid": "u1", "changed_at": 5, "properties": {}}))["uid"] == "u1"
+
+
+@pytest.mark.parametrize(
+    ("value", "disabled"),
+    [
+        (None, False),
+        ("", False),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("1", True),
+        ("true", True),
+        ("yes", True),
+        (" 1 ", True),
+        ("anything", True),
+    ],
+    ids=lambda v: repr(v),
+)
+def test_fsus_no_extensions_is_off_only_when_unset_empty_0_false_or_no(value, disabled):
+    """The switch as README documents it: an unexpected value turns the compiled reader off
+    (fastavro reads everything correctly, only slower), never on."""
+    environ = {} if value is None else {"FSUS_NO_EXTENSIONS": value}
+    assert readers.extensions_disabled(environ) is disabled
+    decoder = Decoder(load_reader_schema(), environ=environ)
+    assert (decoder.reader == "fastavro") is (disabled or COMPILED is None)
+    body = written({"uid": "u1", "changed_at": 5, "properties": {"n": 1}})
+    assert same(decoder.decode(body)["properties"], {"n": 1})
+
+
+def test_each_writer_schema_id_is_reported_once_with_its_reader():
+    """With a registry, each writer schema id is reported with its reader the first time a
+    record of it is decoded, not on every record (the local schema's is ``local_reader``)."""
+    extended = json.loads(json.dumps(load_reader_schema()))
+    extended["fields"].append({"name": "tier", "type": "string", "default": "free"})
+    other = fastavro.parse_schema(without_logical_types(extended))
+    by_id = {3: SCHEMA, 4: other}
+    told: list[ReaderChoice] = []
+    decoder = Decoder(load_reader_schema(), by_id.__getitem__, environ={}, on_reader=told.append)
+    for schema_id in (3, 4, 3, 4, 3):
+        change = {"uid": "u1", "changed_at": 5, "properties": {}}
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, by_id[schema_id], change)
+        body = b"\x00" + struct.pack(">I", schema_id) + out.getvalue()
+        assert decoder.decode(body)["uid"] == "u1"
+    local = decoder.local_reader
+    same_reader = (
+        ReaderChoice(Reader.COMPILED, Why.SAME_AS_READER, 3)
+        if local.reader == "compiled"
+        else ReaderChoice(Reader.FASTAVRO, local.why, 3)
+    )
+    assert told == [same_reader, ReaderChoice(Reader.FASTAVRO, Why.RESOLVED, 4)]
+    told.clear()
+    pure = Decoder(
+        load_reader_schema(),
+        by_id.__getitem__,
+        environ={"FSUS_NO_EXTENSIONS": "1"},
+        on_reader=told.append,
+    )
+    pure.decode(b"\x00" + struct.pack(">I", 3) + written({"uid": "u", "changed_at": 1}))
+    assert pure.local_reader == ReaderChoice(Reader.FASTAVRO, Why.DISABLED)
+    assert told == [ReaderChoice(Reader.FASTAVRO, Why.DISABLED, 3)]
+
+
+def test_the_reader_metric_knows_every_reader_and_refuses_others():
+    """fsus_avro_schemas{reader} is a closed set: every reader the decoder can choose has its
+    series from start-up, and no other value becomes a label."""
+    assert {reader.value for reader in Reader} == set(AVRO_READERS)
+    metrics = Metrics()
+    with pytest.raises(ValueError, match="unknown Avro reader"):
+        metrics.avro_reader(None, "cavro")
