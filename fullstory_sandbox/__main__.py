@@ -45,6 +45,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_false",
         help="do not save 5xx answers under their Idempotency-Key",
     )
+    parser.add_argument(
+        "--standard-key",
+        dest="api_key_admin",
+        action="store_false",
+        help="the key lacks the Admin/Architect role: GET and DELETE /v2/users answer 403",
+    )
+    parser.add_argument(
+        "--user-delete-ms",
+        type=int,
+        default=1000,
+        help="how long a deletion runs in the background (GET shows is_being_deleted)",
+    )
     parser.add_argument("--max-batch-requests", type=int, default=50_000)
     parser.add_argument("--max-running-jobs", type=int, default=100)
     parser.add_argument("--max-in-progress-jobs", type=int, default=200)
@@ -69,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SettingsError(f"--api-key (or ${API_KEY_ENV}) is required")
         settings = Settings(
             api_key=args.api_key,
+            api_key_admin=args.api_key_admin,
+            user_delete_ms=args.user_delete_ms,
             host=args.host,
             port=args.port,
             job_delay_ms=args.job_delay_ms,

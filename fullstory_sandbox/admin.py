@@ -15,7 +15,11 @@
                               "jobs": {"total", "processing", "queued", "running",
                                        "completed", "failed",
                                        "in_flight_requests", "max_running"},
-                              "users", "upserts", "duplicates", "idempotency_keys"}
+                              "users", "upserts", "duplicates", "idempotency_keys",
+                              "violations"}
+    GET  /_sandbox/violations
+                             {"violations": [{"uid", "at"}, ...]}: upserts of a uid whose
+                             deletion was still running, oldest first (see `store`)
 The view functions are shared with the Python `Sandbox` API, so both return the same data.
 """
 
@@ -52,6 +56,7 @@ def _dispatch(state: SandboxState, request: ApiRequest, endpoint: str) -> JsonOb
         "job_requests": lambda: {"job_requests": job_requests_view(state)},
         "requests": lambda: {"requests": requests_view(state)},
         "stats": lambda: stats_view(state),
+        "violations": lambda: {"violations": violations_view(state)},
     }
     return views[endpoint]()
 
@@ -100,4 +105,10 @@ def stats_view(state: SandboxState) -> JsonObject:
             "upserts": state.store.upserts,
             "duplicates": state.store.duplicates,
             "idempotency_keys": len(state.keys),
+            "violations": len(state.store.violations),
         }
+
+
+def violations_view(state: SandboxState) -> list[JsonObject]:
+    with state.lock:
+        return [violation.to_json() for violation in state.store.violations]

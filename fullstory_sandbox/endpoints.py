@@ -100,14 +100,45 @@ def user_upsert(state: SandboxState, request: ApiRequest, params: Mapping[str, s
     return Response(200, {"id": state.store.upsert(outcome).id})
 
 
+def user_get(state: SandboxState, request: ApiRequest, params: Mapping[str, str]) -> Response:
+    """`GET /v2/users?uid=`: `200 {"results": [user]}`, the user with `is_being_deleted` while
+    its deletion runs; 404 `resource_not_found` for an unknown (or deleted) uid; 403 for a key
+    without the Admin or Architect role; 400 without uid."""
+    uid = _uid_of(state, request)
+    stored = state.store.get(uid)
+    if stored is None:
+        raise ApiError(404, "resource_not_found", "no user with this uid")
+    user: JsonObject = {
+        "id": stored.id,
+        "uid": stored.uid,
+        "display_name": stored.display_name,
+        "email": stored.email,
+        "properties": stored.to_json()["properties"],
+        "is_being_deleted": state.store.is_being_deleted(uid),
+    }
+    return Response(200, {"results": [user]})
+
+
 def user_delete(state: SandboxState, request: ApiRequest, params: Mapping[str, str]) -> Response:
-    """`DELETE /v2/users?uid=`: `200 {}`; 400 without uid, 404 for an unknown uid."""
+    """`DELETE /v2/users?uid=`: `200 {}` at once, the deletion runs in the background
+    (`Settings.user_delete_ms`); 404 `resource_not_found` for an unknown uid; 403 for a key
+    without the Admin or Architect role; 400 without uid."""
+    uid = _uid_of(state, request)
+    if not state.store.delete(uid):
+        raise ApiError(404, "resource_not_found", "no user with this uid")
+    return Response(200, {})
+
+
+def _uid_of(state: SandboxState, request: ApiRequest) -> str:
+    """The `uid` a look-up or a deletion names, once the key may do either."""
+    if not state.settings.api_key_admin:
+        raise ApiError(
+            403, "forbidden", "viewing and deleting users needs an Admin or Architect API key"
+        )
     uid = request.query.get("uid")
     if not uid:
         raise ApiError(400, "invalid_argument", "the uid query parameter is required")
-    if not state.store.delete(uid):
-        raise ApiError(404, "not_found", "no user with this uid")
-    return Response(200, {})
+    return uid
 
 
 V2_ENDPOINTS: dict[str, Endpoint] = {
@@ -116,6 +147,7 @@ V2_ENDPOINTS: dict[str, Endpoint] = {
     "batch_errors": batch_errors,
     "batch_imports": batch_imports,
     "user_upsert": user_upsert,
+    "user_get": user_get,
     "user_delete": user_delete,
 }
 

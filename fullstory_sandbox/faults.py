@@ -34,6 +34,7 @@ ENDPOINTS = (
     "batch_errors",
     "batch_imports",
     "user_upsert",
+    "user_get",
     "user_delete",
 )
 ANSWER_KINDS = ("rate_limit", "reset", "server_error")

@@ -19,6 +19,7 @@ _TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("v2", "GET", rf"/v2/users/batch/{_JOB}/errors", "batch_errors"),
     ("v2", "GET", rf"/v2/users/batch/{_JOB}/imports", "batch_imports"),
     ("v2", "POST", r"/v2/users", "user_upsert"),
+    ("v2", "GET", r"/v2/users", "user_get"),
     ("v2", "DELETE", r"/v2/users", "user_delete"),
     ("admin", "GET", r"/_sandbox/health", "health"),
     ("admin", "GET", r"/_sandbox/faults", "faults_get"),
@@ -29,6 +30,7 @@ _TABLE: tuple[tuple[str, str, str, str], ...] = (
     ("admin", "GET", r"/_sandbox/job_requests", "job_requests"),
     ("admin", "GET", r"/_sandbox/requests", "requests"),
     ("admin", "GET", r"/_sandbox/stats", "stats"),
+    ("admin", "GET", r"/_sandbox/violations", "violations"),
 )
 _COMPILED = tuple(
     (area, method, re.compile(pattern), name) for area, method, pattern, name in _TABLE

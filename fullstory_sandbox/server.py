@@ -36,6 +36,8 @@ class Sandbox:
         self,
         api_key: str = "sandbox-key",
         *,
+        api_key_admin: bool = True,
+        user_delete_ms: int = 1000,
         host: str = "127.0.0.1",
         port: int = 0,
         job_delay_ms: int = 300,
@@ -57,6 +59,8 @@ class Sandbox:
         `ValueError` for an invalid faults spec."""
         settings = Settings(
             api_key=api_key,
+            api_key_admin=api_key_admin,
+            user_delete_ms=user_delete_ms,
             host=host,
             port=port,
             job_delay_ms=job_delay_ms,
@@ -175,6 +179,10 @@ class Sandbox:
 
     def stats(self) -> JsonObject:
         return admin.stats_view(self.state)
+
+    def violations(self) -> list[JsonObject]:
+        """Upserts of a uid whose deletion was still running (``/_sandbox/violations``)."""
+        return admin.violations_view(self.state)
 
     def faults(self) -> JsonObject:
         return admin.faults_view(self.state)

@@ -20,6 +20,11 @@ class Settings:
     `POST /_sandbox/faults` may change at run time and `POST /_sandbox/reset` restores."""
 
     api_key: str = "sandbox-key"
+    # FullStory's roles: only an Admin or Architect key may look users up or delete them; a
+    # Standard key creates, updates and batch-imports only (403 on the others).
+    api_key_admin: bool = True
+    # How long a deletion runs in the background (GET shows `is_being_deleted` meanwhile).
+    user_delete_ms: int = 1000
     host: str = "127.0.0.1"
     port: int = 0
     job_delay_ms: int = 300
@@ -42,7 +47,7 @@ class Settings:
             problems.append(f"host {self.host!r} is not a loopback address (use 127.0.0.1)")
         if not 0 <= self.port <= 65535:
             problems.append(f"port {self.port} is outside 0..65535")
-        for name in ("job_delay_ms", "job_jitter_ms"):
+        for name in ("job_delay_ms", "job_jitter_ms", "user_delete_ms"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0")
         for name in (

@@ -36,6 +36,7 @@ class SandboxState:
 
     @classmethod
     def create(cls, settings: Settings, clock: Clock | None = None) -> SandboxState:
+        clock = clock or SystemClock()
         lock = threading.RLock()
         rng = random.Random(settings.seed)
         faults = Faults(
@@ -53,11 +54,11 @@ class SandboxState:
         )
         return cls(
             settings=settings,
-            clock=clock or SystemClock(),
+            clock=clock,
             lock=lock,
             wakeup=threading.Condition(lock),
             rng=rng,
-            store=UserStore(),
+            store=UserStore(clock, settings.user_delete_ms / 1000),
             book=JobBook(limits, lambda: faults.job_duration_s(rng)),
             keys=IdempotencyKeys(settings.idempotency_ttl_s),
             faults=faults,
