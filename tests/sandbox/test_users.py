@@ -10,6 +10,9 @@ import httpx
 import pytest
 
 from fullstory_sandbox import Sandbox
+from worker.config.redact import Secret
+from worker.errors import AuthFailed
+from worker.fullstory.client import FullStoryClient, UserPresence
 
 from .helpers import API_KEY, batch, finished_status, make_client
 
@@ -129,3 +132,29 @@ def test_a_key_without_the_admin_role_may_import_but_not_look_up_or_delete() -> 
         assert "a" in sandbox.users()
     with Sandbox(api_key=API_KEY) as sandbox, make_client(sandbox) as c:
         assert c.get("/v2/users", params={"uid": "nobody"}).status_code == 404
+
+
+def test_the_workers_client_reads_the_sandboxs_look_up_and_delete_as_fullstorys(
+    deleting, clock
+) -> None:
+    """The worker's FullStory client against the sandbox: present, deleted (200), being
+    deleted, absent, and a second delete of the gone user is a 404 (False), not an error."""
+    sandbox, client = deleting
+    client.post("/v2/users", json={"uid": "a"})
+    worker_client = FullStoryClient(sandbox.url, Secret(API_KEY))
+    try:
+        assert worker_client.user_presence("a") is UserPresence.PRESENT
+        assert worker_client.delete_user("a") is True
+        assert worker_client.user_presence("a") is UserPresence.BEING_DELETED
+        clock.now_s += 1.0
+        assert worker_client.user_presence("a") is UserPresence.ABSENT
+        assert worker_client.delete_user("a") is False
+    finally:
+        worker_client.close()
+    with Sandbox(api_key=API_KEY, api_key_admin=False) as standard:
+        worker_client = FullStoryClient(standard.url, Secret(API_KEY))
+        try:
+            with pytest.raises(AuthFailed):
+                worker_client.user_presence("nobody")
+        finally:
+            worker_client.close()

@@ -1,4 +1,5 @@
-"""FullStory v2 batch user import over HTTP: one call, one answer, errors translated.
+"""FullStory v2 users over HTTP (batch import, look-up, deletion): one call, one answer,
+errors translated.
 
 No retrying here (``calls`` owns the policy). This is the one place that reads HTTP
 statuses; every failure becomes one ``worker.errors`` class:
@@ -7,7 +8,8 @@ statuses; every failure becomes one ``worker.errors`` class:
 - 5xx -> ``ServerError``
 - 429 -> ``RateLimited`` with its Retry-After
 - 401 / 403 -> ``AuthFailed``
-- 404 -> ``NotFound`` (a job FullStory does not know, or a wrong base URL)
+- 404 -> ``NotFound`` (a job FullStory does not know, or a wrong base URL); for a user's
+  look-up or deletion, an answer: the user does not exist
 - 400 / 413 / 422 (the body is invalid) -> ``RejectedRequest``
 - any other status (a wrong URL's 3xx / 405, 408, 415 ...), a 200 whose body is not what
   the API documents, an answer longer than ``ANSWER_MAX_BYTES`` -> ``BadAnswer``
@@ -72,6 +74,14 @@ class JobStatus:
     @property
     def done(self) -> bool:
         return self.state is not JobState.PROCESSING
+
+
+class UserPresence(Enum):
+    """What ``GET /v2/users?uid=`` says of a uid."""
+
+    PRESENT = "present"
+    BEING_DELETED = "being_deleted"  # deleted, FullStory still removing it in the background
+    ABSENT = "absent"  # 404: never created, or its deletion finished
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +258,37 @@ class FullStoryClient:
             raise BadAnswer("job errors: answer has an unexpected shape", 200) from exc
         token = answer.get("next_page_token")
         return errors, str(token) if token else None
+
+    def user_presence(self, uid: str) -> UserPresence:
+        """``GET /v2/users?uid=``. Needs an Admin or Architect key: a key without the role is
+        ``AuthFailed`` (403), which is how a look-up of a uid that does not exist tells a key
+        that may delete (404, ``ABSENT``) from one that may not, touching no user."""
+        try:
+            answer = self._send("GET", "/v2/users", "user look-up", params={"uid": uid})
+        except NotFound:
+            return UserPresence.ABSENT
+        results = answer.get("results")
+        if not isinstance(results, list) or len(results) > 1:
+            raise BadAnswer("user look-up: answer has an unexpected shape", 200)
+        if not results:
+            return UserPresence.ABSENT
+        user = results[0]
+        if not isinstance(user, dict) or user.get("uid") not in (None, uid):
+            raise BadAnswer("user look-up: the answer is about another user", 200)
+        deleting = user.get("is_being_deleted", False)
+        if not isinstance(deleting, bool):
+            raise BadAnswer("user look-up: is_being_deleted is not a boolean", 200)
+        return UserPresence.BEING_DELETED if deleting else UserPresence.PRESENT
+
+    def delete_user(self, uid: str) -> bool:
+        """``DELETE /v2/users?uid=``: True when FullStory took the deletion (200; it runs in
+        the background), False when it does not know the uid (404). Both mean the delete is
+        done as far as the caller is concerned; every other answer raises as any call's."""
+        try:
+            self._send("DELETE", "/v2/users", "user delete", params={"uid": uid})
+        except NotFound:
+            return False
+        return True
 
     def close(self) -> None:
         self._client.close()

@@ -20,7 +20,13 @@ from worker.errors import (
     Unreachable,
     WorkerError,
 )
-from worker.fullstory.client import FullStoryClient, JobState, JobStatus, UserError
+from worker.fullstory.client import (
+    FullStoryClient,
+    JobState,
+    JobStatus,
+    UserError,
+    UserPresence,
+)
 
 Answer = httpx.Response | Callable[[httpx.Request], httpx.Response]
 
@@ -215,3 +221,69 @@ def test_a_job_id_is_one_escaped_path_segment():
         "/v2/users/batch/a%2F..%2Fb%3Fc%3D%252",
         "/v2/users/batch/a%2F..%2Fb%3Fc%3D%252/errors?page_token=t%2F1",
     ]
+
+
+@pytest.mark.parametrize(
+    ("answer", "presence"),
+    [
+        (_json(200, {"results": [{"uid": "u 1", "is_being_deleted": False}]}), "PRESENT"),
+        (_json(200, {"results": [{"uid": "u 1"}]}), "PRESENT"),
+        (_json(200, {"results": [{"uid": "u 1", "is_being_deleted": True}]}), "BEING_DELETED"),
+        (_json(404, {"code": "resource_not_found", "message": "no user"}), "ABSENT"),
+        (_json(200, {"results": []}), "ABSENT"),
+    ],
+    ids=["present", "present-no-flag", "being-deleted", "404", "no-results"],
+)
+def test_a_user_look_up_says_present_being_deleted_or_absent(answer, presence):
+    """The order of a delete rests on this answer: a deletion still running is not absent."""
+    asked: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return answer
+
+    assert _client(handler).user_presence("u 1") is UserPresence[presence]
+    assert asked[0].method == "GET" and asked[0].url.path == "/v2/users"
+    assert asked[0].url.params["uid"] == "u 1"
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (_json(403, {"code": "forbidden"}), AuthFailed),
+        (_json(429, {}), RateLimited),
+        (_json(503, {}), ServerError),
+        (_json(200, {"results": [{"uid": "someone else"}]}), BadAnswer),
+        (_json(200, {"results": [{"uid": "u 1", "is_being_deleted": "yes"}]}), BadAnswer),
+        (_json(200, {"results": [{"uid": "u 1"}, {"uid": "u 1"}]}), BadAnswer),
+        (_json(200, {"results": "none"}), BadAnswer),
+        (_json(200, {}), BadAnswer),
+    ],
+    ids=["403", "429", "503", "other-user", "flag-not-bool", "two-users", "not-a-list", "empty"],
+)
+def test_a_look_up_the_worker_cannot_trust_is_never_taken_for_an_answer(answer, error):
+    """A key without the Admin role (403) or an absurd answer is an error, never "absent":
+    taken as absent, a re-created user could be swallowed by a deletion still running."""
+    with pytest.raises(error):
+        _client(answer).user_presence("u 1")
+
+
+def test_a_delete_is_done_on_200_and_on_404_and_anything_else_raises():
+    """200: FullStory took the deletion; 404: there was no such user. Both end the delete;
+    the rest is retried by the caller's policy like every call."""
+    asked: list[httpx.Request] = []
+
+    def answers(status: int) -> Answer:
+        def handler(request: httpx.Request) -> httpx.Response:
+            asked.append(request)
+            return _json(status, {} if status == 200 else {"code": "x"})
+
+        return handler
+
+    assert _client(answers(200)).delete_user("a/b?c") is True
+    assert asked[-1].method == "DELETE" and asked[-1].url.path == "/v2/users"
+    assert asked[-1].url.params["uid"] == "a/b?c"
+    assert _client(answers(404)).delete_user("a") is False
+    for status, error in ((403, AuthFailed), (429, RateLimited), (500, ServerError)):
+        with pytest.raises(error):
+            _client(answers(status)).delete_user("a")
