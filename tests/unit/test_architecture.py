@@ -7,6 +7,7 @@ Read from the source (``ast``), not by importing: an import inside a function co
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,19 @@ def test_only_the_commit_stage_acknowledges_a_span():
         "loop/commit/committer.py",
         "loop/commit/watermark.py",
     ], setters
+
+
+def test_architecture_md_draws_every_module_of_the_tree():
+    """The package tree in ARCHITECTURE.md names each module that exists, and none that does
+    not: a newcomer reads the layout there."""
+    text = (WORKER.parent / "ARCHITECTURE.md").read_text()
+    start = text.index("worker/\n├")
+    tree = text[start : text.index("```", start)]
+    named = set(re.findall(r"\b([a-z_]+\.(?:py|c))\b", tree))
+    actual = {
+        p.name
+        for p in WORKER.rglob("*")
+        if p.suffix in (".py", ".c") and p.name not in ("__init__.py", "__main__.py")
+    }
+    assert sorted(actual - named) == [], "add them to ARCHITECTURE.md's tree"
+    assert sorted(named - actual) == [], "ARCHITECTURE.md's tree names modules that are gone"
