@@ -52,13 +52,19 @@ class DeadLetterCode(StrEnum):
     peer never decides the metric's cardinality; the values are an interface, never renamed."""
 
     # -- the record cannot be read (``worker.events.decode``, ``worker.events.registry``)
-    TOMBSTONE = "tombstone"  # no value: a deletion, which the worker does not import
+    TOMBSTONE = "tombstone"  # no value, and a key that is not a uid (canonical format)
     NOT_WIRE_FORMAT = "not_wire_format"  # with a registry: no 5-byte Confluent header
     UNDECLARED_SCHEMA_ID = "undeclared_schema_id"  # no registry: an id LOCAL_SCHEMA_IDS lacks
     AMBIGUOUS_SCHEMA_ID = "ambiguous_schema_id"  # no registry: plain Avro, and under a declared id
     UNKNOWN_SCHEMA_ID = "unknown_schema_id"  # the registry says it has no such schema id
     BAD_WRITER_SCHEMA = "bad_writer_schema"  # the registry's schema for the id is not Avro
     UNDECODABLE = "undecodable"  # the bytes are not Avro of the schema they claim
+    # -- a Debezium change event the field mapping cannot read (``worker.events.debezium``)
+    MAPPED_COLUMN_MISSING = "mapped_column_missing"  # the table lacks a column FIELD_MAPPING maps
+    UNSUPPORTED_COLUMN = "unsupported_column"  # a mapped column of a type FullStory cannot take
+    NOT_A_CHANGE_EVENT = "not_a_change_event"  # neither a Debezium envelope nor a flattened row
+    UNKNOWN_OP = "unknown_op"  # an envelope whose op is not c, u, d, r, t or m
+    DELETE_WITHOUT_UID = "delete_without_uid"  # a delete whose before image lacks the uid column
     # -- the event breaks one of FullStory's published rules (``worker.events.rules``, ``merge``)
     EMPTY_UID = "empty_uid"  # the uid is empty or only white space
     INVALID_UID = "invalid_uid"  # the uid is too long or holds a control character

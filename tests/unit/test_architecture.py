@@ -20,7 +20,7 @@ LEAVES = {"errors", "records", "bounded_http"}
 MAY_IMPORT: dict[str, set[str]] = {
     "runtime": {"errors"},
     "config": {"errors"},
-    "events": {"errors", "config", "bounded_http"},
+    "events": {"errors", "config", "records", "bounded_http"},
     "fullstory": {"errors", "config", "runtime", "bounded_http", "events"},
     "kafka": {"errors", "config", "records", "runtime"},
     "loop": {"errors", "records", "runtime", "events", "fullstory"},

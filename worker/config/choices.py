@@ -19,3 +19,17 @@ class PropertyTypes(StrEnum):
     def declares_types(self) -> bool:
         """Whether a request declares each property's type in its ``schema``."""
         return self is PropertyTypes.V2
+
+
+class SourceFormat(StrEnum):
+    """``SOURCE_FORMAT``: what the source topics carry (``worker.events``)."""
+
+    CANONICAL = "canonical"  # the worker's own UserChange schema (schemas/user_change.avsc)
+    DEBEZIUM = "debezium"  # Debezium change events of a table, mapped by FIELD_MAPPING
+
+
+class OnDelete(StrEnum):
+    """``ON_DELETE``: what a user deleted at the source does in FullStory (``worker.loop``)."""
+
+    IGNORE = "ignore"  # acknowledged and counted, nothing sent
+    DELETE = "delete"  # DELETE /v2/users?uid=, in the uid's order

@@ -17,11 +17,12 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
-from worker.config.choices import PropertyTypes
+from worker.config.choices import OnDelete, PropertyTypes, SourceFormat
 from worker.config.kafka import kafka_properties, refused_variable
 from worker.config.redact import Secret as Secret  # re-exported: callers import it from here
 from worker.config.redact import redact_url
@@ -85,6 +86,9 @@ class Settings:
     log_format: str = "json"
     property_types: PropertyTypes = PropertyTypes.V2
     local_schema_ids: frozenset[int] = frozenset()
+    source_format: SourceFormat = SourceFormat.CANONICAL
+    field_mapping: Path | None = None
+    on_delete: OnDelete = OnDelete.IGNORE
 
     def __repr__(self) -> str:
         # URLs may carry userinfo: shown redacted, like the secrets.
@@ -270,6 +274,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     registry_url = _url(env, "SCHEMA_REGISTRY_URL")
     insecure = _insecure_http(env, api_url, registry_url, registry_auth)
     dlq_topic = load_dlq_topic(env, kafka)
+    source_format = _source_format(env, registry_url)
     return Settings(
         kafka=kafka,
         fullstory_api_key=api_key,
@@ -293,4 +298,30 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         log_format=_choice(env, "LOG_FORMAT"),
         property_types=PropertyTypes(_choice(env, "PROPERTY_TYPES")),
         local_schema_ids=_ids(env, "LOCAL_SCHEMA_IDS"),
+        source_format=source_format,
+        field_mapping=_field_mapping(env, source_format),
+        on_delete=OnDelete(_choice(env, "ON_DELETE")),
     )
+
+
+def _source_format(env: Mapping[str, str], registry_url: str | None) -> SourceFormat:
+    source_format = SourceFormat(_choice(env, "SOURCE_FORMAT"))
+    if source_format is SourceFormat.DEBEZIUM and registry_url is None:
+        raise ConfigError(
+            "SCHEMA_REGISTRY_URL", "is required with SOURCE_FORMAT=debezium (table schemas vary)"
+        )
+    return source_format
+
+
+def _field_mapping(env: Mapping[str, str], source_format: SourceFormat) -> Path | None:
+    """The mapping file's path: required for Debezium sources, refused for the canonical one
+    (its events name FullStory's fields already). Its content is read by
+    ``worker.events.mapping`` at start-up."""
+    raw = env.get("FIELD_MAPPING", "").strip()
+    if source_format is SourceFormat.CANONICAL:
+        if raw:
+            raise ConfigError("FIELD_MAPPING", "is only read with SOURCE_FORMAT=debezium")
+        return None
+    if not raw:
+        raise ConfigError("FIELD_MAPPING", "is required with SOURCE_FORMAT=debezium")
+    return Path(raw)

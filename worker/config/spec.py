@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from worker.config.choices import PropertyTypes
+from worker.config.choices import OnDelete, PropertyTypes, SourceFormat
 
 Kind = Literal["int", "str", "bool", "enum", "url", "list"]
 
@@ -212,6 +212,32 @@ SETTINGS: tuple[Setting, ...] = (
         "(`plan_str`, `visits_int`) and declares nothing. See [The event](#the-event)",
         PropertyTypes.V2,
         choices=tuple(PropertyTypes),
+    ),
+    Setting(
+        "SOURCE_FORMAT",
+        "enum",
+        "what the topics carry: `canonical`, the worker's own event (a tombstone keyed by the "
+        "uid is a delete); `debezium`, Debezium change events of a users table, raw envelopes "
+        "or flattened by `ExtractNewRecordState`, mapped by `FIELD_MAPPING` (needs "
+        "`SCHEMA_REGISTRY_URL`). See [Debezium sources](#debezium-sources)",
+        SourceFormat.CANONICAL,
+        choices=tuple(SourceFormat),
+    ),
+    Setting(
+        "FIELD_MAPPING",
+        "str",
+        "path of the JSON field mapping (required with `SOURCE_FORMAT=debezium`): FullStory "
+        'fields and property names to column names, `{"uid": "id", "email": '
+        '"email", "properties": {"plan": "pricing_plan"}}`',
+    ),
+    Setting(
+        "ON_DELETE",
+        "enum",
+        "a user deleted at the source: `ignore` acknowledges and counts it; `delete` deletes "
+        "the user in FullStory (`DELETE /v2/users`, an Admin or Architect key, checked at "
+        "start), in the uid's order. See [Deletes](#deletes)",
+        OnDelete.IGNORE,
+        choices=tuple(OnDelete),
     ),
 )
 

@@ -37,7 +37,7 @@ import fastavro
 from fastavro.schema import to_parsing_canonical_form
 
 from worker.errors import DeadLetterCode, InvalidRecord
-from worker.events.change import UserChange
+from worker.events.change import Delete, Event, UserChange
 from worker.events.readers import (
     Read,
     ReadBody,
@@ -48,6 +48,7 @@ from worker.events.readers import (
     record_reader,
 )
 from worker.events.rules import Rules
+from worker.records import Message
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "user_change.avsc"
 _HEADER = struct.Struct(">bI")
@@ -67,7 +68,7 @@ def without_logical_types(schema: Any) -> Any:
     return schema
 
 
-def _read_exactly(body: bytes, read: Read) -> Any:
+def read_exactly(body: bytes, read: Read) -> Any:
     stream = io.BytesIO(body)
     datum = read(stream)
     if stream.tell() != len(body):
@@ -105,7 +106,7 @@ class Decoder:
         )
         self._on_reader = on_reader
         read = record_reader(self._local)
-        self._read_local: ReadBody = self._compiled or partial(_read_exactly, read=read)
+        self._read_local: ReadBody = self._compiled or partial(read_exactly, read=read)
         # Registry mode: how each writer schema's bodies are read, by schema id.
         self._by_id: dict[int, tuple[Any, ReadBody]] = {}
         self._writer_schema = writer_schema
@@ -118,6 +119,34 @@ class Decoder:
         "fastavro" (logged at start-up: a backlog decodes about five times slower with the
         second); ``local_reader`` says why."""
         return self.local_reader.reader
+
+    def read(self, message: Message) -> Event:
+        """The event a consumed record carries: its change, or, for a tombstone whose key is
+        a uid (UTF-8, as the worker's own producers key records), that user's ``Delete``."""
+        value = message.value()
+        if value is None:
+            return self._tombstone(message.key())
+        return self.decode(value)
+
+    def _tombstone(self, key: bytes | None) -> Delete:
+        try:
+            uid = key.decode("utf-8") if key else ""
+        except UnicodeDecodeError:
+            raise InvalidRecord(
+                DeadLetterCode.TOMBSTONE, "record has no value, and its key is not a UTF-8 uid"
+            ) from None
+        if not uid or uid.isspace():
+            raise InvalidRecord(DeadLetterCode.TOMBSTONE, "record has no value and no uid key")
+        try:
+            self._check(
+                {"uid": uid, "changed_at": 0, "display_name": None, "email": None, "properties": {}}
+            )
+        except InvalidRecord as exc:
+            raise InvalidRecord(
+                DeadLetterCode.TOMBSTONE,
+                f"record has no value, and its key is no uid: {exc.message}",
+            ) from None
+        return Delete(uid)
 
     def decode(self, value: bytes | None) -> UserChange:
         if value is None:
@@ -162,7 +191,7 @@ class Decoder:
                 Reader.FASTAVRO, self.local_reader.why if same else Why.RESOLVED, schema_id
             )
             read = partial(
-                _read_exactly,
+                read_exactly,
                 read=lambda stream: fastavro.schemaless_reader(stream, writer, self._local),
             )
         if len(self._by_id) >= _READERS_MAX:

@@ -1,6 +1,7 @@
 """Avro user changes -> FullStory ``BatchUserImportRequest`` objects. Pure.
 
-Events are partial updates: a ``None`` field or property leaves the value as it is.
+Events are partial updates: a ``None`` field or property leaves the value as it is, and
+``CLEAR`` (a full row's NULL column, ``events.mapping``) empties it: it is sent as ``null``.
 All events of one uid in a batch fold, in offset order, into one request object whose
 ``schema`` declares each property's type from its Avro value type, because FullStory
 infers every JSON number as ``real`` unless told otherwise.
@@ -13,7 +14,7 @@ from sys import intern
 from typing import Any
 
 from worker.errors import DeadLetterCode, InvalidRecord
-from worker.events.change import UserChange
+from worker.events.change import CLEAR, Cleared, UserChange
 
 MAX_PROPERTIES_PER_USER = 500
 
@@ -43,12 +44,13 @@ class UserUpdate:
     """The fold of one uid's changes: what one request object will carry."""
 
     uid: str
-    display_name: str | None = None
-    email: str | None = None
-    properties: dict[str, bool | int | float | str] = field(default_factory=dict)
+    display_name: str | Cleared | None = None
+    email: str | Cleared | None = None
+    properties: dict[str, bool | int | float | str | Cleared] = field(default_factory=dict)
 
     def apply(self, change: UserChange) -> None:
-        """Fold a later change on top: non-null values win, nulls leave things as they are.
+        """Fold a later change on top: non-null values (``CLEAR`` included) win, nulls leave
+        things as they are.
         A change that would take the user over FullStory's limit of properties raises
         ``InvalidRecord`` (``too_many_properties``) and changes nothing."""
         properties = change["properties"]
@@ -81,16 +83,23 @@ class UserUpdate:
         """The ``BatchUserImportRequest`` JSON object; ``declare_types`` False when the
         property names carry their type suffixes instead (``PropertyTypes.SUFFIXED``)."""
         request: dict[str, Any] = {"uid": self.uid}
-        if self.display_name is not None:
-            request["display_name"] = self.display_name
-        if self.email is not None:
-            request["email"] = self.email
-        if self.properties:
-            request["properties"] = dict(self.properties)
+        display_name, email = self.display_name, self.email
+        if display_name is not None:
+            request["display_name"] = None if display_name is CLEAR else display_name
+        if email is not None:
+            request["email"] = None if email is CLEAR else email
+        properties = self.properties
+        if properties:
+            request["properties"] = {n: None if v is CLEAR else v for n, v in properties.items()}
             if declare_types:
-                request["schema"] = {
-                    "properties": {n: declared_type(v) for n, v in self.properties.items()}
+                # A cleared property declares nothing: null conforms to every type.
+                declared = {
+                    n: declared_type(v)  # type: ignore[arg-type]  # CLEAR is filtered out
+                    for n, v in properties.items()
+                    if v is not CLEAR
                 }
+                if declared:
+                    request["schema"] = {"properties": declared}
         return request
 
 

@@ -52,6 +52,7 @@ class Why(StrEnum):
     SCHEMA_DIFFERS = "schema differs from the compiled reader's"
     PROBE_MISMATCH = "probe mismatch"
     RESOLVED = "writer schema differs from the reader schema"
+    TABLE_SCHEMA = "a table's change events (SOURCE_FORMAT=debezium)"
 
 
 @dataclass(frozen=True, slots=True)

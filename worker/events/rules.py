@@ -35,7 +35,7 @@ from math import isfinite
 
 from worker.config.choices import PropertyTypes
 from worker.errors import DeadLetterCode, InvalidRecord
-from worker.events.change import PropertyValue, UserChange
+from worker.events.change import Cleared, PropertyValue, UserChange
 from worker.events.merge import MAX_PROPERTIES_PER_USER, DateStr, declared_type
 
 Value = bool | int | float | str  # a property value that is not null
@@ -118,14 +118,15 @@ class Rules:
             )
         if not uid.isprintable() and _CONTROL.search(uid):
             raise InvalidRecord(DeadLetterCode.INVALID_UID, "uid holds a control character")
+        # Rules run before a mapped row's NULLs become CLEAR (``events.mapping``): strings here.
         display_name = change["display_name"]
-        if display_name is not None and len(display_name) > DISPLAY_NAME_MAX_CHARS:
+        if display_name is not None and len(display_name) > DISPLAY_NAME_MAX_CHARS:  # type: ignore[arg-type]
             raise InvalidRecord(
                 DeadLetterCode.INVALID_DISPLAY_NAME,
                 f"display_name is longer than {DISPLAY_NAME_MAX_CHARS} characters",
             )
         email = change["email"]
-        if email is not None and len(email) > EMAIL_MAX_CHARS:
+        if email is not None and len(email) > EMAIL_MAX_CHARS:  # type: ignore[arg-type]
             raise InvalidRecord(
                 DeadLetterCode.INVALID_EMAIL, f"email is longer than {EMAIL_MAX_CHARS} characters"
             )
@@ -167,8 +168,8 @@ class Rules:
 
     def _property(self, name: str, value: PropertyValue) -> tuple[str | None, PropertyValue]:
         sent, suffix = self.names.lookup(name)
-        if value is None:
-            return sent, None
+        if value is None or isinstance(value, Cleared):
+            return sent, value
         typed = _plain(name, value) if suffix is None else _suffixed(name, suffix, value)
         return (f"{name}_{declared_type(typed)}" if sent is None else sent), typed
 

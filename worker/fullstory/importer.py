@@ -96,6 +96,7 @@ class Importer:
         self._new_key_after = new_key_after_5xx
         self._metrics = metrics or Metrics()
         self._policy = Policy(abandon, backoff, on_api_answer, on_api_failure, self._metrics)
+        self.policy = self._policy  # shared with the ``Deleter``: one rate gate for the org
         watch = watch or JobWatch()
         self._metrics.jobs_overdue.set_function(watch.count_overdue)
         self._jobs = Jobs(

@@ -1,6 +1,8 @@
-"""What FullStory imported is acknowledged; what it cannot take is dead-lettered first.
+"""What FullStory imported (or deleted) is acknowledged; what it cannot take is dead-lettered
+first.
 
-A unit whose user was imported is acknowledged at once; a rejected user's records (read back
+A unit whose user was imported, or deleted and gone, is acknowledged at once (with its riders:
+a delete's folded successors); a rejected user's records (read back
 from Kafka) and undecodable records go to the DLQ, and are acknowledged only once Kafka took
 each letter (``acks=all``). Acknowledging is the commit stage's verb (``Committer.ack``),
 handed in as ``ack``. Metrics are counted per batch, not per record, where they can be. Runs
@@ -35,7 +37,8 @@ class _Countdown:
     def one_done(self) -> None:
         self.left -= 1
         if self.left <= 0:
-            self.ack(self.unit)
+            for span in self.unit.spans():
+                self.ack(span)
 
 
 class Acknowledger:
@@ -53,7 +56,8 @@ class Acknowledger:
         for uid, unit in batch.units.items():
             failure = outcome.failures.get(uid)
             if failure is None:
-                self._ack(unit)
+                for span in unit.spans():
+                    self._ack(span)
                 imported += len(unit.offsets)
                 continue
             letters = _Countdown(unit, len(unit.offsets), self._ack)
@@ -66,7 +70,9 @@ class Acknowledger:
                     letters,
                     fullstory_code=failure.code,
                 )
-        self._metrics.records_acknowledged.labels("imported").inc(imported)
+        self._metrics.records_acknowledged.labels("deleted" if batch.deletes else "imported").inc(
+            imported
+        )
 
     def undecodable(
         self, tp: TopicPartition, offset: int, message: Message, error: InvalidRecord

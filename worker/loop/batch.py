@@ -10,6 +10,16 @@ A batch holds at most ``max_users`` uids, oldest units first. The uids of a batc
 blocked until ``release``: their later records merge into new units that wait, so two
 in-flight jobs never share a uid and a uid's changes reach FullStory in order. A uid with
 units on several partitions (several topics) sends them in separate batches, one at a time.
+
+Deletes (``delete``) keep that order across a user's deletion. A delete takes over its user's
+pending unit: the changes before it are never sent (upsert then delete is one delete), and
+it is acknowledged with it. Changes after a pending delete wait in its ``successor`` unit
+(tracked as a span of its own), which becomes an ordinary pending unit when the delete goes
+out, blocked, like any unit of a uid in flight, until the delete's batch is released; the
+dispatcher releases it only once the user is gone. A delete of a re-created user folds the
+successor into it (``riders``: spans acknowledged with the delete). Delete batches
+(``take_deletes``) hold deletes only, at most ``DELETE_BATCH_MAX``, and are cut whenever one is
+eligible: never held back by the backlog hold or ``max_wait_s``.
 """
 
 from __future__ import annotations
@@ -27,10 +37,15 @@ from worker.records import TopicPartition
 _batch_ids = itertools.count(1)
 
 
-class Unit(Span):
-    """One uid's pending records of one partition, merged; acknowledged together."""
+# Deletes in one delete batch: each is a call of its own (FullStory has no batch delete).
+DELETE_BATCH_MAX = 100
 
-    __slots__ = ("arrived", "offsets", "tp", "update")
+
+class Unit(Span):
+    """One uid's pending records of one partition, merged; acknowledged together. A delete
+    unit (``deletes``) stands for records ending with the user's deletion."""
+
+    __slots__ = ("arrived", "deletes", "offsets", "riders", "successor", "tp", "update")
 
     def __init__(self, tp: TopicPartition, offset: int, change: UserChange, now: float) -> None:
         super().__init__(offset)
@@ -39,10 +54,30 @@ class Unit(Span):
         self.update.apply(change)
         self.offsets = array("q", (offset,))
         self.arrived = now
+        self.deletes = False
+        self.successor: Unit | None = None  # a delete's later changes, waiting for it
+        self.riders: list[Span] = []  # spans acknowledged with this one
+
+    @classmethod
+    def deletion(cls, tp: TopicPartition, offset: int, uid: str, now: float) -> Unit:
+        unit = cls.__new__(cls)
+        Span.__init__(unit, offset)
+        unit.tp = tp
+        unit.update = UserUpdate(uid=uid)
+        unit.offsets = array("q", (offset,))
+        unit.arrived = now
+        unit.deletes = True
+        unit.successor = None
+        unit.riders = []
+        return unit
 
     @property
     def uid(self) -> str:
         return self.update.uid
+
+    def spans(self) -> list[Span]:
+        """Every span acknowledged with this unit: itself and its riders."""
+        return [self, *self.riders] if self.riders else [self]
 
 
 @dataclass(slots=True)
@@ -51,6 +86,7 @@ class Batch:
 
     id: int
     units: dict[str, Unit] = field(default_factory=dict)
+    deletes: bool = False  # a delete batch: every unit deletes its user
 
     @property
     def uids(self) -> Collection[str]:
@@ -72,14 +108,20 @@ class Batcher:
         self.max_users = max_users
         self.max_wait_s = max_wait_s
         self._units: dict[tuple[str, TopicPartition], Unit] = {}
+        self._deletes: dict[tuple[str, TopicPartition], Unit] = {}  # pending delete units
+        self._successors = 0  # delete units' successors
         self._blocked: set[str] = set()
         self._units_of: dict[str, int] = {}  # pending units per uid
         self._held = 0  # pending units whose uid is blocked
         self._last_cut = float("-inf")
 
     def __len__(self) -> int:
-        """Users waiting (pending units)."""
-        return len(self._units)
+        """Users waiting (pending units, deletes and their successors included)."""
+        return len(self._units) + len(self._deletes) + self._successors
+
+    def deletes_waiting(self) -> int:
+        """Pending delete units."""
+        return len(self._deletes)
 
     def add(self, tp: TopicPartition, offset: int, change: UserChange, now: float) -> Unit | None:
         """Fold a decoded record into its user's pending unit; returns the unit when the
@@ -91,11 +133,92 @@ class Batcher:
             unit.update.apply(change)
             unit.offsets.append(offset)
             return None
+        if self._deletes:
+            deleting = self._deletes.get(key)
+            if deleting is not None:  # after a pending delete: waits for it
+                successor = deleting.successor
+                if successor is None:
+                    successor = deleting.successor = Unit(tp, offset, change, now)
+                    self._successors += 1
+                    return successor
+                successor.update.apply(change)
+                successor.offsets.append(offset)
+                return None
         unit = self._units[key] = Unit(tp, offset, change, now)
         self._units_of[uid] = self._units_of.get(uid, 0) + 1
         if uid in self._blocked:
             self._held += 1
         return unit
+
+    def delete(self, tp: TopicPartition, offset: int, uid: str, now: float) -> Unit | None:
+        """Note the deletion of ``uid``; returns the unit when the record starts a new one.
+        The user's pending changes of this partition go with it, unsent."""
+        key = (uid, tp)
+        unit = self._units.pop(key, None)
+        if unit is not None:  # never sent: the delete stands for those changes
+            self._forget_unit(uid)
+            if uid in self._blocked:
+                self._held -= 1
+            unit.deletes = True
+            unit.update = UserUpdate(uid=uid)
+            unit.offsets.append(offset)
+            self._deletes[key] = unit
+            return None
+        deleting = self._deletes.get(key)
+        if deleting is not None:
+            successor = deleting.successor
+            if successor is not None:  # re-created, then deleted again: one delete
+                deleting.riders.append(successor)
+                deleting.riders.extend(successor.riders)
+                deleting.offsets.extend(successor.offsets)
+                deleting.successor = None
+                self._successors -= 1
+            deleting.offsets.append(offset)
+            return None
+        unit = self._deletes[key] = Unit.deletion(tp, offset, uid, now)
+        return unit
+
+    def take_deletes(
+        self,
+        fenced: Collection[TopicPartition] = (),
+        only: Collection[TopicPartition] | None = None,
+    ) -> Batch | None:
+        """Cut a delete batch of the eligible deletes (their uids not in flight, their
+        partitions neither ``fenced`` nor outside ``only``), and block their uids until
+        ``release``; each one's successor becomes a pending unit, held behind it."""
+        if not self._deletes:
+            return None
+        batch = Batch(id=next(_batch_ids), deletes=True)
+        units = batch.units
+        taken: list[tuple[str, TopicPartition]] = []
+        for key, unit in self._deletes.items():
+            if len(units) >= DELETE_BATCH_MAX:
+                break
+            uid = key[0]
+            if (
+                uid in self._blocked
+                or uid in units
+                or unit.tp in fenced
+                or (only is not None and unit.tp not in only)
+            ):
+                continue
+            units[uid] = unit
+            taken.append(key)
+        if not units:
+            return None
+        for key in taken:
+            del self._deletes[key]
+        for uid, unit in units.items():
+            self._blocked.add(uid)
+            self._held += self._units_of.get(uid, 0)
+            successor = unit.successor
+            if successor is not None:
+                unit.successor = None
+                self._successors -= 1
+                self._units[(uid, unit.tp)] = successor
+                self._units_of[uid] = self._units_of.get(uid, 0) + 1
+                self._held += 1
+        return batch
 
     def _oldest(self) -> Unit | None:
         return next(iter(self._units.values()), None)
@@ -176,8 +299,10 @@ class Batcher:
             del self._units_of[uid]
 
     def pending_for(self, partitions: Collection[TopicPartition]) -> int:
-        """Pending units of ``partitions``."""
-        return sum(1 for unit in self._units.values() if unit.tp in partitions)
+        """Pending units of ``partitions`` (deletes included)."""
+        return sum(1 for unit in self._units.values() if unit.tp in partitions) + sum(
+            1 for unit in self._deletes.values() if unit.tp in partitions
+        )
 
     def drop_partitions(self, partitions: Collection[TopicPartition]) -> int:
         """Forget pending units of partitions this replica no longer owns (their records
@@ -189,4 +314,8 @@ class Batcher:
             if uid in self._blocked:
                 self._held -= 1
             self._forget_unit(uid)
-        return len(dropped)
+        deletes = [key for key, unit in self._deletes.items() if unit.tp in partitions]
+        for key in deletes:
+            if self._deletes.pop(key).successor is not None:
+                self._successors -= 1
+        return len(dropped) + len(deletes)

@@ -1,8 +1,9 @@
 """Import jobs in flight: their threads, their job ids and their cancellation.
 
 Threads: the poll loop alone calls every method here. ``MAX_JOBS_IN_FLIGHT`` job threads each
-run one batch (``_run``: import it, then read back from Kafka the records of the users
-FullStory rejected) or one fence wait; they touch nothing of the loop's but what they are
+run one batch (``_run``: import it, or for a delete batch delete its users and wait until they
+are gone; then read back from Kafka the records of the users FullStory rejected) or one fence
+wait; they touch nothing of the loop's but what they are
 handed (the batch, its cancel event) and the ``_created`` queue, through which they report
 each job id the moment FullStory accepted a POST.
 """
@@ -20,6 +21,7 @@ from structlog.typing import FilteringBoundLogger
 
 from worker.errors import Abandoned, ReadBackFailed
 from worker.fullstory.client import UserError
+from worker.fullstory.deleter import Deleter
 from worker.fullstory.importer import Importer
 from worker.loop.batch import Batch
 from worker.loop.ports import RecordReader
@@ -77,8 +79,11 @@ class Dispatcher:
         reader: RecordReader,
         max_jobs: int,
         abandon: threading.Event,
+        deleter: Deleter | None = None,
     ) -> None:
+        """``deleter``: runs delete batches (``ON_DELETE=delete``; None: there are none)."""
         self._importer = importer
+        self._deleter = deleter
         self._reader = reader
         self._abandon = abandon
         self.max_jobs = max_jobs
@@ -148,17 +153,24 @@ class Dispatcher:
         rejected (the loop keeps no values) for their dead letters, again while that raises
         ``ReadBackFailed``. Any other error ends the thread and reaches the loop through
         ``finished``."""
-        imported = self._importer.run(
-            [unit.update for unit in batch.units.values()],
-            lambda job_id: self._created.put((batch.id, job_id)),
-            cancel,
-            context={
-                "batch_id": batch.id,
-                "partitions": sorted(batch.partitions()),
-                "records": batch.record_count(),
-            },
-        )
-        outcome = BatchOutcome(batch, imported.job_ids, imported.failures)
+        context = {
+            "batch_id": batch.id,
+            "partitions": sorted(batch.partitions()),
+            "records": batch.record_count(),
+        }
+        if batch.deletes:
+            if self._deleter is None:
+                raise RuntimeError("a delete batch without a deleter (ON_DELETE=ignore)")
+            deleted = self._deleter.run(list(batch.uids), cancel, context)
+            outcome = BatchOutcome(batch, [], deleted.failures)
+        else:
+            imported = self._importer.run(
+                [unit.update for unit in batch.units.values()],
+                lambda job_id: self._created.put((batch.id, job_id)),
+                cancel,
+                context=context,
+            )
+            outcome = BatchOutcome(batch, imported.job_ids, imported.failures)
         backoff = Backoff(cap_s=10.0)
         for uid in outcome.failures:
             unit = batch.units[uid]

@@ -10,6 +10,8 @@ here (the pieces live in their own modules):
   the contiguous acknowledged prefix (``commit.watermark``, ``commit.committer``);
 * only partitions the ``Assignment`` says are ours are taken in, committed or named;
 * two in-flight jobs never share a uid (the batcher blocks a batch's uids until it ends);
+  a delete goes only after the uid's jobs ended, and the uid's later changes only once the
+  user is gone; deletes go as soon as a job slot is free (``_submit_deletes``);
 * far behind the log end users keep merging, and too many waiting users pause the partitions
   while the loop keeps polling (``flow``); it never sleeps;
 * on revoke it sends the revoked partitions' users and waits (bounded) for their jobs,
@@ -162,6 +164,7 @@ class Pipeline:
             assigned=len(self._assignment),
             paused=len(self._backpressure.paused),
             fenced=len(self._fences),
+            deletes=self._batcher.deletes_waiting(),
         )
         self._health.beat()
 
@@ -176,6 +179,7 @@ class Pipeline:
         self._collect_finished()
         for _tp, jobs in self._fences.lift():
             self._commits.jobs_ended(jobs)
+        self._submit_deletes(flush)
         self._submit_ready(now, flush)
 
     def _drain(self, partitions: Collection[TopicPartition] | None, deadline: float) -> None:
@@ -244,6 +248,17 @@ class Pipeline:
             elif not self._batcher.ready(now, force=True):
                 return
             batch = self._batcher.take(now, self._fences.partitions(), only=flush)
+            if batch is None:
+                return
+            self._jobs.submit(batch)
+
+    def _submit_deletes(self, flush: Collection[TopicPartition] | None) -> None:
+        """Deletes go as soon as a job slot is free, never held back by the backlog hold or
+        a batch's wait: at most one batch cycle behind the upserts before them."""
+        if flush is None and self._stop.is_set():
+            return
+        while len(self._jobs) < self._settings.max_jobs_in_flight:
+            batch = self._batcher.take_deletes(self._fences.partitions(), only=flush)
             if batch is None:
                 return
             self._jobs.submit(batch)

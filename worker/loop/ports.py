@@ -12,7 +12,16 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from worker.errors import DeadLetterCode
-from worker.records import Fetched, SourceRecord, TopicPartition
+from worker.events.change import Event
+from worker.records import Fetched, Message, SourceRecord, TopicPartition
+
+
+class EventDecoder(Protocol):
+    """What a consumed record means (``events.decode.Decoder`` for the canonical format,
+    ``events.debezium.DebeziumDecoder`` for Debezium's): raises ``InvalidRecord`` for a record
+    that can never be read, ``RegistryUnavailable`` while the registry does not answer."""
+
+    def read(self, message: Message) -> Event: ...
 
 
 class Source(Protocol):

@@ -11,7 +11,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from worker.events.decode import Decoder
+from worker.events.change import Skip
+from worker.fullstory.deleter import Deleter
 from worker.fullstory.importer import Importer
 from worker.loop.acknowledge import Acknowledger
 from worker.loop.assignment import Assignment
@@ -21,7 +22,7 @@ from worker.loop.commit.fence import Fences
 from worker.loop.dispatch import Dispatcher
 from worker.loop.flow import BacklogHold, Backpressure
 from worker.loop.intake import Intake
-from worker.loop.ports import DeadLetterSink, RecordReader
+from worker.loop.ports import DeadLetterSink, EventDecoder, RecordReader
 from worker.runtime.metrics import Metrics
 
 
@@ -59,7 +60,7 @@ class Stages:
 
 def build_stages(
     *,
-    decoder: Decoder,
+    decoder: EventDecoder,
     batcher: Batcher,
     importer: Importer,
     reader: RecordReader,
@@ -68,15 +69,23 @@ def build_stages(
     abandon: threading.Event,
     metrics: Metrics,
     on_commit_stored: Callable[[], None] = lambda: None,
+    deleter: Deleter | None = None,
 ) -> Stages:
-    """``on_commit_stored``: Kafka stored a commit (readiness hears the brokers are there)."""
+    """``on_commit_stored``: Kafka stored a commit (readiness hears the brokers are there);
+    ``deleter``: deletes users (``ON_DELETE=delete``); None: deletes are skipped."""
     assignment = Assignment()
     commits = Committer(assignment, metrics, on_success=on_commit_stored)
+
+    def skipped(counts: dict[Skip, int]) -> None:
+        for reason, count in counts.items():
+            metrics.records_skipped.labels(reason.value).inc(count)
+        metrics.records_acknowledged.labels("skipped").inc(sum(counts.values()))
+
     return Stages(
         assignment=assignment,
-        intake=Intake(decoder, batcher),
+        intake=Intake(decoder.read, batcher, deletes=deleter is not None, on_skipped=skipped),
         batcher=batcher,
-        jobs=Dispatcher(importer, reader, settings.max_jobs_in_flight, abandon),
+        jobs=Dispatcher(importer, reader, settings.max_jobs_in_flight, abandon, deleter),
         acks=Acknowledger(dlq, metrics, commits.ack),
         commits=commits,
         fences=Fences(),

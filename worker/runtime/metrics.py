@@ -22,6 +22,12 @@ from worker.errors import (
 # The readers of fsus_avro_schemas{reader}: worker.events.readers.Reader's values (a test holds
 # them equal; runtime imports nothing of events).
 AVRO_READERS = ("compiled", "fastavro")
+# The reasons of fsus_records_skipped{reason}: worker.events.change.Skip's values (a test holds
+# them equal).
+SKIP_REASONS = (
+    "unchanged", "delete_ignored", "key_change", "tombstone", "truncate", "message"
+)  # fmt: skip
+DELETE_RESULTS = ("deleted", "absent", "rejected")
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _USER_BUCKETS = (1, 10, 100, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000)
 
@@ -44,6 +50,28 @@ class Metrics:
             "Records written to the dead-letter topic.",
             ["code"],
             registry=r,
+        )
+        self.records_skipped = Counter(
+            "fsus_records_skipped",
+            "Records acknowledged without asking anything of FullStory, by reason: updates of"
+            " columns the mapping does not read, deletes with ON_DELETE=ignore, the delete half"
+            " of a primary-key change, Debezium tombstones, truncates and messages.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in SKIP_REASONS:
+            self.records_skipped.labels(reason)
+        self.deletes = Counter(
+            "fsus_user_deletes",
+            "Users deleted in FullStory (ON_DELETE=delete), by result: deleted (200, then gone),"
+            " absent (404: no such user), rejected (400: dead-lettered).",
+            ["result"],
+            registry=r,
+        )
+        for result in DELETE_RESULTS:
+            self.deletes.labels(result)
+        self.deletes_waiting = Gauge(
+            "fsus_deletes_pending", "Deletes waiting to be sent.", registry=r
         )
         self.jobs = Counter(
             "fsus_import_jobs",
@@ -127,11 +155,12 @@ class Metrics:
             self.avro_schemas.labels(each).set(in_use)
 
     def loop_state(
-        self, *, jobs: int, pending: int, assigned: int, paused: int, fenced: int
+        self, *, jobs: int, pending: int, assigned: int, paused: int, fenced: int, deletes: int = 0
     ) -> None:
         """The poll loop's gauges, set once a turn."""
         self.jobs_in_flight.set(jobs)
         self.pending_users.set(pending)
+        self.deletes_waiting.set(deletes)
         for state, count in (("assigned", assigned), ("paused", paused), ("fenced", fenced)):
             self.partitions.labels(state).set(count)
 
