@@ -22,14 +22,18 @@ from types import FrameType
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from worker.config.choices import OnDelete, SourceFormat
 from worker.config.redact import redact_url
 from worker.config.settings import Settings, load_kafka_settings, load_settings
 from worker.errors import ConfigError, WorkerError
+from worker.events.debezium import DebeziumDecoder
 from worker.events.decode import Decoder, load_reader_schema
+from worker.events.mapping import load_mapping
 from worker.events.readers import ReaderChoice
 from worker.events.registry import SchemaRegistry
 from worker.events.rules import Rules
 from worker.fullstory.client import FullStoryClient
+from worker.fullstory.deleter import Deleter, check_may_delete
 from worker.fullstory.importer import Importer
 from worker.fullstory.jobs import JobWatch
 from worker.kafka.clients import kafka_client
@@ -103,6 +107,43 @@ def _report_local_reader(decoder: Decoder, metrics: Metrics) -> None:
         )
 
 
+def _decoder(
+    settings: Settings, registry: SchemaRegistry | None, health: Health, metrics: Metrics
+) -> Decoder | DebeziumDecoder:
+    """The source format's decoder; a field mapping that cannot be read is a ConfigError."""
+    rules = Rules(settings.property_types)
+    if settings.source_format is SourceFormat.DEBEZIUM:
+        if settings.field_mapping is None or registry is None:  # load_settings requires both
+            raise ConfigError("FIELD_MAPPING", "is required with SOURCE_FORMAT=debezium")
+
+        def problem(schema_id: int, message: str) -> None:
+            log.error("mapping_does_not_fit", schema_id=schema_id, reason=message)
+            health.mapping_problem(message)
+
+        return DebeziumDecoder(
+            load_mapping(settings.field_mapping, settings.property_types),
+            registry.writer_schema,
+            rules,
+            on_problem=problem,
+            on_reader=partial(_report_reader, metrics),
+        )
+    return Decoder(
+        load_reader_schema(),
+        registry.writer_schema if registry else None,
+        rules,
+        settings.local_schema_ids,
+        on_reader=partial(_report_reader, metrics),
+    )
+
+
+def _beating(health: Health, stop: threading.Event, seconds: float) -> bool:
+    """Wait ``seconds`` before the loop runs, keeping liveness; True when asked to stop."""
+    health.beat()
+    stopped = stop.wait(seconds)
+    health.beat()
+    return stopped
+
+
 def run(settings: Settings) -> int:
     limit_malloc_arenas()  # before the first thread (health server, librdkafka, jobs)
     stop = _stop_on_signals()
@@ -120,13 +161,7 @@ def run(settings: Settings) -> int:
         if settings.schema_registry_url
         else None
     )
-    decoder = Decoder(
-        load_reader_schema(),
-        registry.writer_schema if registry else None,
-        Rules(settings.property_types),
-        settings.local_schema_ids,
-        on_reader=partial(_report_reader, metrics),
-    )
+    decoder = _decoder(settings, registry, health, metrics)
     api = FullStoryClient(
         settings.fullstory_api_url,
         settings.fullstory_api_key,
@@ -146,6 +181,11 @@ def run(settings: Settings) -> int:
         declare_types=settings.property_types.declares_types,
         watch=watch,
     )
+    deleter = None
+    if settings.on_delete is OnDelete.DELETE:
+        if not check_may_delete(api, lambda s: _beating(health, stop, s)):
+            return 0  # stopped before FullStory answered
+        deleter = Deleter(api, importer.policy)
     loop_settings = LoopSettings(
         max_jobs_in_flight=settings.max_jobs_in_flight,
         max_pending_users=settings.max_pending_users,
@@ -167,6 +207,7 @@ def run(settings: Settings) -> int:
         abandon=abandon,
         metrics=metrics,
         on_commit_stored=reachability.reachable,
+        deleter=deleter,
     )
     pipeline = Pipeline(
         stages, clock=clock, health=health, settings=loop_settings, metrics=metrics, stop=stop
@@ -193,9 +234,12 @@ def run(settings: Settings) -> int:
         max_jobs_in_flight=settings.max_jobs_in_flight,
         schema_registry=bool(settings.schema_registry_url),
         schema_registry_url=redact_url(settings.schema_registry_url or "") or None,
+        source_format=settings.source_format.value,
+        on_delete=settings.on_delete.value,
     )
     # After the clients are built: a setting librdkafka refuses is the only line on stderr.
-    _report_local_reader(decoder, metrics)
+    if isinstance(decoder, Decoder):
+        _report_local_reader(decoder, metrics)
     if settings.insecure_http:
         # Opted in with *_ALLOW_INSECURE_HTTP: said once, here, not on every request.
         log.warning("insecure_http_allowed", variables=list(settings.insecure_http))

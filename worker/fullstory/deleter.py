@@ -19,7 +19,8 @@ its DELETE again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
@@ -27,7 +28,7 @@ from typing import Protocol
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from worker.errors import RejectedRequest, RetriableError
+from worker.errors import AuthFailed, ConfigError, RejectedRequest, RetriableError
 from worker.fullstory.calls import Calls, Policy
 from worker.fullstory.client import UserError, UserPresence
 from worker.runtime.retry import Backoff
@@ -127,3 +128,33 @@ class Deleter:
                     calls.retrying(partial(self._api.delete_user, uid), "delete_user", bound)
                 still.append(uid)
             waiting = still
+
+
+def check_may_delete(
+    api: DeleteApi, stopped: Callable[[float], bool], backoff: Backoff | None = None
+) -> bool:
+    """At start-up with ``ON_DELETE=delete``: show that the key may delete, by looking up a
+    uid that does not exist (an Admin or Architect key answers 404; a key without the role
+    403), touching no user. A refused key raises ``ConfigError`` naming ``ON_DELETE`` (the
+    worker exits 2 with one line, rather than dead-lettering every delete); any other failure
+    is retried until FullStory answers. ``stopped(seconds)`` waits between tries and says
+    whether the worker is stopping (then False is returned)."""
+    backoff = backoff or Backoff(base_s=1.0, cap_s=30.0)
+    probe = f"fullstory-user-sync-role-check-{uuid.uuid4().hex}"
+    while True:
+        try:
+            api.user_presence(probe)
+        except AuthFailed as exc:
+            raise ConfigError(
+                "ON_DELETE",
+                f"=delete needs a FullStory API key with the Admin or Architect role; a user "
+                f"look-up with this key answered {exc.status}",
+            ) from None
+        except (RetriableError, RejectedRequest) as exc:
+            delay = backoff.next_delay(exc if isinstance(exc, RetriableError) else None)
+            log.warning("delete_role_check_retry", error=str(exc), delay_s=round(delay, 3))
+            if stopped(delay):
+                return False
+            continue
+        log.info("delete_role_checked")
+        return True

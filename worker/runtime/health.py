@@ -12,6 +12,10 @@ not help, and the loop keeps turning through both).
 * records decode (the schema registry, if used, answers);
 * FullStory answers: its latest call got an HTTP answer, or it has failed for less than
   ``api_grace_s`` (a short blip does not flap readiness);
+* the field mapping reads every table schema met (``SOURCE_FORMAT=debezium``): a schema
+  lacking a mapped column, or with one of a type FullStory cannot take, has its records
+  dead-lettered; the answer names the schema and the column (``mapping_problems``, the
+  latest five) until the worker restarts with a mapping that fits;
 * no import job is overdue (``overdue_jobs``: unfinished past ``JOB_MAX_WAIT_S``; the answer
   names up to five). Its records stay unacknowledged and the partition's commit stuck behind
   them, which a restart would not mend (the next owner waits for the same job): not ready
@@ -48,6 +52,11 @@ class Health:
         self._kafka_ok = True
         self._decoding_ok = True
         self._api_failing_since: float | None = None
+        self._mapping_problems: list[str] = []
+
+    def mapping_problem(self, message: str) -> None:
+        """A table schema the field mapping cannot read (its records are dead-lettered)."""
+        self._mapping_problems = [*self._mapping_problems[-4:], message]
 
     def beat(self) -> None:
         self._last_beat = self._clock.monotonic()
@@ -90,8 +99,11 @@ class Health:
             "decoding": self._decoding_ok,
             "fullstory_answering": api_ok,
             "jobs_within_limit": not overdue,
+            "mapping_fits": not self._mapping_problems,
         }
         detail: dict[str, object] = dict(checks)
+        if self._mapping_problems:
+            detail["mapping_problems"] = list(self._mapping_problems)
         if overdue:
             detail["overdue_jobs"] = overdue[:5]
         return all(checks.values()), detail

@@ -171,11 +171,23 @@ def test_worker_accepts_exactly_the_declared_range(setting):
         assert info.value.variable == setting.name
 
 
+# What a choice needs besides (Debezium's table schemas come from a registry, with a mapping).
+CHOICE_NEEDS = {
+    ("SOURCE_FORMAT", "debezium"): {
+        "SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081",
+        "FIELD_MAPPING": "/etc/fullstory-user-sync/mapping.json",
+    },
+}
+
+
 @pytest.mark.parametrize("setting", [s for s in SETTINGS if s.kind == "enum"], ids=lambda s: s.name)
 def test_worker_accepts_exactly_the_declared_choices(setting):
-    """load_settings takes each declared choice and refuses anything else."""
+    """load_settings takes each declared choice (with what the choice needs) and refuses
+    anything else."""
     for choice in setting.choices:
-        load_settings({**BASE, setting.name: choice})
+        load_settings(
+            {**BASE, **CHOICE_NEEDS.get((setting.name, choice), {}), setting.name: choice}
+        )
     with pytest.raises(ConfigError) as info:
         load_settings({**BASE, setting.name: "warn"})
     assert info.value.variable == setting.name
