@@ -16,6 +16,7 @@ from typing import Any
 from tests.fakes import FakeClock, FakeDeadLetters, FakeKafka, ScriptedFullStory, ScriptedSource
 from tests.fakes.avro import SCHEMA
 from worker.events.decode import Decoder
+from worker.fullstory.deleter import Deleter
 from worker.fullstory.importer import Importer
 from worker.loop.batch import Batcher
 from worker.loop.pipeline import Pipeline
@@ -49,9 +50,12 @@ class Loop:
         backlog_lag: int = 10_000,
         registry: Callable[[int], Any] | None = None,
         reader: RecordReader | None = None,
+        deletes: bool = False,
+        consume_max_records: int = 1000,
     ) -> None:
         """``registry``: writer schemas by id (the values then carry the wire format);
-        ``reader``: reads rejected users' records back (``kafka`` itself by default)."""
+        ``reader``: reads rejected users' records back (``kafka`` itself by default);
+        ``deletes``: ``ON_DELETE=delete`` (else deletes are skipped)."""
         self.clock = FakeClock()
         self.kafka = kafka
         self.fullstory = fullstory
@@ -62,6 +66,7 @@ class Loop:
         importer = Importer(
             fullstory,
             abandon=self.abandon,
+            metrics=self.metrics,
             poll_max_interval_s=0.005,
             poll_min_interval_s=0.001,
             backoff=lambda: Backoff(base_s=0.001, cap_s=0.005, floor_s=0.001),
@@ -72,6 +77,12 @@ class Loop:
             commit_interval_s=commit_interval_s,
             rebalance_drain_timeout_s=drain_timeout_s,
             backlog_lag=backlog_lag,
+            consume_max_records=consume_max_records,
+        )
+        deleter = (
+            Deleter(fullstory, importer.policy, poll_min_s=0.001, poll_max_s=0.005)
+            if deletes
+            else None
         )
         stages = build_stages(
             decoder=Decoder(SCHEMA, registry),
@@ -82,6 +93,7 @@ class Loop:
             settings=settings,
             abandon=self.abandon,
             metrics=self.metrics,
+            deleter=deleter,
         )
         self._pipeline = Pipeline(
             stages,

@@ -6,6 +6,12 @@ listed over pages); calls can be scripted to fail (429 with Retry-After, 5xx, 40
 Idempotency-Key gets the first answer's job back. It notes what a real FullStory would make
 visible: every job's users, how often each job was polled, and any two jobs that shared a uid
 while both were running (``violations``). Thread-safe: job threads call it.
+
+Users (``worker.fullstory.deleter.DeleteApi``): a uid exists once a job carried it. A DELETE
+starts its deletion, which runs until the test ends it (``finish_deletion``) or, with
+``deletion_polls`` set, after that many look-ups; meanwhile a look-up says
+``BEING_DELETED``. A DELETE of a uid a running job carries, and a job carrying a uid whose
+deletion still runs, are violations (FullStory could apply them in either order).
 """
 
 from __future__ import annotations
@@ -18,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.errors import NotFound, RejectedRequest
-from worker.fullstory.client import JobState, JobStatus, UserError
+from worker.fullstory.client import JobState, JobStatus, UserError, UserPresence
 
-CALLS = ("create_batch", "job_status", "job_errors")
+CALLS = ("create_batch", "job_status", "job_errors", "delete_user", "user_presence")
 
 
 @dataclass
@@ -55,6 +61,16 @@ class ScriptedFullStory:
         # step through: a revoke or a shutdown runs to its end inside one call).
         self.complete_on_poll: int | None = None
         self.violations: list[str] = []
+        self.users: set[str] = set()  # uids FullStory holds (a job carried them)
+        self.deleting: dict[str, int] = {}  # uid -> look-ups while its deletion runs
+        self.deletes: list[str] = []  # every DELETE's uid, in order
+        self.deletion_polls: int | None = None
+        self.log: list[tuple[str, str]] = []  # ("upsert" | "delete", uid), in order
+
+    def finish_deletion(self, uid: str) -> None:
+        with self._lock:
+            del self.deleting[uid]
+            self.users.discard(uid)
 
     # -- what the test scripts and reads ------------------------------------------------
 
@@ -131,8 +147,12 @@ class ScriptedFullStory:
                     self.violations.append(
                         f"a new job shares {sorted(shared)} with running job {other.id}"
                     )
+            for uid in users.keys() & self.deleting.keys():
+                self.violations.append(f"a job carries {uid} while its deletion runs")
             job = FakeJob(f"job-{next(self._ids)}", idempotency_key, users)
             self._jobs[job.id] = job
+            self.users |= users.keys()
+            self.log += [("upsert", uid) for uid in users]
             self._by_key[idempotency_key] = job.id
             return job.id
 
@@ -161,3 +181,29 @@ class ScriptedFullStory:
             start = int(page_token or 0)
             end = start + self._page_size
             return errors[start:end], (str(end) if end < len(errors) else None)
+
+    # -- worker.fullstory.deleter.DeleteApi ------------------------------------------------
+
+    def delete_user(self, uid: str) -> bool:
+        with self._lock:
+            self._scripted("delete_user")
+            self.deletes.append(uid)
+            for job in self._jobs.values():
+                if job.running and uid in job.users:
+                    self.violations.append(f"{uid} deleted while job {job.id} carrying it runs")
+            if uid not in self.users:
+                return False
+            self.log.append(("delete", uid))
+            self.deleting[uid] = 0
+            return True
+
+    def user_presence(self, uid: str) -> UserPresence:
+        with self._lock:
+            self._scripted("user_presence")
+            if uid in self.deleting:
+                self.deleting[uid] += 1
+                if self.deletion_polls is None or self.deleting[uid] < self.deletion_polls:
+                    return UserPresence.BEING_DELETED
+                del self.deleting[uid]
+                self.users.discard(uid)
+            return UserPresence.PRESENT if uid in self.users else UserPresence.ABSENT

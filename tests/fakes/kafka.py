@@ -81,6 +81,10 @@ class FakeKafka:
         """A user-change event for ``uid``, Avro-encoded as a producer writes it."""
         return self.produce(partition, encode(event(uid, **fields)), uid.encode())
 
+    def tombstone(self, partition: int, uid: str) -> SourceRecord:
+        """A tombstone keyed by ``uid``: the user's deletion, in the canonical format."""
+        return self.produce(partition, None, uid.encode())
+
     def read(self, tp: TopicPartition, offsets: Sequence[int]) -> dict[int, SourceRecord]:
         """``worker.loop.ports.RecordReader``: records still in the log, by offset."""
         log = self.logs[tp]
