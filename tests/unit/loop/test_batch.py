@@ -210,3 +210,76 @@ def test_every_unit_of_users_in_flight_counts_as_held():
     batcher.release(running)
     assert batcher.eligible() == 3
     assert batcher.ready(0.0)
+
+
+# -- deletes -------------------------------------------------------------------------------
+
+
+def test_a_delete_takes_over_the_users_pending_changes_unsent():
+    """Upserts then a delete of one user in a window: one delete unit standing for every
+    record (acknowledged with it), no upsert left to send; other users are untouched."""
+    batcher = Batcher(max_users=10, max_wait_s=0.0)
+    unit = batcher.add(P0, 0, change("a", plan="p0"), 0.0)
+    batcher.add(P0, 1, change("b"), 0.0)
+    assert batcher.delete(P0, 2, "a", 0.0) is None  # joined the unit the watermark tracks
+    assert batcher.deletes_waiting() == 1
+    deletes = batcher.take_deletes()
+    assert deletes is not None and deletes.deletes
+    assert deletes.units["a"] is unit and unit.deletes
+    assert list(unit.offsets) == [0, 2]
+    assert unit.update.to_request() == {"uid": "a"}
+    upserts = batcher.take(now=1.0)
+    assert upserts is not None and list(upserts.uids) == ["b"]
+
+
+def test_changes_after_a_pending_delete_wait_behind_it_until_it_is_released():
+    """A re-created user's change starts a span of its own, goes in no batch while the delete
+    waits or runs, and is sent (with only what came after the delete) once it was released."""
+    batcher = Batcher(max_users=10, max_wait_s=0.0)
+    assert batcher.delete(P0, 0, "a", 0.0) is not None
+    successor = batcher.add(P0, 1, change("a", plan="new"), 0.0)
+    assert successor is not None and successor.first == 1
+    assert batcher.take(now=5.0) is None
+    deletes = batcher.take_deletes()
+    assert deletes is not None
+    assert batcher.take(now=5.0) is None, "the re-created user went while its delete runs"
+    batcher.release(deletes)
+    batch = batcher.take(now=5.0)
+    assert batch is not None and batch.units["a"] is successor
+    assert successor.update.to_request()["properties"] == {"plan": "new"}
+
+
+def test_a_user_deleted_again_after_its_re_creation_is_one_delete():
+    batcher = Batcher(max_users=10, max_wait_s=0.0)
+    unit = batcher.delete(P0, 0, "a", 0.0)
+    successor = batcher.add(P0, 1, change("a"), 0.0)
+    assert batcher.delete(P0, 2, "a", 0.0) is None
+    deletes = batcher.take_deletes()
+    assert deletes is not None and deletes.units["a"] is unit
+    assert list(unit.offsets) == [0, 1, 2]
+    assert unit.spans() == [unit, successor], "the re-creation's span is acknowledged with it"
+    assert len(batcher) == 0
+
+
+def test_a_delete_waits_while_its_user_is_in_flight():
+    batcher = Batcher(max_users=10, max_wait_s=0.0)
+    batcher.add(P0, 0, change("a"), 0.0)
+    running = batcher.take(now=0.0)
+    assert running is not None
+    batcher.delete(P0, 1, "a", 0.0)
+    assert batcher.take_deletes() is None
+    batcher.release(running)
+    deletes = batcher.take_deletes()
+    assert deletes is not None and list(deletes.uids) == ["a"]
+
+
+def test_deletes_of_partitions_that_moved_away_are_forgotten():
+    batcher = Batcher(max_users=10, max_wait_s=0.0)
+    batcher.delete(P0, 0, "a", 0.0)
+    batcher.add(P0, 1, change("a"), 0.0)
+    batcher.delete(P1, 0, "b", 0.0)
+    assert batcher.pending_for({P0}) == 1
+    assert batcher.drop_partitions({P0}) == 1
+    assert len(batcher) == 1
+    deletes = batcher.take_deletes()
+    assert deletes is not None and list(deletes.uids) == ["b"]
