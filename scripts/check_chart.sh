@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Chart checks: build helm once (cached), lint and render the chart with the minimal and the
-# full values, validate the manifests offline against Kubernetes' JSON schemas, and run the
-# chart's unit tests (tests/chart), which render it with helm and assert on the manifests.
+# Chart checks: build helm once (cached), lint and render the chart with each ci/ values file
+# (minimal, full, debezium), validate the manifests offline against Kubernetes' JSON schemas,
+# and run the chart's unit tests (tests/chart), which render it with helm and assert on the
+# manifests.
 #
 #   bash scripts/check_chart.sh            # everything
 #   bash scripts/check_chart.sh --helm     # only build (or find) helm and print its path
@@ -18,6 +19,9 @@ HELM_VERSION="${HELM_VERSION:-v3.19.5}"
 KUBE_VERSIONS="${KUBE_VERSIONS:-1.27.0 1.37.0}"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 KV="${KUBERNETES_VALIDATE:-$ROOT/.venv/bin/kubernetes-validate}"
+# The ci/<name>-values.yaml files rendered: required values only, every option on, a Debezium
+# source (its field mapping's ConfigMap and mount).
+VALUES_FILES="minimal full debezium"
 
 helm_bin() {
     if [[ -n "${HELM:-}" ]]; then
@@ -46,8 +50,8 @@ fi
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 
-echo "== helm lint (minimal and full values)"
-for values in minimal full; do
+echo "== helm lint ($VALUES_FILES values)"
+for values in $VALUES_FILES; do
     "$HELM" lint --strict "$CHART" -f "$CHART/ci/$values-values.yaml"
 done
 
@@ -65,7 +69,7 @@ grep -q "missing required values: kafka.bootstrapServers" "$out/none.err" || {
 
 echo "== helm template + Kubernetes schemas ($KUBE_VERSIONS)"
 [[ -x "$KV" ]] || { echo "check_chart: $KV missing: install the test extra (make venv)" >&2; exit 1; }
-for values in minimal full; do
+for values in $VALUES_FILES; do
     "$HELM" template check "$CHART" -f "$CHART/ci/$values-values.yaml" >"$out/$values.yaml"
     for version in $KUBE_VERSIONS; do
         # --strict refuses unknown fields. Custom resources (ScaledObject, ServiceMonitor,

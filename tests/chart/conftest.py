@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "fullstory-user-sync"
 MINIMAL = CHART / "ci" / "minimal-values.yaml"
 FULL = CHART / "ci" / "full-values.yaml"
+DEBEZIUM = CHART / "ci" / "debezium-values.yaml"
 
 
 def helm_path() -> Path:

@@ -72,6 +72,9 @@ def test_misspelt_keys_are_refused(render, key, value):
         ("batch.maxWaitMs", 3_600_001),
         ("jobMaxWaitSeconds", 59),
         ("propertyTypes", "v1"),
+        ("sourceFormat", "avro"),
+        ("sourceFormat", "Debezium"),
+        ("onDelete", "purge"),
     ],
     ids=lambda v: str(v),
 )

@@ -106,6 +106,28 @@ Whether the chart creates its own Secret: "true" or "".
 {{- end }}
 
 {{/*
+Whether the worker reads Debezium change events (sourceFormat debezium): "true" or "".
+Only then is the field mapping rendered, mounted and named in FIELD_MAPPING.
+*/}}
+{{- define "fullstory-user-sync.debezium" -}}
+{{- if eq (toString .Values.sourceFormat) "debezium" }}true{{- end }}
+{{- end }}
+
+{{/*
+The field mapping's ConfigMap, the directory it is mounted at (read-only) and the file in it:
+FIELD_MAPPING is <dir>/<file>.
+*/}}
+{{- define "fullstory-user-sync.fieldMappingName" -}}
+{{- printf "%s-field-mapping" (include "fullstory-user-sync.fullname" .) }}
+{{- end }}
+{{- define "fullstory-user-sync.fieldMappingDir" -}}
+/etc/fullstory-user-sync
+{{- end }}
+{{- define "fullstory-user-sync.fieldMappingFile" -}}
+field-mapping.json
+{{- end }}
+
+{{/*
 Substrings of librdkafka property names whose values are credentials: the worker's
 (worker/config/kafka.py _SECRET_HINTS, which tests/unit/config/test_settings_consistency.py holds
 this list to) plus username, which names the credential. kafka.config refuses them.
@@ -152,8 +174,19 @@ Included from deployment.yaml; renders nothing, or fails the release.
 {{- if not (or .Values.fullstory.existingSecret .Values.fullstory.apiKey) }}
 {{- $missing = append $missing "fullstory.existingSecret (a Secret holding the FullStory API key, key fullstory.existingSecretKey) or fullstory.apiKey" }}
 {{- end }}
+{{- if include "fullstory-user-sync.debezium" . }}
+{{- if not (toString .Values.schemaRegistry.url | trim) }}
+{{- $missing = append $missing "schemaRegistry.url (sourceFormat debezium: table schemas are read from the registry)" }}
+{{- end }}
+{{- if not .Values.fieldMapping }}
+{{- $missing = append $missing "fieldMapping (sourceFormat debezium: the table column of each FullStory field, uid at least)" }}
+{{- end }}
+{{- end }}
 {{- if $missing }}
 {{- fail (printf "missing required values: %s" (join "; " $missing)) }}
+{{- end }}
+{{- if and .Values.fieldMapping (not (include "fullstory-user-sync.debezium" .)) }}
+{{- fail (printf "fieldMapping is set but sourceFormat is %s: the mapping is read only with sourceFormat debezium (the worker exits 2 on FIELD_MAPPING otherwise); remove fieldMapping or set sourceFormat=debezium" (toString .Values.sourceFormat)) }}
 {{- end }}
 {{- $hints := include "fullstory-user-sync.secretHints" . | fromJsonArray }}
 {{- range $k, $v := .Values.kafka.config }}

@@ -1,8 +1,10 @@
 """The Helm chart's values schema and the README's settings table against ``worker.config.spec``.
 
 The chart annotates each value that becomes a worker variable with ``x-env`` (its value is the
-variable's), ``x-env-secret`` (the variable comes from a Secret holding it) or ``x-env-prefix``
-(a map whose keys become ``KAFKA_CFG_*``). No helm needed: ``tests/chart`` renders the chart.
+variable's), ``x-env-secret`` (the variable comes from a Secret holding it), ``x-env-prefix``
+(a map whose keys become ``KAFKA_CFG_*``) or ``x-env-file`` (the value is the content of the file
+the variable names: the chart writes it to a ConfigMap, mounts it and sets the variable to its
+path). No helm needed: ``tests/chart`` renders the chart.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from worker.config import kafka as kafka_config
 from worker.config.settings import load_settings
 from worker.config.spec import PREFIXES, SETTINGS, SPEC, Setting, doc_table
 from worker.errors import ConfigError
+from worker.events import mapping
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "helm" / "fullstory-user-sync"
@@ -48,6 +51,7 @@ def _walk(node: dict, path: str = ""):
 
 NODES = dict(_walk(SCHEMA))
 BY_ENV = {node["x-env"]: (path, node) for path, node in NODES.items() if "x-env" in node}
+FILES = {node["x-env-file"]: (path, node) for path, node in NODES.items() if "x-env-file" in node}
 
 
 def _expected(setting: Setting) -> dict[str, object]:
@@ -107,11 +111,36 @@ def test_required_settings_are_not_required_by_the_schema():
 def test_every_worker_setting_is_in_the_chart_or_excused():
     """A setting added to the worker reaches the chart (or is excused here, with a reason)."""
     secrets = {n["x-env-secret"] for n in NODES.values() if "x-env-secret" in n}
-    offered = set(BY_ENV) | secrets
+    offered = set(BY_ENV) | secrets | set(FILES)
     assert {s.name for s in SETTINGS} - offered == set(NOT_IN_CHART)
     assert secrets == {s.name for s in SETTINGS if s.secret}
     prefixes = {n["x-env-prefix"] for n in NODES.values() if "x-env-prefix" in n}
     assert prefixes == {p.prefix for p in PREFIXES}
+
+
+@pytest.mark.parametrize("variable", sorted(FILES), ids=str)
+def test_a_value_written_to_a_file_is_for_a_path_setting(variable):
+    """An `x-env-file` value is the file's content, not the variable's: the variable must be a
+    plain path setting (a secret would not belong in a ConfigMap), set by nothing else."""
+    assert variable in SPEC, f"{FILES[variable][0]} sets {variable}, which the worker lacks"
+    setting = SPEC[variable]
+    assert setting.kind == "str" and not setting.secret and setting.default is None
+    assert variable not in BY_ENV
+
+
+def test_field_mapping_value_has_the_shape_the_worker_reads():
+    """fieldMapping is the FIELD_MAPPING file (worker.events.mapping): its keys and no other,
+    each column a non-empty string, uid required as soon as anything is mapped (empty is the
+    chart's unset default). tests/chart renders the mappings the worker refuses: each fails."""
+    path, node = FILES["FIELD_MAPPING"]
+    column = {"type": "string", "minLength": 1}
+    assert node["type"] == "object" and node["additionalProperties"] is False, path
+    assert set(node["properties"]) == mapping._KEYS
+    assert node["dependencies"] == {key: ["uid"] for key in sorted(mapping._KEYS - {"uid"})}
+    for field in mapping._FIELDS:
+        assert node["properties"][field] == column, field
+    properties = node["properties"]["properties"]
+    assert properties["type"] == "object" and properties["additionalProperties"] == column
 
 
 def test_env_vars_in_the_deployment_template_are_declared():
@@ -171,23 +200,21 @@ def test_worker_accepts_exactly_the_declared_range(setting):
         assert info.value.variable == setting.name
 
 
-# What a choice needs besides (Debezium's table schemas come from a registry, with a mapping).
+# Choices the worker takes only with other settings beside them (alone, it names the missing one).
 CHOICE_NEEDS = {
     ("SOURCE_FORMAT", "debezium"): {
-        "SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081",
-        "FIELD_MAPPING": "/etc/fullstory-user-sync/mapping.json",
+        "SCHEMA_REGISTRY_URL": "http://registry:8081",
+        "FIELD_MAPPING": "/etc/fullstory-user-sync/field-mapping.json",
     },
 }
 
 
 @pytest.mark.parametrize("setting", [s for s in SETTINGS if s.kind == "enum"], ids=lambda s: s.name)
 def test_worker_accepts_exactly_the_declared_choices(setting):
-    """load_settings takes each declared choice (with what the choice needs) and refuses
-    anything else."""
+    """load_settings takes each declared choice (with what it needs) and refuses anything else."""
     for choice in setting.choices:
-        load_settings(
-            {**BASE, **CHOICE_NEEDS.get((setting.name, choice), {}), setting.name: choice}
-        )
+        needs = CHOICE_NEEDS.get((setting.name, choice), {})
+        load_settings({**BASE, **needs, setting.name: choice})
     with pytest.raises(ConfigError) as info:
         load_settings({**BASE, setting.name: "warn"})
     assert info.value.variable == setting.name
