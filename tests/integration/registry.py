@@ -121,7 +121,9 @@ class Registry:
             if content_id is None:
                 content_id = max(self.schemas, default=0) + 1
                 self.schemas[content_id] = content
-            versions = [a for a in self.artifacts if (a.group_id, a.artifact_id) == (group_id, artifact_id)]
+            versions = [
+                a for a in self.artifacts if (a.group_id, a.artifact_id) == (group_id, artifact_id)
+            ]
             for existing in versions:
                 if existing.content_id == content_id:
                     return existing
