@@ -82,6 +82,15 @@ ensure_libs() {
   mv "$tmp" "$LIBS_DIR"
 }
 
+# The readiness probe asks the REST API with curl (Debian's, installed when missing).
+ensure_curl() {
+  command -v curl >/dev/null && return 0
+  ((EUID == 0)) || die "curl not found; install it (apt-get install curl)"
+  log "installing curl with apt-get..."
+  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl; } \
+    >"$STATE_DIR/apt.log" 2>&1 || die "apt-get could not install curl (see $STATE_DIR/apt.log)"
+}
+
 # --- process bookkeeping -----------------------------------------------------
 
 alive() {
@@ -205,6 +214,7 @@ cmd_start() {
   rm -f "$PID_FILE"
 
   command -v "$JAVA" >/dev/null || die "java not found (set JAVA_HOME or put Java 17 on PATH)"
+  ensure_curl
   ensure_libs
 
   local ports=() p i
