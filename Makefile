@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help venv demo bench test test-unit test-unit-pure sanitize test-faults test-integration lint lock image-check chart-check broker-start broker-stop clean
+.PHONY: help venv demo bench test test-unit test-unit-pure sanitize test-debezium test-faults test-integration lint lock image-check chart-check broker-start broker-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -49,6 +49,10 @@ test-unit-pure: venv ## the fast tier with FSUS_NO_EXTENSIONS=1: the worker read
 sanitize: venv ## the compiled Avro reader built with ASan and UBSan outside the tree, under its differential and decode tests
 	$(PY) scripts/sanitize.py
 
+# tests/integration/debezium alone (its fixtures start PostgreSQL and Connect, stop them after).
+test-debezium: venv broker-start ## the Debezium stack: real PostgreSQL + Debezium connector in Kafka Connect, Avro in Confluent wire format
+	$(PY) -m pytest -q -p no:cacheprovider tests/integration/debezium
+
 test-faults: venv broker-start ## the fault suite alone: crashes, rebalances, broker restarts, API storms
 	$(PY) -m pytest -q -p no:cacheprovider tests/integration/faults
 
@@ -70,9 +74,11 @@ image-check: venv ## the image without a container engine: hadolint, locks in st
 test: venv broker-start lint image-check chart-check test-unit-pure sanitize ## everything: lint, the image check, the chart, the fast tier without the compiled reader, the sanitizers, then unit, sandbox, integration and fault tests on the real broker
 	env -u FSUS_NO_EXTENSIONS $(PY) -m pytest -q -p no:cacheprovider tests
 
-clean: ## stop the broker and remove local state
+clean: ## stop the broker, PostgreSQL and Connect and remove local state
+	-bash scripts/connect.sh stop
+	-bash scripts/postgres.sh stop
 	-bash scripts/kafka.sh stop
-	rm -rf $(VENV) .kafka .demo sandbox/*.egg-info
+	rm -rf $(VENV) .kafka .postgres .connect .demo sandbox/*.egg-info
 
 # Mutation testing: MUTATION_JOBS mutants at once (the machine is shared); MUTANTS='worker.loop.batch.*'
 # re-tests only those on the last run's cache instead of starting again from scratch.
