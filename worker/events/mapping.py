@@ -143,9 +143,20 @@ class RowMapper:
         self._display_name = self._optional(fields, mapping.display_name, table, named)
         self._email = self._optional(fields, mapping.email, table, named)
         self._properties: list[tuple[str, Column]] = []
+        mapped_as: dict[str, str] = {}  # name as sent -> the mapping's name
         for name, col in mapping.properties:
             found = self._column(fields, col, f"property {name!r}", table, named, None)
-            self._properties.append((self._sent_name(name, found), found))
+            sent = self._sent_name(name, found)
+            # In suffixed mode ``plan`` on a text column is ``plan_str``: parse_mapping cannot
+            # see that collision, the column's type decides it.
+            if sent in mapped_as:
+                raise MappingMismatch(
+                    DeadLetterCode.UNSUPPORTED_COLUMN,
+                    f"properties {mapped_as[sent]!r} and {name!r} would both be sent as "
+                    f"{sent!r} (column {found.name!r} holds {found.kind})",
+                )
+            mapped_as[sent] = name
+            self._properties.append((sent, found))
         self.columns = tuple(mapping.columns())
 
     def _optional(
