@@ -398,3 +398,14 @@ def test_a_registry_outage_waits_instead_of_dead_lettering() -> None:
     decode = DebeziumDecoder(parse_mapping(MAPPING, PropertyTypes.V2), down)
     with pytest.raises(RegistryUnavailable):
         decode.read(message(envelope("c", None, user_row())))
+
+
+def test_a_long_text_debezium_could_not_read_is_left_as_it_is() -> None:
+    """An update that left a TOASTed text unchanged, without REPLICA IDENTITY FULL, carries
+    Debezium's placeholder: FullStory keeps the value it has, never gets that text."""
+    mapping = {"uid": "id", "display_name": "full_name", "properties": {"plan": "pricing_plan"}}
+    placeholder = "__debezium_unavailable_value"
+    after = user_row(full_name=placeholder, pricing_plan=placeholder)
+    change = decoder(mapping).read(message(envelope("u", None, after)))
+    assert change["display_name"] is None and change["properties"] == {}
+    assert fold([change]).to_request() == {"uid": "42"}
