@@ -10,7 +10,9 @@ and the field mapping applied to its row schema (``events.mapping.RowMapper``), 
   row, an update whose ``before`` maps to the same user is ``Skip.UNCHANGED``; ``d`` deletes
   the uid of its ``before`` row; ``t`` and ``m`` are skipped;
 * the flattened row of ``ExtractNewRecordState``: upserted, or deleted when ``__deleted`` is
-  ``"true"`` (``delete.tombstone.handling.mode=rewrite``) or ``__op`` is ``d``.
+  ``"true"`` (``delete.tombstone.handling.mode=rewrite``) or ``__op`` is ``d``;
+* a PostgreSQL logical-decoding message (``op`` ``m`` with ``message``, no row images; it has
+  a schema of its own, ``MessageValue``, reaching this topic when routed here): skipped.
 
 A delete that is the first half of a primary-key change (header ``__debezium.newkey``) is
 ``Skip.KEY_CHANGE``: the ``c`` under the new key upserts the new uid. A tombstone (no value)
@@ -24,6 +26,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum, auto
 from functools import partial
 from typing import Any
 
@@ -48,14 +51,20 @@ TRUNCATE = Skipped(Skip.TRUNCATE)
 MESSAGE = Skipped(Skip.MESSAGE)
 
 
+class _Form(Enum):
+    ENVELOPE = auto()  # before, after, op
+    ROW = auto()  # a flattened row
+    MESSAGE = auto()  # a logical-decoding message: op, message; no row to map
+
+
 @dataclass(frozen=True, slots=True)
 class _Shape:
     """How the records of one writer schema are read and mapped."""
 
     writer: Any
     read: ReadBody
-    envelope: bool
-    mapper: RowMapper | None  # None: ``problem`` says why the mapping cannot read it
+    form: _Form
+    mapper: RowMapper | None  # None: a message, or ``problem`` says why the mapping cannot
     problem: InvalidRecord | None = None
 
 
@@ -97,9 +106,14 @@ class DebeziumDecoder:
             raise InvalidRecord(
                 DeadLetterCode.UNDECODABLE, f"Avro body does not match schema id {schema_id}: {exc}"
             ) from exc
+        if shape.form is _Form.MESSAGE:
+            if datum.get("op") == "m":
+                return MESSAGE
+            op = str(datum.get("op"))[:16]
+            raise InvalidRecord(DeadLetterCode.UNKNOWN_OP, f"a message whose op {op!r} is not m")
         mapper = shape.mapper
-        assert mapper is not None  # a shape without a problem has one
-        if shape.envelope:
+        assert mapper is not None  # a row shape without a problem has one
+        if shape.form is _Form.ENVELOPE:
             return self._envelope(datum, mapper, message)
         return self._flattened(datum, mapper, message)
 
@@ -164,15 +178,16 @@ class DebeziumDecoder:
         read: ReadBody = partial(
             read_exactly, read=lambda stream: fastavro.schemaless_reader(stream, writer, None)
         )
-        envelope, mapper, problem = False, None, None
+        form, mapper, problem = _Form.ROW, None, None
         try:
-            envelope, row = _row_schema(writer)
-            mapper = RowMapper(self._mapping, row, self._rules, _named(writer))
+            form, row = _row_schema(writer)
+            if row is not None:
+                mapper = RowMapper(self._mapping, row, self._rules, _named(writer))
         except MappingMismatch as exc:
             problem = InvalidRecord(exc.code, f"schema id {schema_id}: {exc.message}")
         except InvalidRecord as exc:
             problem = InvalidRecord(exc.code, f"schema id {schema_id}: {exc.message}")
-        shape = _Shape(writer, read, envelope, mapper, problem)
+        shape = _Shape(writer, read, form, mapper, problem)
         if len(self._shapes) >= _SCHEMAS_MAX:
             self._shapes.clear()
         self._shapes[schema_id] = shape
@@ -183,20 +198,22 @@ class DebeziumDecoder:
         return shape
 
 
-def _row_schema(writer: Any) -> tuple[bool, Mapping[str, Any]]:
-    """(is an envelope, the row's record schema) of a writer schema."""
+def _row_schema(writer: Any) -> tuple[_Form, Mapping[str, Any] | None]:
+    """(the form of a writer schema's records, the row's record schema: None for messages)."""
     if not isinstance(writer, dict) or writer.get("type") != "record":
         raise InvalidRecord(DeadLetterCode.NOT_A_CHANGE_EVENT, "the value is not an Avro record")
     fields = {f.get("name"): f for f in writer.get("fields", ()) if isinstance(f, dict)}
+    if {"op", "message"} <= fields.keys() and not {"before", "after"} & fields.keys():
+        return _Form.MESSAGE, None
     if not {"before", "after", "op"} <= fields.keys():
-        return False, writer
+        return _Form.ROW, writer
     named = _named(writer)
     for name in ("after", "before"):
         branches = fields[name].get("type")
         for branch in branches if isinstance(branches, list) else [branches]:
             found = named.get(branch) if isinstance(branch, str) else branch
             if isinstance(found, dict) and found.get("type") == "record":
-                return True, found
+                return _Form.ENVELOPE, found
     raise InvalidRecord(
         DeadLetterCode.NOT_A_CHANGE_EVENT, "an envelope whose before and after are not records"
     )

@@ -14,8 +14,13 @@ mapped column missing from the table, or of a type FullStory cannot take, is a
 
 A row is the whole row (Debezium's ``after`` image), so a mapped column that is NULL clears
 its field or property in FullStory (``CLEAR``), where the canonical event's null leaves it as
-it is. Values take the column's type (``events.columns``); a uid column that is a number is
-sent as its decimal string. Every FullStory rule of the canonical event applies to the mapped
+it is. The exception is a column Debezium could not read: an unchanged TOASTed value (a long
+text) of an update, without ``REPLICA IDENTITY FULL``, arrives as Debezium's placeholder
+(``UNAVAILABLE``, its default ``unavailable.value.placeholder``); it is left as it is, never
+sent as that text.
+
+Values take the column's type (``events.columns``); a uid column that is a number is sent as
+its decimal string. Every FullStory rule of the canonical event applies to the mapped
 user (``events.rules``): the mapping's property names are checked once, here, and the values
 of each row by ``Rules.check``.
 """
@@ -35,6 +40,7 @@ from worker.events.columns import Column, ColumnError, column
 from worker.events.rules import PropertyNames, Rules
 
 VARIABLE = "FIELD_MAPPING"
+UNAVAILABLE = "__debezium_unavailable_value"  # Debezium's default unavailable.value.placeholder
 MAPPING_MAX_BYTES = 1024 * 1024
 _FIELDS = ("uid", "display_name", "email")
 _KEYS = frozenset(_FIELDS) | {"properties"}
@@ -143,9 +149,20 @@ class RowMapper:
         self._display_name = self._optional(fields, mapping.display_name, table, named)
         self._email = self._optional(fields, mapping.email, table, named)
         self._properties: list[tuple[str, Column]] = []
+        mapped_as: dict[str, str] = {}  # name as sent -> the mapping's name
         for name, col in mapping.properties:
             found = self._column(fields, col, f"property {name!r}", table, named, None)
-            self._properties.append((self._sent_name(name, found), found))
+            sent = self._sent_name(name, found)
+            # In suffixed mode ``plan`` on a text column is ``plan_str``: parse_mapping cannot
+            # see that collision, the column's type decides it.
+            if sent in mapped_as:
+                raise MappingMismatch(
+                    DeadLetterCode.UNSUPPORTED_COLUMN,
+                    f"properties {mapped_as[sent]!r} and {name!r} would both be sent as "
+                    f"{sent!r} (column {found.name!r} holds {found.kind})",
+                )
+            mapped_as[sent] = name
+            self._properties.append((sent, found))
         self.columns = tuple(mapping.columns())
 
     def _optional(
@@ -218,20 +235,24 @@ class RowMapper:
 
     def change(self, row: Mapping[str, Any], changed_at: int = 0) -> UserChange:
         """The user the row maps to, checked by FullStory's rules; NULL columns ``CLEAR``."""
+        display_name = _available(self._display_name, row)
+        email = _available(self._email, row)
         properties: dict[str, PropertyValue] = {
-            name: self._value(col, row) for name, col in self._properties
+            name: self._value(col, row)
+            for name, col in self._properties
+            if _available(col, row) is not None
         }
         change: UserChange = {
             "uid": self.uid(row),
             "changed_at": changed_at,
-            "display_name": self._text(self._display_name, row),
-            "email": self._text(self._email, row),
+            "display_name": self._text(display_name, row),
+            "email": self._text(email, row),
             "properties": properties,
         }
         change = self._rules.check(change)
-        if self._display_name is not None and change["display_name"] is None:
+        if display_name is not None and change["display_name"] is None:
             change["display_name"] = CLEAR
-        if self._email is not None and change["email"] is None:
+        if email is not None and change["email"] is None:
             change["email"] = CLEAR
         checked = change["properties"]
         for name, value in checked.items():
@@ -251,6 +272,13 @@ class RowMapper:
             return col.value(row.get(col.name))
         except (ValueError, TypeError, OverflowError) as exc:
             raise InvalidRecord(DeadLetterCode.UNDECODABLE, f"column {col.name!r}: {exc}") from exc
+
+
+def _available(col: Column | None, row: Mapping[str, Any]) -> Column | None:
+    """The column, unless the row holds Debezium's placeholder for a value it could not read."""
+    if col is None or row.get(col.name) == UNAVAILABLE:
+        return None
+    return col
 
 
 def _resolved(avro: Any, named: Mapping[str, Any]) -> Any:

@@ -5,9 +5,12 @@ import httpx
 import pytest
 
 from tests.fakes.avro import SCHEMA, encode, event
+from tests.fakes.kafka import FakeMessage
 from worker.errors import InvalidRecord, RegistryUnavailable
+from worker.events.change import Delete
 from worker.events.decode import Decoder
 from worker.events.registry import SchemaRegistry
+from worker.records import SourceRecord
 
 
 def test_plain_avro_with_and_without_a_declared_header_decodes():
@@ -175,3 +178,39 @@ def test_a_string_that_is_not_utf8_is_an_undecodable_record():
     with pytest.raises(InvalidRecord) as info:
         Decoder(SCHEMA).decode(bytes(value))
     assert info.value.code == "undecodable"
+
+
+def tombstone(key: bytes | None) -> FakeMessage:
+    return FakeMessage(SourceRecord("users", 0, 3, key, None))
+
+
+@pytest.mark.parametrize("uid", ["u1", "ädä-42", "x" * 256], ids=["ascii", "unicode", "256-chars"])
+def test_a_tombstone_keyed_by_a_uid_deletes_that_user(uid):
+    """The worker's own producers key records by uid: a null value under a uid is a delete."""
+    assert Decoder(SCHEMA).read(tombstone(uid.encode())) == Delete(uid)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        None,
+        b"",
+        b"  \t",
+        b"\xff\xfeu1",
+        b"\x00\x00\x00\x00\x0a\x54",  # an Avro key in wire format ({"id": 42})
+        b"u" * 257,
+    ],
+    ids=["no-key", "empty-key", "blank-key", "not-utf8", "wire-format-key", "uid-over-256"],
+)
+def test_a_tombstone_whose_key_is_no_uid_is_a_dead_letter_not_a_delete(key):
+    """Nobody can be deleted by a key that is no uid: the record is dead-lettered (code
+    tombstone), never sent as a delete of a garbled uid."""
+    with pytest.raises(InvalidRecord) as info:
+        Decoder(SCHEMA).read(tombstone(key))
+    assert info.value.code == "tombstone"
+
+
+def test_read_decodes_a_value_as_decode_does():
+    """A record with a value is a change whatever its key."""
+    value = FakeMessage(SourceRecord("users", 0, 3, b"other", encode(event("u1"))))
+    assert Decoder(SCHEMA).read(value)["uid"] == "u1"

@@ -1,6 +1,7 @@
 import pytest
 
 from tests.fakes.factories import change
+from worker.events.change import CLEAR, PropertyValue, UserChange
 from worker.events.merge import declared_type, fold
 
 
@@ -55,3 +56,39 @@ def test_property_type_follows_the_latest_value():
     request = fold([change("u", score=1), change("u", score=1.5)]).to_request()
     assert request["properties"] == {"score": 1.5}
     assert request["schema"] == {"properties": {"score": "real"}}
+
+
+def cleared(uid: str, **properties: PropertyValue) -> UserChange:
+    """A full row's change: NULL columns clear (``events.mapping``)."""
+    return change(uid, display_name=CLEAR, email=CLEAR, **properties)  # type: ignore[arg-type]
+
+
+def test_a_cleared_field_or_property_is_sent_as_null_and_declares_no_type():
+    """FullStory empties a value sent as null; null fits every type, so none is declared
+    (declaring one from the CLEAR marker would be a wrong type or a crash)."""
+    request = fold([change("u1", plan="pro", seats=3), cleared("u1", plan=CLEAR)]).to_request()
+    assert request == {
+        "uid": "u1",
+        "display_name": None,
+        "email": None,
+        "properties": {"plan": None, "seats": 3},
+        "schema": {"properties": {"seats": "int"}},
+    }
+
+
+def test_only_cleared_properties_send_no_schema():
+    request = fold([cleared("u1", plan=CLEAR)]).to_request()
+    assert request["properties"] == {"plan": None} and "schema" not in request
+    assert fold([cleared("u1", plan=CLEAR)]).to_request(declare_types=False)["properties"] == {
+        "plan": None
+    }
+
+
+def test_a_later_value_replaces_a_clear_and_a_later_null_keeps_it():
+    """Offset order decides: a row's NULL then a new value sets it; a partial event's null
+    (leave as it is) after a NULL leaves it cleared."""
+    set_again = fold([cleared("u1", plan=CLEAR), change("u1", email="a@x.io", plan="team")])
+    assert set_again.to_request()["properties"] == {"plan": "team"}
+    assert set_again.to_request()["email"] == "a@x.io"
+    kept = fold([cleared("u1", plan=CLEAR), change("u1", plan=None)]).to_request()
+    assert kept["properties"] == {"plan": None} and kept["email"] is None
