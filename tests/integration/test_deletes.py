@@ -10,6 +10,7 @@ import pytest
 from fullstory_sandbox import Sandbox
 from tests.fakes.avro import encode, event
 from tests.integration.conftest import API_KEY
+from tests.integration.test_status import _cli
 from tests.integration.worker_process import wait_until
 
 pytestmark = pytest.mark.integration
@@ -97,7 +98,9 @@ def test_the_sandbox_follows_creates_changes_and_deletes_in_each_users_order(
         wait_until(lambda: broker.committed(group, topic) == end, 180, "the group at the log end")
 
     produce(created)  # FullStory holds them all, then they are deleted and created again
-    start_deleting_worker(topic, dlq, group, BATCH_MAX_USERS="50", MAX_JOBS_IN_FLIGHT="4")
+    worker = start_deleting_worker(
+        topic, dlq, group, health=True, BATCH_MAX_USERS="50", MAX_JOBS_IN_FLIGHT="4"
+    )
     drained()
     produce(records[len(created) :])
     drained()
@@ -109,6 +112,22 @@ def test_the_sandbox_follows_creates_changes_and_deletes_in_each_users_order(
         assert users[uid].get("properties", {}) == want["properties"], uid
     assert deleting_sandbox.violations() == []
     assert sum(broker.end_offsets(dlq).values()) == 0, "a record was dead-lettered"
+    # `status --worker` shows what the replica deleted, read from its /metrics.
+    done = _cli(
+        broker.bootstrap,
+        topic,
+        group,
+        "status",
+        "--worker",
+        f"http://127.0.0.1:{worker.health_port}",
+    )
+    assert done.returncode == 0, done.stderr
+    deleted = sum(
+        1
+        for request in deleting_sandbox.requests()
+        if request.get("method") == "DELETE" and request.get("status") == 200
+    )
+    assert f"deleted {deleted:,}" in done.stdout, done.stdout
 
 
 def test_a_key_that_may_not_delete_stops_the_worker_at_start_up(broker, stream, start_worker):

@@ -1,5 +1,7 @@
 """``fullstory-user-sync status``: the group's committed offsets against its topics' logs,
-and the group's members; ``--watch`` follows a replay or a catch-up until Ctrl-C.
+and the group's members; ``--watch`` follows a replay or a catch-up until Ctrl-C; ``--worker
+URL`` adds what the replicas did (``activity``: deletes, skipped records), and exits 1 when a
+named replica does not answer.
 
 Read-only: it never joins the group or commits (AdminClient calls only), so it runs beside
 the replicas. Every Kafka call is bounded by ``TIMEOUT_S``; a broker that does not answer is
@@ -23,6 +25,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 from worker.config.settings import KafkaSettings, load_kafka_settings
 from worker.errors import WorkerError
 from worker.kafka.clients import describe, kafka_client, quiet_config, wait
+from worker.ops import activity
 from worker.ops.progress import (
     GroupStatus,
     Member,
@@ -143,6 +146,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="refresh every SECONDS (default 2) with rate and ETA, until Ctrl-C",
     )
     parser.add_argument("--count", type=int, help="with --watch: stop after N refreshes")
+    parser.add_argument(
+        "--worker",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a replica's health server (http://host:HTTP_PORT, repeatable): adds what the "
+        "replicas did, summed: deletes, skipped records, acknowledgements",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -152,18 +163,31 @@ def main(args: argparse.Namespace) -> int:
         print("status: --watch takes seconds > 0 and --count N >= 1", file=sys.stderr)
         return 2
     reader = StatusReader(kafka)
+    unreachable = False
+
+    def shown(status: GroupStatus, progress: Progress | None = None) -> str:
+        """The status as printed, with the replicas' activity when ``--worker`` names any."""
+        nonlocal unreachable
+        done = activity.read(args.worker) if args.worker else None
+        unreachable = unreachable or bool(done and done.unreachable)
+        if args.json:
+            document = as_json(status, progress)
+            if done is not None:
+                document["activity"] = activity.as_json(done)
+            return json.dumps(document, indent=None if progress else 2)
+        text = table(status)
+        if done is not None:
+            text += "\n\n" + "\n".join(activity.lines(done))
+        return text if progress is None else f"{text}\n\n{progress_line(progress)}\n"
+
     try:
         if args.watch is None:
-            status = reader.read()
-            print(json.dumps(as_json(status), indent=2) if args.json else table(status))
-            return 0
+            print(shown(reader.read()))
+            return 1 if unreachable else 0
         clear = "\033[H\033[J" if sys.stdout.isatty() and not args.json else ""
 
         def emit(status: GroupStatus, progress: Progress) -> None:
-            if args.json:
-                print(json.dumps(as_json(status, progress)), flush=True)
-            else:
-                print(f"{clear}{table(status)}\n\n{progress_line(progress)}\n", flush=True)
+            print(f"{clear}{shown(status, progress)}", flush=True)
 
         watch(reader.read, emit, args.watch, args.count, SystemClock())
     except WorkerError as exc:
@@ -171,4 +195,4 @@ def main(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         pass  # Ctrl-C ends a watch; what was shown stands
-    return 0
+    return 1 if unreachable else 0
