@@ -13,9 +13,13 @@ from hypothesis import strategies as st
 
 from fullstory_sandbox.messages import parse_json
 from fullstory_sandbox.validation import UserError, validate_user
+from tests.fakes import debezium as dbz
 from tests.fakes.avro import SCHEMA, encode
 from worker.errors import InvalidRecord
+from worker.events.change import Delete, Skipped
+from worker.events.debezium import DebeziumDecoder
 from worker.events.decode import Decoder
+from worker.events.mapping import parse_mapping
 from worker.events.readers import record_reader
 from worker.events.rules import Rules
 from worker.fullstory.importer import encode_body
@@ -150,3 +154,99 @@ def test_the_fast_reader_reads_every_record_as_fastavros_public_reader(
 def test_the_fast_reader_refuses_what_fastavros_public_reader_refuses(value: bytes) -> None:
     fast, public = _read_both(value)
     assert (isinstance(fast, type), fast) == (isinstance(public, type), public)
+
+
+# -- Debezium rows through the field mapping ----------------------------------------------
+
+DEBEZIUM_MAPPING = {
+    "uid": "id",
+    "display_name": "full_name",
+    "email": "email",
+    "properties": {
+        "plan": "pricing_plan",
+        "signed_up": "created_at",
+        "signup_day": "signup_date",
+        "lifetime_value": "ltv",
+        "last_login": "last_login_at",
+        "visits": "visits",
+        "churn_risk": "churn_risk",
+    },
+}
+rows = st.fixed_dictionaries(
+    {
+        "id": st.one_of(st.integers(-(2**63), 2**63 - 1), st.sampled_from([0, -1, 42])),
+        "full_name": texts,
+        "email": texts,
+        "pricing_plan": st.one_of(texts, st.sampled_from(["x" * 8191, "é" * 4096])),
+        "created_at": st.one_of(
+            st.none(),
+            st.sampled_from(["2024-03-01T09:30:00.000000Z", "soon", "", "9999-12-31T23:59:59Z"]),
+            st.text(max_size=30),
+        ),
+        "signup_date": st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)),
+        "ltv": st.one_of(
+            st.none(),
+            st.decimals(min_value=-(10**10) + 1, max_value=10**10 - 1, places=2, allow_nan=False),
+        ),
+        "last_login_at": st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+        "visits": st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1)),
+        "churn_risk": st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+    }
+)
+events = st.tuples(st.sampled_from(["c", "r", "u", "d", "t"]), rows, st.one_of(st.none(), rows))
+
+
+@EXAMPLES
+@given(st.lists(events, max_size=10), st.sampled_from(["v2", "suffixed"]))
+def test_any_debezium_stream_gives_a_body_fullstory_accepts_or_the_workers_own_refusals(
+    stream: list[tuple[str, dict[str, Any], dict[str, Any] | None]], mode: str
+) -> None:
+    """Table rows as a database may hold them (NaN, dates past year 9999, huge text, negative
+    ids, garbage in a zoned timestamp) decode to a change, a delete or a skip, or are refused
+    with the worker's own code; every request is one FullStory accepts, a cleared value (JSON
+    null) included."""
+    schema = dbz.envelope_schema()
+    decoder = DebeziumDecoder(
+        parse_mapping(DEBEZIUM_MAPPING, Rules(mode).names.mode),
+        dbz.registry({7: schema}),
+        Rules(mode),
+    )
+    batcher = Batcher(50_000, 0.0)
+    for offset, (op, row, other) in enumerate(stream):
+        before, after = (row, None) if op == "d" else (other if op == "u" else None, row)
+        value = dbz.wire(schema, 7, dbz.change_event(op, before=before, after=after))
+        try:
+            event = decoder.read(_Message(value))
+        except InvalidRecord as refused:
+            assert refused.code and refused.message
+            continue
+        if isinstance(event, Delete):
+            batcher.delete(TP, offset, event.uid, 0.0)
+        elif not isinstance(event, Skipped):
+            batcher.add(TP, offset, event, 0.0)
+    batch = batcher.take(0.0)
+    if batch is None:
+        return
+    body = parse_json(
+        encode_body([unit.update for unit in batch.units.values()], declare_types=mode == "v2")
+    )
+    for request in body["requests"]:
+        verdict = validate_user(request)
+        assert not isinstance(verdict, UserError), (request, verdict)
+
+
+class _Message:
+    def __init__(self, value: bytes | None) -> None:
+        self._value = value
+
+    def offset(self) -> int:
+        return 0
+
+    def key(self) -> bytes | None:
+        return None
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> None:
+        return None
