@@ -60,15 +60,11 @@ class Unit(Span):
 
     @classmethod
     def deletion(cls, tp: TopicPartition, offset: int, uid: str, now: float) -> Unit:
-        unit = cls.__new__(cls)
-        Span.__init__(unit, offset)
-        unit.tp = tp
-        unit.update = UserUpdate(uid=uid)
-        unit.offsets = array("q", (offset,))
-        unit.arrived = now
+        nothing: UserChange = {
+            "uid": uid, "changed_at": 0, "display_name": None, "email": None, "properties": {}
+        }  # fmt: skip
+        unit = cls(tp, offset, nothing, now)
         unit.deletes = True
-        unit.successor = None
-        unit.riders = []
         return unit
 
     @property
@@ -169,7 +165,6 @@ class Batcher:
             successor = deleting.successor
             if successor is not None:  # re-created, then deleted again: one delete
                 deleting.riders.append(successor)
-                deleting.riders.extend(successor.riders)
                 deleting.offsets.extend(successor.offsets)
                 deleting.successor = None
                 self._successors -= 1
