@@ -166,10 +166,7 @@ class DebeziumDecoder:
                 f"a delete whose before image has no uid ({exc.message}): map uid to the "
                 "primary key, or set REPLICA IDENTITY FULL on the table",
             ) from exc
-        self._rules.check(
-            {"uid": uid, "changed_at": 0, "display_name": None, "email": None, "properties": {}}
-        )
-        return uid
+        return self._rules.check_uid(uid)
 
     def _shape(self, schema_id: int, writer: Any) -> _Shape:
         known = self._shapes.get(schema_id)

@@ -138,9 +138,7 @@ class Decoder:
         if not uid or uid.isspace():
             raise InvalidRecord(DeadLetterCode.TOMBSTONE, "record has no value and no uid key")
         try:
-            self._check(
-                {"uid": uid, "changed_at": 0, "display_name": None, "email": None, "properties": {}}
-            )
+            Rules.check_uid(uid)
         except InvalidRecord as exc:
             raise InvalidRecord(
                 DeadLetterCode.TOMBSTONE,

@@ -111,13 +111,7 @@ class Rules:
         self.names = PropertyNames(mode)
 
     def check(self, change: UserChange) -> UserChange:
-        uid = change["uid"]
-        if len(uid) > UID_MAX_CHARS:
-            raise InvalidRecord(
-                DeadLetterCode.INVALID_UID, f"uid is longer than {UID_MAX_CHARS} characters"
-            )
-        if not uid.isprintable() and _CONTROL.search(uid):
-            raise InvalidRecord(DeadLetterCode.INVALID_UID, "uid holds a control character")
+        self.check_uid(change["uid"])
         # Rules run before a mapped row's NULLs become CLEAR (``events.mapping``): strings here.
         display_name = change["display_name"]
         if display_name is not None and len(display_name) > DISPLAY_NAME_MAX_CHARS:  # type: ignore[arg-type]
@@ -136,6 +130,17 @@ class Rules:
             if checked is not properties:
                 change["properties"] = checked
         return change
+
+    @staticmethod
+    def check_uid(uid: str) -> str:
+        """The uid, when FullStory takes it (a delete's, a tombstone key's, any change's)."""
+        if len(uid) > UID_MAX_CHARS:
+            raise InvalidRecord(
+                DeadLetterCode.INVALID_UID, f"uid is longer than {UID_MAX_CHARS} characters"
+            )
+        if not uid.isprintable() and _CONTROL.search(uid):
+            raise InvalidRecord(DeadLetterCode.INVALID_UID, "uid holds a control character")
+        return uid
 
     def _properties(self, properties: dict[str, PropertyValue]) -> dict[str, PropertyValue]:
         if len(properties) > MAX_PROPERTIES_PER_USER:
