@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help venv demo bench test test-unit test-unit-pure sanitize test-debezium test-faults test-integration lint lock image-check chart-check broker-start broker-stop clean
+.PHONY: help venv demo demo-debezium bench test test-unit test-unit-pure sanitize test-debezium test-faults test-integration lint lock image-check chart-check broker-start broker-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ venv: $(VENV)/.installed ## create .venv with the worker, the sandbox and the te
 
 demo: venv ## start the local broker and sandbox, stream sample users, run the worker until drained
 	$(PY) scripts/demo.py
+
+demo-debezium: venv ## demo's Debezium variant: PostgreSQL + Connect + broker + sandbox; a 2,000-row table snapshotted, updated, deleted, followed (under a minute warm)
+	$(PY) scripts/demo_debezium.py
 
 # BENCH_ARGS: e.g. '--scale 0.05' (smoke run) or '--scenario backlog' (see scripts/bench.py).
 BENCH_ARGS ?=

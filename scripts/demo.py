@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from demo_tools import left_running, log_file, start_broker
 
-from fullstory_sandbox import Sandbox  # noqa: E402
-from tests.fakes.avro import encode, event  # noqa: E402
-from tests.integration.kafka_tools import Broker  # noqa: E402
-from tests.integration.oracle import fold_events, random_events  # noqa: E402
-from tests.integration.worker_process import WorkerProcess, wait_until  # noqa: E402
+from fullstory_sandbox import Sandbox
+from tests.fakes.avro import encode, event
+from tests.integration.oracle import fold_events, random_events
+from tests.integration.worker_process import WorkerProcess, wait_until
 
 
 def main() -> int:
@@ -35,14 +31,7 @@ def main() -> int:
     parser.add_argument("--job-delay-ms", type=int, default=300)
     args = parser.parse_args()
 
-    print("==> starting the local Kafka broker (first run resolves its jars with Maven)")
-    done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "kafka.sh"), "start"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    broker = Broker(done.stdout.strip().splitlines()[-1])
+    broker = start_broker()
     run_id = uuid.uuid4().hex[:6]
     topic = broker.create_topic(args.partitions, prefix=f"demo-user-changes-{run_id}")
     dlq = broker.create_topic(1, prefix=f"demo-dlq-{run_id}")
@@ -57,14 +46,9 @@ def main() -> int:
     broker.produce(topic, [(e["uid"].encode(), encode(e)) for e in events] + bad)
 
     api_key = "demo-key"
-    log_dir = ROOT / ".demo"
-    log_dir.mkdir(exist_ok=True)
+    log = log_file("worker.log")
     with Sandbox(api_key=api_key, job_delay_ms=args.job_delay_ms) as sandbox:
-        print(
-            f"==> FullStory sandbox at {sandbox.url}; starting the worker "
-            f"(log: {log_dir / 'worker.log'})"
-        )
-        (log_dir / "worker.log").unlink(missing_ok=True)
+        print(f"==> FullStory sandbox at {sandbox.url}; starting the worker (log: {log})")
         worker = WorkerProcess(
             {
                 "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
@@ -77,7 +61,7 @@ def main() -> int:
                 "BATCH_MAX_WAIT_MS": "500",
                 "HTTP_PORT": "0",
             },
-            log_dir / "worker.log",
+            log,
         )
         started = time.monotonic()
         end = broker.end_offsets(topic)
@@ -125,6 +109,7 @@ def main() -> int:
                 f"offset={headers.get('dlq.source.offset', b'').decode()}"
             )
     ok = status == 0 and matches == len(expected) and len(letters) == len(bad)
+    left_running({"Kafka broker": broker.bootstrap})
     print("==> OK" if ok else "==> MISMATCH (see .demo/worker.log)")
     return 0 if ok else 1
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,7 +12,12 @@ import pytest
 
 from fullstory_sandbox import Sandbox
 from tests.integration.kafka_tools import Broker
-from tests.integration.worker_process import ROOT, WorkerProcess, wait_until
+from tests.integration.worker_process import (
+    ROOT,
+    WorkerProcess,
+    free_ports,
+    start_with_health_port,
+)
 
 API_KEY = "sandbox-test-key"
 
@@ -43,25 +47,6 @@ def broker() -> Broker:
         )
         bootstrap = done.stdout.strip().splitlines()[-1]
     return Broker(bootstrap)
-
-
-def free_port() -> int:
-    """A port nothing listens on right now. Racy: another process may take it before the
-    caller binds it, so only use it where a bind failure is detected and retried with a
-    new port (``PrivateBroker.start``, ``start_worker(health=True)``)."""
-    return free_ports(1)[0]
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports nothing listens on right now (same caveat as ``free_port``)."""
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 def _libs_dir() -> Path:
@@ -186,41 +171,11 @@ def start_worker(
         }
         if not health:
             return launch(settings)
-        return _with_health_port(launch, settings)
+        return start_with_health_port(launch, settings)
 
     yield start
     for process in started:
         process.kill()
-
-
-HEALTH_PORT_ATTEMPTS = 5
-
-
-def _with_health_port(
-    launch: Callable[[dict[str, str]], WorkerProcess], settings: dict[str, str]
-) -> WorkerProcess:
-    """Start a worker whose health server listens on a port of its own.
-
-    The worker cannot bind port 0 (``HTTP_PORT=0`` turns the server off), so a free port is
-    picked up front; if another process takes it first, the worker exits at start-up with
-    "Address already in use" and is started again on a new port. Once it logged
-    ``config_loaded`` (after binding) and still runs, the port is the worker's.
-    """
-    for _ in range(HEALTH_PORT_ATTEMPTS):
-        port = free_port()
-        process = launch({**settings, "HTTP_PORT": str(port), "HTTP_HOST": "127.0.0.1"})
-        wait_until(
-            lambda p=process: p.proc.poll() is not None or p.logged("config_loaded"),
-            60,
-            "the worker to bind its health port or exit",
-            step=0.05,
-        )
-        if process.proc.poll() is None:
-            process.health_port = port
-            return process
-        if "Address already in use" not in process.log_path.read_text(errors="replace"):
-            raise AssertionError(f"the worker exited at start-up; see {process.log_path}")
-    raise AssertionError(f"no free health port in {HEALTH_PORT_ATTEMPTS} attempts")
 
 
 @pytest.fixture

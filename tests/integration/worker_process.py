@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -86,3 +87,52 @@ def probe(port: int, path: str) -> int | None:
         return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code
     except httpx.HTTPError:
         return None
+
+
+def free_port() -> int:
+    """A port nothing listens on right now. Racy: another process may take it before the
+    caller binds it, so only use it where a bind failure is detected and retried with a
+    new port (``PrivateBroker.start``, ``start_worker(health=True)``)."""
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports nothing listens on right now (same caveat as ``free_port``)."""
+    probes = [socket.socket() for _ in range(count)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+HEALTH_PORT_ATTEMPTS = 5
+
+
+def start_with_health_port(
+    launch: Callable[[dict[str, str]], WorkerProcess], settings: dict[str, str]
+) -> WorkerProcess:
+    """Start a worker whose health server listens on a port of its own.
+
+    The worker cannot bind port 0 (``HTTP_PORT=0`` turns the server off), so a free port is
+    picked up front; if another process takes it first, the worker exits at start-up with
+    "Address already in use" and is started again on a new port. Once it logged
+    ``config_loaded`` (after binding) and still runs, the port is the worker's.
+    """
+    for _ in range(HEALTH_PORT_ATTEMPTS):
+        port = free_port()
+        process = launch({**settings, "HTTP_PORT": str(port), "HTTP_HOST": "127.0.0.1"})
+        wait_until(
+            lambda p=process: p.proc.poll() is not None or p.logged("config_loaded"),
+            60,
+            "the worker to bind its health port or exit",
+            step=0.05,
+        )
+        if process.proc.poll() is None:
+            process.health_port = port
+            return process
+        if "Address already in use" not in process.log_path.read_text(errors="replace"):
+            raise AssertionError(f"the worker exited at start-up; see {process.log_path}")
+    raise AssertionError(f"no free health port in {HEALTH_PORT_ATTEMPTS} attempts")

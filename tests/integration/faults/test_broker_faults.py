@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import free_port
 from tests.integration.kafka_tools import Broker
 from tests.integration.oracle import random_events
 from tests.integration.test_end_to_end import _assert_sandbox_holds, _drained, _produce_events
-from tests.integration.worker_process import probe, wait_until
+from tests.integration.worker_process import free_port, probe, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes.avro import encode
-from tests.integration.conftest import free_port
 from tests.integration.faults.checker import events_named
 from tests.integration.kafka_tools import Broker
 from tests.integration.oracle import random_events
 from tests.integration.registry import Registry
 from tests.integration.test_end_to_end import _assert_sandbox_holds, _drained, _produce_events
-from tests.integration.worker_process import ROOT, probe, wait_until
+from tests.integration.worker_process import ROOT, free_port, probe, wait_until
 
 pytestmark = pytest.mark.integration
 

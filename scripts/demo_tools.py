@@ -1,0 +1,51 @@
+"""What the demos share: this checkout's servers, the log directory, the closing note.
+
+``make demo`` (scripts/demo.py) and ``make demo-debezium`` (scripts/demo_debezium.py) start
+the servers with the project's scripts, which reuse a server this checkout already runs; the
+demos leave them running for the next run and say how to stop them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.integration.debezium.stack import start  # noqa: E402
+from tests.integration.kafka_tools import Broker  # noqa: E402
+
+KAFKA_SH = ROOT / "scripts" / "kafka.sh"
+LOG_DIR = ROOT / ".demo"
+
+# What stops each server a demo leaves running (`make clean` stops them all and removes
+# their state).
+STOP = {
+    "Kafka broker": "make broker-stop",
+    "PostgreSQL": "bash scripts/postgres.sh stop",
+    "Kafka Connect": "bash scripts/connect.sh stop",
+}
+
+
+def start_broker() -> Broker:
+    """This checkout's broker (scripts/kafka.sh start: started, or the running one)."""
+    print("==> starting the local Kafka broker (first run resolves its jars with Maven)")
+    return Broker(start(KAFKA_SH))
+
+
+def log_file(name: str) -> Path:
+    """A fresh log file under .demo/."""
+    LOG_DIR.mkdir(exist_ok=True)
+    path = LOG_DIR / name
+    path.unlink(missing_ok=True)
+    return path
+
+
+def left_running(servers: dict[str, str]) -> None:
+    """Name the servers (name -> address) left running and how to stop each."""
+    print("    left running for the next run:")
+    for name, address in servers.items():
+        print(f"      {name:<14} {address:<40} stop: {STOP[name]}")
+    print("      (`make clean` stops them too, and removes their state and .venv)")
