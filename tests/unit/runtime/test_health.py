@@ -61,3 +61,17 @@ def test_an_overdue_job_turns_not_ready_and_is_named():
     assert detail["overdue_jobs"] == ["j1"] and health.live()[0] is True
     overdue.clear()
     assert health.ready()[0] is True
+
+
+def test_a_table_schema_the_mapping_cannot_read_turns_not_ready_and_says_why():
+    """Its records are being dead-lettered: /readyz names the schema and the column (the
+    latest five), until a restart with a mapping that fits."""
+    health = Health(liveness_timeout_s=60)
+    health.joined()
+    for schema_id in range(7):
+        health.mapping_problem(f"schema id {schema_id}: users has no column 'plan_name'")
+    ok, detail = health.ready()
+    assert not ok and detail["mapping_fits"] is False
+    assert detail["mapping_problems"] == [
+        f"schema id {i}: users has no column 'plan_name'" for i in range(2, 7)
+    ]
