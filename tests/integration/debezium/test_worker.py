@@ -160,3 +160,43 @@ def test_the_sandbox_follows_the_table_through_debezium(
     }
     assert deletes["deleted"] >= 1 and deletes["deleted"] + deletes["absent"] == 3, deletes
     assert deletes["rejected"] == 0
+
+
+def test_a_table_without_a_mapped_column_is_dead_lettered_and_readyz_says_why(
+    postgres: Postgres,
+    create_connector: Callable[..., str],
+    broker: Broker,
+    schema_registry: Registry,
+    sandbox: Sandbox,
+    start_worker,
+    tmp_path,
+) -> None:
+    """The mapping names `pricing_plan`, the table has no such column: each record goes to the
+    DLQ as `mapped_column_missing` (never imported with the property missing), the group
+    still commits past them, and /readyz is 503 naming the column."""
+    table = f"users_{uuid.uuid4().hex[:8]}"
+    postgres.sql(f"CREATE TABLE {table} (id bigint PRIMARY KEY, full_name text, email text);")
+    topic = create_connector("nocol", table)
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text(json.dumps({"uid": "id", "properties": {"plan": "pricing_plan"}}))
+    dlq = broker.create_topic(1, prefix="dlq")
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    worker = start_worker(
+        topic,
+        dlq,
+        group,
+        health=True,
+        SOURCE_FORMAT="debezium",
+        FIELD_MAPPING=str(mapping),
+        SCHEMA_REGISTRY_URL=schema_registry.url,
+    )
+    postgres.sql(f"INSERT INTO {table} VALUES (1, 'Ada', 'a@example.com'), (2, 'Grace', NULL);")
+    letters = broker.read_all(dlq, expected=2, timeout_s=60)
+    codes = {dict(m.headers())["dlq.error.code"] for m in letters}
+    assert len(letters) == 2 and codes == {b"mapped_column_missing"}
+    end = broker.end_offsets(topic)
+    wait_until(lambda: broker.committed(group, topic) == end, 60, "the group past the letters")
+    ready = httpx.get(f"http://127.0.0.1:{worker.health_port}/readyz", timeout=5)
+    assert ready.status_code == 503
+    assert "pricing_plan" in " ".join(ready.json()["mapping_problems"])
+    assert sandbox.users() == {}
