@@ -576,6 +576,7 @@ class Deletes:
     started_wall: float  # the worker's start, wall clock
     clock_offset: float  # wall - monotonic in this process
     stats: dict[str, Any]
+    jobs: list[dict[str, Any]]
     upserts_before: int
     left: list[str]  # deleted uids the sandbox still holds
     violations: int
@@ -619,7 +620,7 @@ def run_deletes(bench: Bench, load: Workload, doomed: list[str]) -> Deletes:
                 uid = _uid_of(request["path"])
                 if request["method"] == "DELETE" and request["status"] == 200 and uid:
                     answered.setdefault(uid, request["answered_monotonic"])
-            users, stats = api.users(), api.stats()
+            users, stats, jobs = api.users(), api.stats(), api.jobs()
             violations = len(api.violations())
         dead_letters = sum(bench.broker.end_offsets(topics.dlq).values())
     finally:
@@ -636,6 +637,7 @@ def run_deletes(bench: Bench, load: Workload, doomed: list[str]) -> Deletes:
         worker.started + clock_offset,
         clock_offset,
         stats,
+        jobs,
         upserts_before,
         [uid for uid in doomed if uid in users],
         violations,
@@ -663,17 +665,34 @@ def delete_latency(bench: Bench) -> Row:
     row.upserts_per_uid = (run.stats["upserts"] - run.upserts_before) / load.uids
     row.jobs = run.stats["jobs"]["total"]
     row.peak_rss_mib = run.peak_rss_mib
-    last_sent = max((wall for _, wall in run.sent.values()), default=None)
-    last_answer = max(run.answered.values(), default=None)
     progress = []
-    if last_sent is not None:
-        share = _backlog_share(_sample_at(run.samples, last_sent), run.backlog_end)
-        progress.append(f"{share:.0%} of the backlog committed when the last tombstone went")
-    if last_answer is not None:
-        share = _backlog_share(
-            _sample_at(run.samples, last_answer + run.clock_offset), run.backlog_end
+    moments = [
+        ("the last tombstone went", max((m for m, _ in run.sent.values()), default=None)),
+        ("the last delete was answered", max(run.answered.values(), default=None)),
+    ]
+    for what, mono in moments:
+        if mono is None:
+            continue
+        committed = _backlog_share(
+            _sample_at(run.samples, mono + run.clock_offset), run.backlog_end
         )
-        progress.append(f"{share:.0%} when the last delete was answered")
+        imported = sum(
+            j["request_count"]
+            for j in run.jobs
+            if j["finished_monotonic"] is not None and j["finished_monotonic"] <= mono
+        )
+        progress.append(
+            f"when {what} ({mono + run.clock_offset - run.started_wall:.1f} s): "
+            f"{committed:.0%} of the backlog committed, {imported / load.uids:.0%} of its "
+            "users imported (finished jobs)"
+        )
+    first_commit = next((at for at, c in run.samples if any(o > 0 for o in c.values())), None)
+    if first_commit is not None:
+        progress.append(f"the group's first commit {first_commit - run.started_wall:.1f} s")
+    in_order = sorted(run.sent, key=lambda u: run.sent[u][0])
+    each = ", ".join(
+        f"{run.answered[u] - run.sent[u][0]:.1f}" if u in run.answered else "-" for u in in_order
+    )
     row.notes += [
         f"p50 / p99 ack = tombstone produce -> the sandbox's 200 to its DELETE, {DELETES} "
         f"tombstones every {DELETE_EVERY_S} s from {DELETE_FIRST_S} s after the worker started "
@@ -681,7 +700,8 @@ def delete_latency(bench: Bench) -> Row:
         "produce -> commit past the tombstone (after the 404, user_delete_ms="
         f"{USER_DELETE_MS}): p50 {percentile(commits, 0.5) or 0:.2f} s, "
         f"p99 {percentile(commits, 0.99) or 0:.2f} s, max {percentile(commits, 1.0) or 0:.2f} s",
-        "; ".join(progress),
+        "; ".join(progress) + " after the worker started",
+        f"per delete in produce order (s): {each}",
         "events/s: the backlog alone, worker start -> its offsets committed"
         + ("" if backlog_done is None else f" ({backlog_done - run.started_wall:.1f} s)"),
         f"the {DELETES} users pre-created with POST /v2/users, all in the backlog; "
