@@ -39,7 +39,7 @@ Scenarios (each on a fresh 6-partition topic, DLQ topic and consumer group, dele
   uid, no value) for each of those 20 is produced every 0.25 s while the backlog drains.
   Latency per delete = the sandbox's answer 200 to its DELETE (the request log's
   answered_monotonic, this process's clock) minus the moment just before its produce;
-  p50 / p99 (of 20: the second highest) / max. Also: produce (CreateTime) -> the group's
+  p50 / p99 (of 20, the max) / max. Also: produce (CreateTime) -> the group's
   commit past the tombstone (sampled every 50 ms; the worker commits a delete only once the
   user answers 404), how much of the backlog was committed when the last tombstone went and
   when the last delete was answered, and events/s of the backlog alone (worker start -> the
