@@ -21,6 +21,30 @@ Scenarios (each on a fresh 6-partition topic, DLQ topic and consumer group, dele
   jobs 0.2-0.5 s), after the group is stable. Latency per record = the first moment a
   sampler (one consumer reading the committed offsets every 50 ms) saw its partition's
   commit pass it, minus the record's CreateTime; p50 and p99 over all records.
+- debezium: 1,000,000 Debezium change events (raw envelopes, Confluent wire format, keyed by
+  the primary key) of a users table over 50,000 rows, produced before the worker starts: each
+  row's first event its INSERT (c), every later one an UPDATE (u) with both images (REPLICA
+  IDENTITY FULL), one in ten of those changing only unmapped columns (last_login_at), which the
+  worker skips as unchanged; the others change one mapped column. The tests' registry runs in
+  this process with the envelope schema under the id the values carry; the worker runs with
+  SOURCE_FORMAT=debezium, SCHEMA_REGISTRY_URL and a FIELD_MAPPING of uid, display name, email
+  and four properties (text, zoned timestamp, date, numeric). Measured as backlog (one run):
+  events/s against fastavro's plain decode of the same values with the registry's writer
+  schema (logical types dropped, as the worker reads them), upserts per uid, jobs, peak RSS;
+  then the sandbox must hold every row, a sample of 500 as the mapping says, and nothing may
+  be dead-lettered.
+- delete-latency: the backlog's 1,000,000 canonical upserts produced first; the sandbox
+  (user_delete_ms=1000) already holds 20 of the backlog's users (created with POST /v2/users);
+  the worker runs with ON_DELETE=delete and, from 0.5 s after it starts, a tombstone (key the
+  uid, no value) for each of those 20 is produced every 0.25 s while the backlog drains.
+  Latency per delete = the sandbox's answer 200 to its DELETE (the request log's
+  answered_monotonic, this process's clock) minus the moment just before its produce;
+  p50 / p99 (of 20, the max) / max. Also: produce (CreateTime) -> the group's
+  commit past the tombstone (sampled every 50 ms; the worker commits a delete only once the
+  user answers 404), how much of the backlog was committed when the last tombstone went and
+  when the last delete was answered, and events/s of the backlog alone (worker start -> the
+  backlog's offsets committed). The deleted users must be gone and the sandbox may record no
+  upsert of a uid under deletion.
 
 Producing happens before the worker's clock starts (backlogs) and is timed on its own. Every
 wait is bounded: a scenario that does not drain in time is reported as such. The worker gets
@@ -43,24 +67,35 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_report import Row, load_average, save  # noqa: E402
 from bench_tools import (  # noqa: E402
+    DEBEZIUM_MAPPING,
+    DEBEZIUM_SCHEMA_ID,
     CommitSampler,
     CommittedOffsets,
+    DebeziumWorkload,
     Produced,
+    TombstoneTimer,
     Workload,
+    caught_up,
     decode_seconds,
+    expected_user,
     machine,
+    make_debezium_workload,
     make_workload,
     produce_backlog,
     produce_paced,
@@ -72,7 +107,9 @@ from bench_tools import (  # noqa: E402
 )
 
 from fullstory_sandbox import Sandbox  # noqa: E402
+from tests.fakes import debezium as dbz  # noqa: E402
 from tests.integration.kafka_tools import Broker  # noqa: E402
+from tests.integration.registry import Registry  # noqa: E402
 
 API_KEY = "bench-key"
 PARTITIONS = 6
@@ -84,6 +121,12 @@ OUTAGE_S = 60.0
 LIVE_RATE = 2_000
 LIVE_SECONDS = 30.0
 LIVE_UIDS = 50_000
+UNCHANGED_SHARE = 0.10  # Debezium updates of unmapped columns only
+DEBEZIUM_SAMPLE = 500  # users whose final state is checked field by field
+DELETES = 20
+DELETE_FIRST_S = 0.5  # after the worker starts
+DELETE_EVERY_S = 0.25
+USER_DELETE_MS = 1_000
 
 
 def drain_timeout_s(events: int) -> float:
@@ -107,13 +150,23 @@ class Bench:
     logs: Path
     backlog_runs: int = 3
     _workloads: dict[tuple[int, int], Workload] = field(default_factory=dict)
+    _debezium: dict[tuple[int, int], DebeziumWorkload] = field(default_factory=dict)
+
+    def scaled(self, events: int, uids: int) -> tuple[int, int]:
+        return max(1, round(events * self.scale)), max(1, round(uids * self.scale))
 
     def workload(self, events: int, uids: int) -> Workload:
         """`events` over `uids`, both scaled; built once per run."""
-        shape = (max(1, round(events * self.scale)), max(1, round(uids * self.scale)))
+        shape = self.scaled(events, uids)
         if shape not in self._workloads:
             self._workloads[shape] = make_workload(*shape, seed=SEED)
         return self._workloads[shape]
+
+    def debezium_workload(self, events: int, uids: int) -> DebeziumWorkload:
+        shape = self.scaled(events, uids)
+        if shape not in self._debezium:
+            self._debezium[shape] = make_debezium_workload(*shape, SEED, UNCHANGED_SHARE)
+        return self._debezium[shape]
 
     def topics(self, scenario: str) -> Topics:
         run_id = uuid.uuid4().hex[:6]
@@ -144,9 +197,11 @@ class Bench:
         return self.logs / f"worker-{scenario}.log"
 
 
-def sandbox(jobs_ms: tuple[int, int]) -> Sandbox:
+def sandbox(jobs_ms: tuple[int, int], **settings: Any) -> Sandbox:
     low, high = jobs_ms
-    return Sandbox(api_key=API_KEY, job_delay_ms=low, job_jitter_ms=high - low, seed=SEED)
+    return Sandbox(
+        api_key=API_KEY, job_delay_ms=low, job_jitter_ms=high - low, seed=SEED, **settings
+    )
 
 
 # -- backlogs: produced first, then the worker drains them -------------------------------
@@ -166,31 +221,45 @@ class Drain:
     first_job_s: float | None  # worker start -> the first job FullStory created
     peak_rss_mib: float | None
     exit_status: int | None
+    dead_letters: int = 0
+    problems: list[str] = field(default_factory=list)  # what `check` found wrong
 
 
 def run_backlog(
-    bench: Bench, scenario: str, load: Workload, jobs_ms: tuple[int, int], outage_s: float = 0
+    bench: Bench,
+    scenario: str,
+    load: Workload,
+    jobs_ms: tuple[int, int],
+    outage_s: float = 0,
+    env: dict[str, str] | None = None,
+    decode: Callable[[], float] | None = None,
+    check: Callable[[Sandbox], list[str]] | None = None,
 ) -> Drain:
     """Produces `load`, measures its decode, then times the worker draining it. With
-    `outage_s`, the sandbox answers 503 from before the worker starts until `outage_s` after."""
+    `outage_s`, the sandbox answers 503 from before the worker starts until `outage_s` after.
+    `env`: more of the worker's variables; `decode`: the plain decode's seconds (fastavro on
+    the canonical schema by default); `check(sandbox)`: problems in what FullStory holds."""
     topics = bench.topics(scenario)
     offsets = CommittedOffsets(bench.broker.bootstrap, topics.group, topics.source, PARTITION_IDS)
     try:
         produce_s = produce_backlog(bench.broker.bootstrap, topics.source, load)
         end = bench.broker.end_offsets(topics.source)
-        decode_s = decode_seconds(load.values)
+        decode_s = decode() if decode is not None else decode_seconds(load.values)
         timeout = drain_timeout_s(len(load.values)) + outage_s
         with sandbox(jobs_ms) as api:
             heal = threading.Timer(outage_s, api.set_faults, kwargs={"server_error": {"count": 0}})
             if outage_s:
                 api.set_faults(server_error={"count": 10**9, "status": 503})
-            with running_worker(bench.worker_env(topics, api), bench.log_path(scenario)) as worker:
+            worker_env = bench.worker_env(topics, api, **(env or {}))
+            with running_worker(worker_env, bench.log_path(scenario)) as worker:
                 if outage_s:
                     heal.start()
                 drained_s, committed = wait_drained(offsets.read, end, worker, timeout)
                 heal.cancel()
                 rss = worker.process.peak_rss_mib()
             stats, jobs = api.stats(), api.jobs()
+            problems = check(api) if check is not None else []
+        dead_letters = sum(bench.broker.end_offsets(topics.dlq).values())
     finally:
         offsets.close()
         bench.drop(topics)
@@ -207,6 +276,8 @@ def run_backlog(
         None if first_job is None else first_job - worker.started,
         rss,
         worker.exit_status,
+        dead_letters,
+        problems,
     )
 
 
@@ -239,6 +310,10 @@ def drain_row(scenario: str, load: Workload, drain: Drain, busy_s: float = 0.0) 
         row.fail(f"NOT DRAINED: {behind:,} records uncommitted when it gave up")
     if drain.exit_status != 0:
         row.fail(f"worker exit status after SIGTERM: {drain.exit_status}")
+    if drain.dead_letters:
+        row.fail(f"{drain.dead_letters:,} records dead-lettered")
+    for problem in drain.problems:
+        row.fail(problem)
     return row
 
 
@@ -392,11 +467,272 @@ def live(bench: Bench) -> Row:
     return row
 
 
+# -- Debezium: a users table's change events through the field mapping --------------------
+
+
+def debezium_sample(load: DebeziumWorkload) -> list[int]:
+    ids = sorted(load.rows)
+    return ids[:: max(1, len(ids) // DEBEZIUM_SAMPLE)]
+
+
+def debezium_check(load: DebeziumWorkload) -> Callable[[Sandbox], list[str]]:
+    """Every row is a user; a sample of `DEBEZIUM_SAMPLE` rows holds the row's last state as
+    the mapping says (a NULL email cleared)."""
+    ids = sorted(load.rows)
+    sample = debezium_sample(load)
+
+    def check(api: Sandbox) -> list[str]:
+        users = api.users()
+        problems = []
+        if set(users) != {str(i) for i in ids}:
+            problems.append(f"the sandbox holds {len(users):,} users, the table {len(ids):,} rows")
+        wrong = []
+        for row_id in sample:
+            user = users.get(str(row_id))
+            held = user and {k: user.get(k) for k in ("display_name", "email", "properties")}
+            if held != expected_user(load.rows[row_id]):
+                wrong.append(f"{row_id}: {held} != {expected_user(load.rows[row_id])}")
+        if wrong:
+            problems.append(f"{len(wrong)} of {len(sample)} sampled users wrong, e.g. {wrong[0]}")
+        return problems
+
+    return check
+
+
+def debezium(bench: Bench) -> Row:
+    load = bench.debezium_workload(1_000_000, 50_000)
+    # The writer schema as the worker's registry client hands it out: logical types dropped.
+    writer = dbz.registry({DEBEZIUM_SCHEMA_ID: load.schema})(DEBEZIUM_SCHEMA_ID)
+    mapping = bench.logs / "mapping.json"
+    mapping.write_text(json.dumps(DEBEZIUM_MAPPING))
+    with Registry() as registry:
+        registry.register(DEBEZIUM_SCHEMA_ID, load.schema)
+        env = {
+            "SOURCE_FORMAT": "debezium",
+            "FIELD_MAPPING": str(mapping),
+            "SCHEMA_REGISTRY_URL": registry.url,
+        }
+        drain = run_backlog(
+            bench,
+            "debezium",
+            load,
+            FAST_JOBS_MS,
+            env=env,
+            decode=lambda: decode_seconds(load.values, schema=writer, header=5),
+            check=debezium_check(load),
+        )
+        fetches = registry.fetches
+    row = drain_row("debezium", load, drain)
+    events = len(load.values)
+    sample = debezium_sample(load)
+    cleared = sum(load.rows[i]["email"] is None for i in sample)
+    row.notes[:0] = [
+        f"{load.ops['c']:,} c + {load.ops['u']:,} u, {load.unchanged:,} "
+        f"({load.unchanged / events:.1%} of all events) u of last_login_at only (skipped "
+        "as unchanged); the other u change one mapped column",
+        f"fastavro/s: schemaless_reader, the registry's writer schema (logical types dropped), "
+        f"{len(load.values[0])} B a value",
+        f"{fetches} registry fetch(es); {len(sample)} users' final state checked ({cleared} "
+        "with the email cleared by a NULL), every row a user, no dead letter",
+        f"workload built in {load.prepare_s:.0f} s",
+    ]
+    return row
+
+
+# -- delete latency: tombstones produced while a backlog of upserts drains -----------------
+
+
+def _uid_of(path: str) -> str | None:
+    return (parse_qs(urlsplit(path).query).get("uid") or [None])[0]
+
+
+def _backlog_share(committed: dict[int, int] | None, backlog_end: dict[int, int]) -> float:
+    """The share of the backlog's records (before the tombstones) committed."""
+    done = sum(min(max(0, (committed or {}).get(p, 0)), n) for p, n in backlog_end.items())
+    return done / max(1, sum(backlog_end.values()))
+
+
+def _sample_at(samples: list[tuple[float, dict[int, int]]], wall: float) -> dict[int, int] | None:
+    """The last commit sample taken at or before `wall`."""
+    found = None
+    for at, committed in samples:
+        if at > wall:
+            break
+        found = committed
+    return found
+
+
+@dataclass
+class Deletes:
+    """A delete-latency run: the tombstones, the sandbox's DELETE answers, the commits."""
+
+    produce_s: float
+    drained_s: float | None
+    backlog_end: dict[int, int]
+    sent: dict[str, tuple[float, float]]  # uid -> (monotonic, wall) just before its produce
+    stored: list[Produced]
+    answered: dict[str, float]  # uid -> monotonic of its DELETE's 200
+    samples: list[tuple[float, dict[int, int]]]
+    started_wall: float  # the worker's start, wall clock
+    clock_offset: float  # wall - monotonic in this process
+    stats: dict[str, Any]
+    jobs: list[dict[str, Any]]
+    upserts_before: int
+    left: list[str]  # deleted uids the sandbox still holds
+    violations: int
+    dead_letters: int
+    peak_rss_mib: float | None
+    exit_status: int | None
+
+
+def run_deletes(bench: Bench, load: Workload, doomed: list[str]) -> Deletes:
+    topics = bench.topics("delete-latency")
+    offsets = CommittedOffsets(bench.broker.bootstrap, topics.group, topics.source, PARTITION_IDS)
+    timeout = drain_timeout_s(len(load.values)) + USER_DELETE_MS / 1000
+    tombstones_s = DELETE_FIRST_S + DELETES * DELETE_EVERY_S
+    sampler = CommitSampler(offsets, 0.05, max_s=tombstones_s + timeout + 60)
+    try:
+        produce_s = produce_backlog(bench.broker.bootstrap, topics.source, load)
+        backlog_end = bench.broker.end_offsets(topics.source)
+        with sandbox(FAST_JOBS_MS, user_delete_ms=USER_DELETE_MS) as api:
+            with httpx.Client(base_url=api.url, headers=api.auth_headers(), timeout=10) as http:
+                for uid in doomed:
+                    answer = http.post("/v2/users", json={"uid": uid, "display_name": "doomed"})
+                    answer.raise_for_status()
+            upserts_before = api.stats()["upserts"]
+            env = bench.worker_env(topics, api, ON_DELETE="delete")
+            with running_worker(env, bench.log_path("delete-latency")) as worker:
+                clock_offset = time.time() - time.monotonic()
+                sampler.start()
+                due = [worker.started + DELETE_FIRST_S + k * DELETE_EVERY_S for k in range(DELETES)]
+                timer = TombstoneTimer(bench.broker.bootstrap, topics.source, doomed, due)
+                timer.start()
+                try:
+                    timer.join(tombstones_s + 60)
+                    end = bench.broker.end_offsets(topics.source)
+                    drained_s, _ = wait_drained(sampler.latest, end, worker, timeout)
+                finally:
+                    timer.stop()
+                    sampler.stop()
+                rss = worker.process.peak_rss_mib()
+            answered: dict[str, float] = {}
+            for request in api.requests():
+                uid = _uid_of(request["path"])
+                if request["method"] == "DELETE" and request["status"] == 200 and uid:
+                    answered.setdefault(uid, request["answered_monotonic"])
+            users, stats, jobs = api.users(), api.stats(), api.jobs()
+            violations = len(api.violations())
+        dead_letters = sum(bench.broker.end_offsets(topics.dlq).values())
+    finally:
+        offsets.close()
+        bench.drop(topics)
+    return Deletes(
+        produce_s,
+        drained_s,
+        backlog_end,
+        timer.sent,
+        timer.stored,
+        answered,
+        sampler.samples,
+        worker.started + clock_offset,
+        clock_offset,
+        stats,
+        jobs,
+        upserts_before,
+        [uid for uid in doomed if uid in users],
+        violations,
+        dead_letters,
+        rss,
+        worker.exit_status,
+    )
+
+
+def delete_latency(bench: Bench) -> Row:
+    load = bench.workload(1_000_000, 50_000)
+    uids = sorted({key.decode() for key in load.keys})
+    doomed = uids[:: max(1, len(uids) // DELETES)][:DELETES]
+    run = run_deletes(bench, load, doomed)
+    events = len(load.values)
+    row = Row("delete-latency", events, load.uids, seconds=run.drained_s)
+    latencies = sorted(run.answered[u] - run.sent[u][0] for u in run.answered if u in run.sent)
+    row.p50_s, row.p99_s = percentile(latencies, 0.50), percentile(latencies, 0.99)
+    commits = ack_latencies(run.stored, run.samples)
+    backlog_done = next(
+        (at for at, committed in run.samples if caught_up(committed, run.backlog_end)), None
+    )
+    if backlog_done is not None:
+        row.events_per_s = events / (backlog_done - run.started_wall)
+    row.upserts_per_uid = (run.stats["upserts"] - run.upserts_before) / load.uids
+    row.jobs = run.stats["jobs"]["total"]
+    row.peak_rss_mib = run.peak_rss_mib
+    progress = []
+    moments = [
+        ("the last tombstone went", max((m for m, _ in run.sent.values()), default=None)),
+        ("the last delete was answered", max(run.answered.values(), default=None)),
+    ]
+    for what, mono in moments:
+        if mono is None:
+            continue
+        committed = _backlog_share(
+            _sample_at(run.samples, mono + run.clock_offset), run.backlog_end
+        )
+        imported = sum(
+            j["request_count"]
+            for j in run.jobs
+            if j["finished_monotonic"] is not None and j["finished_monotonic"] <= mono
+        )
+        progress.append(
+            f"when {what} ({mono + run.clock_offset - run.started_wall:.1f} s): "
+            f"{committed:.0%} of the backlog committed, {imported / load.uids:.0%} of its "
+            "users imported (finished jobs)"
+        )
+    first_commit = next((at for at, c in run.samples if any(o > 0 for o in c.values())), None)
+    if first_commit is not None:
+        progress.append(f"the group's first commit {first_commit - run.started_wall:.1f} s")
+    in_order = sorted(run.sent, key=lambda u: run.sent[u][0])
+    each = ", ".join(
+        f"{run.answered[u] - run.sent[u][0]:.1f}" if u in run.answered else "-" for u in in_order
+    )
+    row.notes += [
+        f"p50 / p99 ack = tombstone produce -> the sandbox's 200 to its DELETE, {DELETES} "
+        f"tombstones every {DELETE_EVERY_S} s from {DELETE_FIRST_S} s after the worker started "
+        f"(max {percentile(latencies, 1.0) or 0:.2f} s)",
+        "produce -> commit past the tombstone (after the 404, user_delete_ms="
+        f"{USER_DELETE_MS}): p50 {percentile(commits, 0.5) or 0:.2f} s, "
+        f"p99 {percentile(commits, 0.99) or 0:.2f} s, max {percentile(commits, 1.0) or 0:.2f} s",
+        "; ".join(progress) + " after the worker started",
+        f"per delete in produce order (s): {each}",
+        "events/s: the backlog alone, worker start -> its offsets committed"
+        + ("" if backlog_done is None else f" ({backlog_done - run.started_wall:.1f} s)"),
+        f"the {DELETES} users pre-created with POST /v2/users, all in the backlog; "
+        "upserts/uid leaves those 20 creates out (a deleted user's upserts still pending "
+        "when its tombstone is read go with the delete, never sent)",
+        f"produced in {run.produce_s:.1f} s (not timed)",
+    ]
+    if run.drained_s is None:
+        row.fail("NOT DRAINED: the group never committed past every tombstone")
+    if len(latencies) < DELETES:
+        row.fail(f"only {len(latencies)} of {DELETES} deletes answered 200")
+    if len(commits) < len(run.stored) or len(run.stored) < DELETES:
+        row.fail(f"{len(commits)} of {DELETES} tombstones seen committed")
+    if run.left:
+        row.fail(f"{len(run.left)} deleted users still in the sandbox, e.g. {run.left[0]}")
+    if run.violations:
+        row.fail(f"{run.violations} upserts of a uid under deletion")
+    if run.dead_letters:
+        row.fail(f"{run.dead_letters:,} records dead-lettered")
+    if run.exit_status != 0:
+        row.fail(f"worker exit status after SIGTERM: {run.exit_status}")
+    return row
+
+
 SCENARIOS: dict[str, Callable[[Bench], Row]] = {
     "backlog": backlog,
     "outage": outage,
     "replay": replay,
     "live": live,
+    "debezium": debezium,
+    "delete-latency": delete_latency,
 }
 
 

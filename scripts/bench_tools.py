@@ -4,6 +4,9 @@ meaning when the loop is rebuilt.
 
 - `make_workload` / `produce_backlog` / `produce_paced`: pre-encoded user changes, written
   with one batching producer (fast) or at a fixed rate (each record's CreateTime kept).
+- `make_debezium_workload`: Debezium envelopes of a users table (`tests/fakes/debezium`), in
+  Confluent wire format, keyed by the primary key, with every uid's final row kept.
+- `TombstoneTimer`: tombstones produced at fixed moments, each one's produce time kept.
 - `decode_seconds`: fastavro's plain decode of the same values, in this process.
 - `CommittedOffsets` / `CommitSampler`: the group's committed offsets through one
   long-lived consumer that never joins the group.
@@ -16,14 +19,19 @@ from __future__ import annotations
 import io
 import os
 import platform
+import random
 import re
+import struct
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import confluent_kafka
 import fastavro
@@ -38,6 +46,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
+from tests.fakes import debezium as dbz
 from tests.fakes.avro import SCHEMA, encode
 from tests.integration.oracle import random_events
 from tests.integration.worker_process import ROOT, WorkerProcess
@@ -72,16 +81,275 @@ def make_workload(events: int, uids: int, seed: int) -> Workload:
     return Workload(keys, values, uids, time.monotonic() - started)
 
 
-def decode_seconds(values: list[bytes], passes: int = 3) -> float:
+# -- Debezium change events of a users table ----------------------------------------------
+
+DEBEZIUM_SCHEMA_ID = 1  # the value schema's id in the registry, carried by every value
+DEBEZIUM_KEY_SCHEMA_ID = 2
+# What FIELD_MAPPING maps: uid, display name, email, and properties of four column types
+# (text, a zoned timestamp, a date, a numeric). last_login_at, visits and churn_risk are not
+# mapped: an update of only those is one the worker skips as unchanged.
+DEBEZIUM_MAPPING: dict[str, Any] = {
+    "uid": "id",
+    "display_name": "full_name",
+    "email": "email",
+    "properties": {
+        "plan": "pricing_plan",
+        "signed_up": "created_at",
+        "signup_day": "signup_date",
+        "lifetime_value": "ltv",
+    },
+}
+_PLANS = ("free", "pro", "team", "enterprise")
+_FIRST_ID = 100_001
+_EPOCH_DAY = date(1970, 1, 1)
+_CREATED = datetime(2023, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class DebeziumWorkload(Workload):
+    """Envelopes of `ops` (op -> count), `unchanged` of them updates of unmapped columns only;
+    `rows`: every id's row after its last event; `schema`: the value schema as registered."""
+
+    schema: dict[str, Any] = field(default_factory=dict)
+    ops: dict[str, int] = field(default_factory=dict)
+    unchanged: int = 0
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def _zigzag(n: int) -> bytes:
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _text(value: str) -> bytes:
+    data = value.encode()
+    return _zigzag(len(data)) + data
+
+
+def _some(encoded: bytes) -> bytes:
+    """The second branch of a ["null", T] union."""
+    return b"\x02" + encoded
+
+
+_NULL = b"\x00"
+
+
+def _unscaled(cents: int) -> bytes:
+    """A decimal's unscaled value, big-endian two's complement."""
+    return cents.to_bytes(cents.bit_length() // 8 + 1, "big", signed=True)
+
+
+def _row_bytes(row: dict[str, Any]) -> bytes:
+    """The `Value` record of `tests/fakes/debezium.COLUMNS`, Avro-encoded by hand (fastavro
+    takes ~60 µs an envelope: a minute for a million); checked against fastavro on a sample."""
+
+    def opt(value: Any, encode: Callable[[Any], bytes]) -> bytes:
+        return _NULL if value is None else _some(encode(value))
+
+    return b"".join(
+        (
+            _zigzag(row["id"]),
+            opt(row["full_name"], _text),
+            opt(row["email"], _text),
+            opt(row["pricing_plan"], _text),
+            opt(row["created_at"], _text),
+            opt(row["signup_date"], _zigzag),
+            opt(row["ltv_cents"], lambda c: (lambda b: _zigzag(len(b)) + b)(_unscaled(c))),
+            opt(row["last_login_at"], _zigzag),
+            opt(row["visits"], _zigzag),
+            opt(row["churn_risk"], lambda x: struct.pack("<d", x)),
+        )
+    )
+
+
+def _source_bytes(ts_ms: int, tx_id: int, lsn: int) -> bytes:
+    """`Source` as `tests/fakes/debezium.source()` fills it, with this event's times."""
+    return b"".join(
+        (
+            _text("2.7.0.Final"),
+            _text("postgresql"),
+            _text(dbz.PREFIX),
+            _zigzag(ts_ms),
+            _NULL + _text("false"),  # snapshot: the first branch of [enum, "null"]
+            _text("shop"),
+            _some(_text(f'["{lsn - 24}","{lsn}"]')),
+            _some(_zigzag(ts_ms * 1000)),
+            _some(_zigzag(ts_ms * 1_000_000)),
+            _text("public"),
+            _text("users"),
+            _some(_zigzag(tx_id)),
+            _some(_zigzag(lsn)),
+            _NULL,  # xmin
+        )
+    )
+
+
+def _envelope_bytes(op: str, before: bytes | None, after: bytes, ts_ms: int, seq: int) -> bytes:
+    processed = ts_ms + 142
+    return b"".join(
+        (
+            struct.pack(">bI", 0, DEBEZIUM_SCHEMA_ID),
+            _NULL if before is None else _some(before),
+            _some(after),
+            _source_bytes(ts_ms, 1_000 + seq, 24_023_128 + 64 * seq),
+            _NULL,  # transaction
+            _text(op),
+            _some(_zigzag(processed)),
+            _some(_zigzag(processed * 1000)),
+            _some(_zigzag(processed * 1_000_000)),
+        )
+    )
+
+
+def _new_row(row_id: int, rng: random.Random, seq: int) -> dict[str, Any]:
+    created = _CREATED + timedelta(seconds=row_id * 613 % 31_536_000, microseconds=row_id % 997)
+    return {
+        "id": row_id,
+        "full_name": f"User {row_id}",
+        "email": f"user{row_id}@example.com",
+        "pricing_plan": rng.choice(_PLANS),
+        "created_at": created.isoformat().replace("+00:00", "Z"),
+        "signup_date": (created.date() - _EPOCH_DAY).days,
+        "ltv_cents": rng.randrange(0, 10_000_000),
+        "last_login_at": (dbz.COMMITTED_MS + seq) * 1000,
+        "visits": 1,
+        "churn_risk": round(rng.random(), 4),
+    }
+
+
+def _updated(row: dict[str, Any], rng: random.Random, seq: int, unchanged: bool) -> dict[str, Any]:
+    """An UPDATE: last_login_at always moves; unless `unchanged`, one mapped column changes
+    too (an email set to NULL now and then, which clears it in FullStory)."""
+    row = {**row, "last_login_at": (dbz.COMMITTED_MS + seq) * 1000}
+    if unchanged:
+        return row
+    row["visits"] += 1
+    row["churn_risk"] = round(rng.random(), 4)
+    column = rng.choice(("full_name", "email", "pricing_plan", "ltv_cents"))
+    if column == "full_name":
+        row["full_name"] = f"User {row['id']} ({seq})"
+    elif column == "email":
+        row["email"] = None if rng.random() < 0.05 else f"u{seq}@example.com"
+    elif column == "pricing_plan":
+        row["pricing_plan"] = rng.choice([p for p in _PLANS if p != row["pricing_plan"]])
+    else:
+        row["ltv_cents"] += rng.randrange(1, 100_000)
+    return row
+
+
+def _as_datum(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as fastavro reads it with the registered (logical-typed) schema."""
+    datum = {k: v for k, v in row.items() if k != "ltv_cents"}
+    datum["ltv"] = Decimal(row["ltv_cents"]).scaleb(-2)
+    return datum
+
+
+def make_debezium_workload(
+    events: int, uids: int, seed: int, unchanged_share: float = 0.10
+) -> DebeziumWorkload:
+    """`events` change events of a users table over `uids` rows: each row's first event is
+    its INSERT (`c`), every later one an UPDATE (`u`) with both images (REPLICA IDENTITY
+    FULL), `unchanged_share` of them changing only unmapped columns. Keys are the Debezium
+    key `{id}` in wire format, so a row's events share a partition, in order."""
+    started = time.monotonic()
+    rng = random.Random(seed)
+    key_of: dict[int, bytes] = {}
+    current: dict[int, tuple[dict[str, Any], bytes]] = {}
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    ops = {"c": 0, "u": 0}
+    unchanged = 0
+    envelope = dbz.envelope_schema()
+    check = fastavro.parse_schema(envelope)
+    for seq in range(events):
+        row_id = _FIRST_ID + rng.randrange(uids)
+        ts_ms = dbz.COMMITTED_MS + seq
+        found = current.get(row_id)
+        if found is None:
+            row = _new_row(row_id, rng, seq)
+            after = _row_bytes(row)
+            value = _envelope_bytes("c", None, after, ts_ms, seq)
+            key_of[row_id] = struct.pack(">bI", 0, DEBEZIUM_KEY_SCHEMA_ID) + _zigzag(row_id)
+            ops["c"] += 1
+        else:
+            old, before = found
+            same = rng.random() < unchanged_share
+            row = _updated(old, rng, seq, same)
+            after = _row_bytes(row)
+            value = _envelope_bytes("u", before, after, ts_ms, seq)
+            ops["u"] += 1
+            unchanged += same
+        current[row_id] = (row, after)
+        keys.append(key_of[row_id])
+        values.append(value)
+        if seq < 100 or seq % 9_973 == 0:
+            _check_encoding(check, value, found[0] if found else None, row, ts_ms)
+    return DebeziumWorkload(
+        keys,
+        values,
+        uids,
+        time.monotonic() - started,
+        schema=envelope,
+        ops=ops,
+        unchanged=unchanged,
+        rows={row_id: row for row_id, (row, _) in current.items()},
+    )
+
+
+def _check_encoding(
+    schema: Any, value: bytes, before: dict[str, Any] | None, after: dict[str, Any], ts_ms: int
+) -> None:
+    """The hand encoding reads back, with fastavro and the registered schema, as written."""
+    body = io.BytesIO(value)
+    body.seek(5)
+    datum = fastavro.schemaless_reader(body, schema, None)
+    assert isinstance(datum, dict) and body.tell() == len(value), "trailing bytes"
+    assert datum["before"] == (None if before is None else _as_datum(before)), datum
+    assert datum["after"] == _as_datum(after), datum
+    assert datum["source"]["ts_ms"] == ts_ms and datum["op"] == ("c" if before is None else "u")
+    assert datum["source"]["snapshot"] == "false" and datum["transaction"] is None
+
+
+def expected_user(row: dict[str, Any]) -> dict[str, Any]:
+    """What FullStory should hold for a row under `DEBEZIUM_MAPPING` (README, "Debezium
+    sources"): a NULL column clears its field."""
+    return {
+        "display_name": row["full_name"],
+        "email": row["email"],
+        "properties": {
+            "plan": row["pricing_plan"],
+            "signed_up": row["created_at"],
+            "signup_day": (_EPOCH_DAY + timedelta(days=row["signup_date"])).isoformat(),
+            "lifetime_value": float(Decimal(row["ltv_cents"]).scaleb(-2)),
+        },
+    }
+
+
+def decode_seconds(
+    values: list[bytes], passes: int = 3, schema: Any = SCHEMA, header: int = 0
+) -> float:
     """The fastest of `passes` runs of fastavro's `schemaless_reader` over every value, in this
     process: the plain decode, without the worker's mapping to its own records. The fastest
-    pass is the one other processes on the machine disturbed least."""
-    reader, schema, stream = fastavro.schemaless_reader, SCHEMA, io.BytesIO
+    pass is the one other processes on the machine disturbed least. `schema`: the parsed
+    writer schema (the canonical one by default); `header`: bytes skipped before the Avro
+    body (5 for Confluent's wire format)."""
+    reader, stream = fastavro.schemaless_reader, io.BytesIO
     fastest = float("inf")
     for _ in range(passes):
         started = time.perf_counter()
-        for value in values:
-            reader(stream(value), schema, None)
+        if header:
+            for value in values:
+                body = stream(value)
+                body.seek(header)
+                reader(body, schema, None)
+        else:
+            for value in values:
+                reader(stream(value), schema, None)
         fastest = min(fastest, time.perf_counter() - started)
     return fastest
 
@@ -329,3 +597,36 @@ def source_revision() -> str:
     return commit + (
         " + local changes in worker/" if git("status", "--porcelain", "worker") else ""
     )
+
+
+class TombstoneTimer(threading.Thread):
+    """Produces a tombstone (key: the uid, no value) for each of `uids` at the monotonic
+    moments `due`, one producer, no linger. `sent[uid]` = (monotonic, wall) just before its
+    `produce`; `stored` = each tombstone as the broker stored it (CreateTime kept)."""
+
+    def __init__(self, bootstrap: str, topic: str, uids: list[str], due: list[float]) -> None:
+        super().__init__(name="tombstones", daemon=True)
+        self.sent: dict[str, tuple[float, float]] = {}
+        self.stored: list[Produced] = []
+        self._producer = _producer(bootstrap, **{"linger.ms": 0})
+        self._topic = topic
+        self._plan = list(zip(uids, due, strict=True))
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            partition, offset = message.partition(), message.offset()
+            if error is None and partition is not None and offset is not None:
+                self.stored.append(Produced(partition, offset, message.timestamp()[1]))
+
+        for uid, due in self._plan:
+            if self._stopping.wait(max(0.0, due - time.monotonic())):
+                break
+            self.sent[uid] = (time.monotonic(), time.time())
+            self._producer.produce(self._topic, None, uid.encode(), on_delivery=delivered)
+            self._producer.poll(0)
+        self._producer.flush(30)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(60)
