@@ -251,6 +251,12 @@ share.coordinator.state.topic.min.isr=1
 offsets.topic.num.partitions=4
 transaction.state.log.num.partitions=4
 group.initial.rebalance.delay.ms=0
+# Kafka 4's consumer group protocol (KIP-848): its session timeout and heartbeat interval are
+# the broker's (45 s / 5 s by default, and no group may go below 45 s / 5 s). Tests set a
+# shorter one per group (the GROUP config consumer.session.timeout.ms), as the classic
+# protocol's tests set session.timeout.ms on the client: allow it.
+group.consumer.min.session.timeout.ms=6000
+group.consumer.min.heartbeat.interval.ms=1000
 auto.create.topics.enable=false
 num.partitions=1
 num.network.threads=2

@@ -15,17 +15,17 @@ from tests.integration.worker_process import wait_until
 pytestmark = pytest.mark.integration
 
 
-def test_new_owner_waits_for_the_old_owners_running_job(broker, sandbox, stream, start_worker):
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_new_owner_waits_for_the_old_owners_running_job(
+    broker, sandbox, stream, start_worker, protocol
+):
     """After a SIGKILL, the replacement does not race the dead worker's still-running job:
-    the user ends with its latest value, not the one the old job carried."""
+    the user ends with its latest value, not the one the old job carried; under both group
+    protocols (Kafka 4's consumer protocol assigns on the broker)."""
     topic, dlq, group = stream(1)
     # The old job must outlive the dead member's session, or the hand-over waits it out anyway.
     sandbox.set_faults(job_delay_ms=12_000)
-    quick = {
-        "KAFKA_CFG_SESSION_TIMEOUT_MS": "6000",
-        "KAFKA_CFG_HEARTBEAT_INTERVAL_MS": "1000",
-        "BATCH_MAX_WAIT_MS": "50",
-    }
+    quick = {**broker.quick_handover(group, protocol), "BATCH_MAX_WAIT_MS": "50"}
     _produce_events(broker, topic, [event("handover", properties={"plan": "old"})])
     first = start_worker(topic, dlq, group, **quick)
     wait_until(lambda: len(sandbox.jobs()) == 1, 30, "the first worker's job")

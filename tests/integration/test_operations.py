@@ -51,11 +51,20 @@ def _replay(broker, topic, group, *args):
     )
 
 
-def test_two_replicas_share_the_partitions_and_lose_nothing(broker, sandbox, stream, start_worker):
-    """Two replicas in one group split the partitions; together they import every user."""
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_two_replicas_share_the_partitions_and_lose_nothing(
+    broker, sandbox, stream, start_worker, protocol
+):
+    """Two replicas in one group split the partitions; together they import every user; and
+    each leaves on SIGTERM with exit 0. Under both group protocols."""
     topic, dlq, group = stream(4)
-    first = start_worker(topic, dlq, group, BATCH_MAX_USERS="100", MAX_JOBS_IN_FLIGHT="2")
-    second = start_worker(topic, dlq, group, BATCH_MAX_USERS="100", MAX_JOBS_IN_FLIGHT="2")
+    env = {
+        **broker.quick_handover(group, protocol),
+        "BATCH_MAX_USERS": "100",
+        "MAX_JOBS_IN_FLIGHT": "2",
+    }
+    first = start_worker(topic, dlq, group, **env)
+    second = start_worker(topic, dlq, group, **env)
 
     def owned(worker) -> set:
         owned: set = set()

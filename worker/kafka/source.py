@@ -1,8 +1,12 @@
 """The Kafka side of the loop: a consumer-group member that never auto-commits.
 
 Offsets are committed only through ``commit`` with explicit values from the tracker.
-Partitions use cooperative-sticky assignment, so a rebalance revokes only what moves.
-The rebalance callbacks given to ``KafkaSource`` run inside ``consume``.
+Partitions use cooperative-sticky assignment under the classic group protocol, so a rebalance
+revokes only what moves; under Kafka 4's consumer protocol (KIP-848,
+``KAFKA_CFG_GROUP_PROTOCOL=consumer``) the broker assigns, always incrementally, and the
+classic-only properties (``CLASSIC_DEFAULTS``: session timeout, heartbeat interval,
+assignment strategy) are not set, librdkafka refuses them there. The rebalance callbacks
+given to ``KafkaSource`` run inside ``consume``.
 """
 
 from __future__ import annotations
@@ -24,15 +28,18 @@ log: FilteringBoundLogger = structlog.get_logger(__name__)
 
 Callback = Callable[[list[TopicPartition]], None]
 
-# Chosen so a replacement replica gets a dead member's partitions within ~15 s (librdkafka
-# defaults to 45 s), while heartbeats every 3 s keep a busy member from flapping.
+# The classic protocol's: chosen so a replacement replica gets a dead member's partitions
+# within ~15 s (librdkafka defaults to 45 s), while heartbeats every 3 s keep a busy member
+# from flapping. Under the consumer protocol the broker's group settings decide these.
+CLASSIC_DEFAULTS: dict[str, Any] = {
+    "partition.assignment.strategy": "cooperative-sticky",
+    "session.timeout.ms": 15_000,
+    "heartbeat.interval.ms": 3_000,
+}
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
     "auto.offset.reset": "earliest",
-    "partition.assignment.strategy": "cooperative-sticky",
-    "session.timeout.ms": 15_000,
-    "heartbeat.interval.ms": 3_000,
     "max.poll.interval.ms": 300_000,
     # Broker states for readiness and the lag gauge, delivered inside consume().
     "statistics.interval.ms": 5_000,
@@ -46,6 +53,14 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     # fetching in a tight loop (10 ms cost more CPU than it saved on 2 cores).
     "fetch.queue.backoff.ms": 100,
 }
+
+
+def consumer_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """The worker's defaults for a consumer of ``config`` (the ``KAFKA_CFG_*`` pass-through):
+    without the classic-only ones when ``group.protocol`` is ``consumer``."""
+    if str(config.get("group.protocol", "classic")).strip().lower() == "consumer":
+        return dict(CONSUMER_DEFAULTS)
+    return {**CONSUMER_DEFAULTS, **CLASSIC_DEFAULTS}
 
 
 def _tps(partitions: Iterable[KafkaTopicPartition]) -> list[TopicPartition]:
@@ -93,7 +108,7 @@ class KafkaSource:
         self._consumer = Consumer(
             {
                 "client.id": f"fullstory-user-sync-{socket.gethostname()}",
-                **CONSUMER_DEFAULTS,
+                **consumer_defaults(config),
                 **config,
                 "error_cb": error_cb,
                 "on_commit": commit_cb,
