@@ -32,6 +32,7 @@ from worker.events.mapping import load_mapping
 from worker.events.readers import ReaderChoice
 from worker.events.registry import SchemaRegistry
 from worker.events.rules import Rules
+from worker.fullstory.budget import OrgBudget
 from worker.fullstory.client import FullStoryClient
 from worker.fullstory.deleter import Deleter, check_may_delete
 from worker.fullstory.importer import Importer
@@ -171,6 +172,11 @@ def run(settings: Settings) -> int:
     kafka: dict[str, object] = {**settings.kafka.client_config(), "logger": kafka_logger()}
     # Built first: the consumer and the DLQ producer both report their errors to it.
     reachability = KafkaReachability(health, metrics, clock)
+    budget = OrgBudget(
+        settings.org_max_jobs,
+        settings.org_max_operations,
+        max_jobs=settings.max_jobs_in_flight,
+    )
     importer = Importer(
         api,
         abandon=abandon,
@@ -180,6 +186,7 @@ def run(settings: Settings) -> int:
         metrics=metrics,
         declare_types=settings.property_types.declares_types,
         watch=watch,
+        budget=budget,
     )
     deleter = None
     if settings.on_delete is OnDelete.DELETE:
@@ -208,6 +215,7 @@ def run(settings: Settings) -> int:
         metrics=metrics,
         on_commit_stored=reachability.reachable,
         deleter=deleter,
+        budget=budget,
     )
     pipeline = Pipeline(
         stages, clock=clock, health=health, settings=loop_settings, metrics=metrics, stop=stop

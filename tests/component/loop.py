@@ -16,6 +16,7 @@ from typing import Any
 from tests.fakes import FakeClock, FakeDeadLetters, FakeKafka, ScriptedFullStory, ScriptedSource
 from tests.fakes.avro import SCHEMA
 from worker.events.decode import Decoder
+from worker.fullstory.budget import OrgBudget
 from worker.fullstory.deleter import Deleter
 from worker.fullstory.importer import Importer
 from worker.loop.batch import Batcher
@@ -52,6 +53,7 @@ class Loop:
         reader: RecordReader | None = None,
         deletes: bool = False,
         consume_max_records: int = 1000,
+        budget: OrgBudget | None = None,
     ) -> None:
         """``registry``: writer schemas by id (the values then carry the wire format);
         ``reader``: reads rejected users' records back (``kafka`` itself by default);
@@ -70,6 +72,7 @@ class Loop:
             poll_max_interval_s=0.005,
             poll_min_interval_s=0.001,
             backoff=lambda: Backoff(base_s=0.001, cap_s=0.005, floor_s=0.001),
+            budget=budget,
         )
         settings = LoopSettings(
             max_jobs_in_flight=max_jobs,
@@ -94,6 +97,7 @@ class Loop:
             abandon=self.abandon,
             metrics=self.metrics,
             deleter=deleter,
+            budget=budget,
         )
         self._pipeline = Pipeline(
             stages,

@@ -75,6 +75,8 @@ class Settings:
     batch_max_wait_ms: int = 1_000
     max_jobs_in_flight: int = 10
     max_pending_users: int = 100_000
+    org_max_jobs: int = 100
+    org_max_operations: int = 400_000
     shutdown_timeout_s: float = 30.0
     http_host: str = "0.0.0.0"
     http_port: int = 8080
@@ -287,6 +289,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         batch_max_wait_ms=_int(env, "BATCH_MAX_WAIT_MS"),
         max_jobs_in_flight=_int(env, "MAX_JOBS_IN_FLIGHT"),
         max_pending_users=_int(env, "MAX_PENDING_USERS"),
+        org_max_jobs=_int(env, "FULLSTORY_ORG_MAX_JOBS"),
+        org_max_operations=_int(env, "FULLSTORY_ORG_MAX_OPERATIONS"),
         shutdown_timeout_s=float(_int(env, "SHUTDOWN_TIMEOUT_S")),
         http_host=_host(env, "HTTP_HOST"),
         http_port=_int(env, "HTTP_PORT"),

@@ -135,6 +135,26 @@ SETTINGS: tuple[Setting, ...] = (
         maximum=100,
     ),
     Setting(
+        "FULLSTORY_ORG_MAX_JOBS",
+        "int",
+        "import jobs the whole group may have in flight (FullStory's limits are per org: 429 "
+        "for everyone at 200 in progress); each replica takes its share of the partitions' "
+        "part, at least 1, at most `MAX_JOBS_IN_FLIGHT`, halved on a 429 and grown back",
+        100,
+        minimum=1,
+        maximum=200,
+    ),
+    Setting(
+        "FULLSTORY_ORG_MAX_OPERATIONS",
+        "int",
+        "users the whole group may have in import jobs in flight (FullStory answers 429 at "
+        "500,000 in-flight operations per org); each replica's batches are cut to fit its "
+        "share",
+        400_000,
+        minimum=1,
+        maximum=500_000,
+    ),
+    Setting(
         "MAX_PENDING_USERS",
         "int",
         "users whose merged changes wait for an import job (about 0.5-1 KB each, plus 8 bytes "

@@ -25,8 +25,9 @@ import orjson
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from worker.errors import RejectedRequest, RetriableError, ServerError
+from worker.errors import RateLimited, RejectedRequest, RetriableError, ServerError
 from worker.events.merge import UserUpdate
+from worker.fullstory.budget import OrgBudget
 from worker.fullstory.calls import Calls, Policy
 from worker.fullstory.client import JobState, UserError
 from worker.fullstory.idempotency import idempotency_key
@@ -86,12 +87,14 @@ class Importer:
         metrics: Metrics | None = None,
         declare_types: bool = True,
         watch: JobWatch | None = None,
+        budget: OrgBudget | None = None,
     ) -> None:
         """``declare_types``: send each property's type in ``schema`` (``PropertyTypes.V2``);
         False when the names carry type suffixes instead (``PropertyTypes.SUFFIXED``).
         ``watch``: where the jobs waited for are registered (overdue ones show on ``/readyz``
         and ``fsus_jobs_overdue``)."""
         self._api = api
+        self._budget = budget  # told of each job accepted, and each 429 on creating one
         self._declare_types = declare_types
         self._new_key_after = new_key_after_5xx
         self._metrics = metrics or Metrics()
@@ -182,6 +185,8 @@ class Importer:
             try:
                 job_id = calls.once(partial(self._api.create_batch, body, key), "create_batch")
             except RetriableError as exc:
+                if isinstance(exc, RateLimited) and self._budget is not None:
+                    self._budget.rate_limited()
                 if isinstance(exc, ServerError):
                     # The server may replay a saved 5xx under this key for 24 hours: after
                     # new_key_after_5xx of them, or at once when other POSTs succeeded since
@@ -202,4 +207,6 @@ class Importer:
                 calls.back_off(backoff, exc, "create_batch", bound)
                 continue
             bound.info("batch_submitted", job_id=job_id, users=users, key=key[:17])
+            if self._budget is not None:
+                self._budget.accepted()
             return job_id

@@ -27,6 +27,8 @@ from worker.records import Fetched, Message, TopicPartition
 log: FilteringBoundLogger = structlog.get_logger(__name__)
 
 Callback = Callable[[list[TopicPartition]], None]
+# The longest a rebalance waits for the topics' partition count (the org budget's shares).
+METADATA_TIMEOUT_S = 5.0
 
 # The classic protocol's: chosen so a replacement replica gets a dead member's partitions
 # within ~15 s (librdkafka defaults to 45 s), while heartbeats every 3 s keep a busy member
@@ -115,10 +117,11 @@ class KafkaSource:
                 "stats_cb": stats_cb,
             }
         )
+        self._topics = list(topics)
         self._paused: set[TopicPartition] = set()
         self._starts: dict[TopicPartition, int] = {}
         self._consumer.subscribe(
-            list(topics),
+            self._topics,
             on_assign=lambda _c, parts: on_assign(_tps(parts)),
             on_revoke=lambda _c, parts: on_revoke(_tps(parts)),
             on_lost=lambda _c, parts: on_lost(_tps(parts)),
@@ -142,6 +145,15 @@ class KafkaSource:
                 runs.append(Fetched((topic, partition), cast(list[Message], run)))
             run.append(message)
         return runs
+
+    def partitions_total(self) -> int | None:
+        try:
+            metadata = self._consumer.list_topics(timeout=METADATA_TIMEOUT_S)
+        except KafkaException as exc:
+            log.warning("partition_count_unknown", error=str(exc))
+            return None
+        counts = [len(metadata.topics[t].partitions) for t in self._topics if t in metadata.topics]
+        return sum(counts) if len(counts) == len(self._topics) else None
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         partitions = list(partitions)

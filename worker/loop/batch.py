@@ -222,15 +222,17 @@ class Batcher:
         """Pending units whose uid is not in flight."""
         return len(self._units) - self._held
 
-    def ready(self, now: float, force: bool = False) -> bool:
+    def ready(self, now: float, force: bool = False, cap: int | None = None) -> bool:
         """True when a batch should go now: full, or the oldest user has waited enough.
 
         ``force`` (draining before a stop or a revoke): whenever any uid is eligible.
+        ``cap``: the users the next batch may carry (the org budget's room), below
+        ``max_users``: a batch that large is full.
         """
         eligible = self.eligible()
         if eligible <= 0:
             return False
-        if force or eligible >= self.max_users:
+        if force or eligible >= min(self.max_users, cap or self.max_users):
             return True
         oldest = self._oldest()
         # A partial batch goes at most once per max_wait: users held back behind a running
@@ -246,8 +248,10 @@ class Batcher:
         now: float,
         fenced: Collection[TopicPartition] = (),
         only: Collection[TopicPartition] | None = None,
+        cap: int | None = None,
     ) -> Batch | None:
-        """Cut the next batch, oldest units first, and block its uids until ``release``.
+        """Cut the next batch, oldest units first, and block its uids until ``release``; at
+        most ``max_users`` users, or ``cap`` when that is fewer.
 
         Units of blocked uids, of ``fenced`` partitions (a previous owner's jobs may still
         run) and, when ``only`` is given, of other partitions stay pending.
@@ -255,8 +259,9 @@ class Batcher:
         batch = Batch(id=next(_batch_ids))
         units = batch.units
         taken: list[tuple[str, TopicPartition]] = []
+        limit = min(self.max_users, cap) if cap else self.max_users
         for key, unit in self._units.items():
-            if len(units) >= self.max_users:
+            if len(units) >= limit:
                 break
             uid = key[0]
             if (

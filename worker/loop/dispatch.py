@@ -94,6 +94,12 @@ class Dispatcher:
     def __len__(self) -> int:
         return len(self._jobs)
 
+    def imports(self) -> tuple[int, int]:
+        """(import batches in flight, the users they carry): what counts against the org's
+        limits (a delete batch creates no job)."""
+        batches = [entry.batch for entry in self._jobs.values() if not entry.batch.deletes]
+        return len(batches), sum(len(batch.units) for batch in batches)
+
     def submit(self, batch: Batch) -> None:
         cancel = threading.Event()
         future = self._executor.submit(self._run, batch, cancel)

@@ -68,6 +68,7 @@ class Pipeline:
         self._backpressure = stages.backpressure
         self._hold = stages.hold
         self._dlq = stages.dlq
+        self._budget = stages.budget
         self._clock = clock
         self._health = health
         self._settings = settings
@@ -87,6 +88,7 @@ class Pipeline:
         self._commits.assign(partitions)
         self._health.joined()
         log.info("partitions_assigned", partitions=partitions)
+        self._reshare()
         if not partitions:
             return
         metadata = self._require_source().committed_metadata(partitions)
@@ -123,6 +125,18 @@ class Pipeline:
         self._fences.forget(partitions)
         self._batcher.drop_partitions(partitions)
         self._intake.drop(partitions)
+        self._reshare()
+
+    def _reshare(self) -> None:
+        """After a rebalance: this replica's share of the org budget follows its share of the
+        partitions (kept as it was when the brokers do not say how many there are)."""
+        if self._budget is None or self.source is None:
+            return
+        total = self.source.partitions_total()
+        if total is None:
+            return
+        share = self._budget.share(len(self._assignment), total)
+        log.info("org_budget_share", jobs=share.jobs, operations=share.operations, of=total)
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -166,6 +180,12 @@ class Pipeline:
             fenced=len(self._fences),
             deletes=self._batcher.deletes_waiting(),
         )
+        if self._budget is not None:
+            share = self._budget.current
+            jobs, users = self._jobs.imports()
+            self._metrics.org_budget(
+                share.jobs, share.operations, self._budget.jobs_limit(), jobs, users
+            )
         self._health.beat()
 
     def _advance(self, now: float, flush: Collection[TopicPartition] | None = None) -> None:
@@ -236,18 +256,31 @@ class Pipeline:
 
     # -- stages -----------------------------------------------------------------------
 
+    def _import_room(self) -> int | None:
+        """Users the next import batch may carry within this replica's share of the org
+        budget: 0 when no job may start now; None without a budget."""
+        if self._budget is None:
+            return None
+        jobs, users = self._jobs.imports()
+        if jobs >= self._budget.jobs_limit():
+            return 0
+        return self._budget.operations_room(users, jobs)
+
     def _submit_ready(self, now: float, flush: Collection[TopicPartition] | None) -> None:
         while len(self._jobs) < self._settings.max_jobs_in_flight:
+            cap = self._import_room()
+            if cap == 0:
+                return
             if flush is None:
                 if (
                     self._stop.is_set()
-                    or not self._batcher.ready(now)
+                    or not self._batcher.ready(now, cap=cap)
                     or self._hold.holding(self._require_source().lag())
                 ):
                     return
             elif not self._batcher.ready(now, force=True):
                 return
-            batch = self._batcher.take(now, self._fences.partitions(), only=flush)
+            batch = self._batcher.take(now, self._fences.partitions(), only=flush, cap=cap)
             if batch is None:
                 return
             self._jobs.submit(batch)

@@ -48,6 +48,11 @@ class Source(Protocol):
         """Records in the assigned, unpaused partitions not yet consumed (no broker call)."""
         ...
 
+    def partitions_total(self) -> int | None:
+        """Partitions of the source topics, the whole group's (a bounded metadata call, made
+        on a rebalance); None when the brokers do not say."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from worker.events.change import Skip
+from worker.fullstory.budget import OrgBudget
 from worker.fullstory.deleter import Deleter
 from worker.fullstory.importer import Importer
 from worker.loop.acknowledge import Acknowledger
@@ -56,6 +57,7 @@ class Stages:
     backpressure: Backpressure  # too many waiting: partitions paused
     hold: BacklogHold  # far behind: keep merging, send later
     dlq: DeadLetterSink
+    budget: OrgBudget | None = None  # this replica's share of the org's FullStory limits
 
 
 def build_stages(
@@ -70,9 +72,12 @@ def build_stages(
     metrics: Metrics,
     on_commit_stored: Callable[[], None] = lambda: None,
     deleter: Deleter | None = None,
+    budget: OrgBudget | None = None,
 ) -> Stages:
     """``on_commit_stored``: Kafka stored a commit (readiness hears the brokers are there);
-    ``deleter``: deletes users (``ON_DELETE=delete``); None: deletes are skipped."""
+    ``deleter``: deletes users (``ON_DELETE=delete``); None: deletes are skipped;
+    ``budget``: the org's FullStory limits shared by the group (None: only
+    ``max_jobs_in_flight`` and the batcher's ``max_users`` bound the jobs)."""
     assignment = Assignment()
     commits = Committer(assignment, metrics, on_success=on_commit_stored)
 
@@ -92,4 +97,5 @@ def build_stages(
         backpressure=Backpressure(settings.max_pending_users),
         hold=BacklogHold(settings.backlog_lag, settings.caught_up_lag),
         dlq=dlq,
+        budget=budget,
     )

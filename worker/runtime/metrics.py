@@ -73,6 +73,29 @@ class Metrics:
         self.deletes_waiting = Gauge(
             "fsus_deletes_pending", "Deletes waiting to be sent.", registry=r
         )
+        self.budget_share = Gauge(
+            "fsus_org_budget_share",
+            "This replica's share of FULLSTORY_ORG_MAX_JOBS / FULLSTORY_ORG_MAX_OPERATIONS"
+            " (its share of the partitions), by kind: jobs, operations.",
+            ["kind"],
+            registry=r,
+        )
+        self.jobs_limit = Gauge(
+            "fsus_import_jobs_limit",
+            "Import jobs this replica may have in flight now: its share, halved on a 429 and"
+            " grown back while FullStory accepts jobs.",
+            registry=r,
+        )
+        self.import_jobs_in_flight = Gauge(
+            "fsus_import_jobs_in_flight",
+            "Import jobs in flight (against the share; delete batches are not jobs).",
+            registry=r,
+        )
+        self.operations_in_flight = Gauge(
+            "fsus_operations_in_flight",
+            "Users in this replica's import jobs in flight (FullStory's operations).",
+            registry=r,
+        )
         self.jobs = Counter(
             "fsus_import_jobs",
             "FullStory import jobs that ended, by status.",
@@ -163,6 +186,16 @@ class Metrics:
         self.deletes_waiting.set(deletes)
         for state, count in (("assigned", assigned), ("paused", paused), ("fenced", fenced)):
             self.partitions.labels(state).set(count)
+
+    def org_budget(
+        self, share_jobs: int, share_operations: int, limit: int, jobs: int, operations: int
+    ) -> None:
+        """The org budget's gauges, set once a turn."""
+        self.budget_share.labels("jobs").set(share_jobs)
+        self.budget_share.labels("operations").set(share_operations)
+        self.jobs_limit.set(limit)
+        self.import_jobs_in_flight.set(jobs)
+        self.operations_in_flight.set(operations)
 
     def forget_partition(self, topic: str, partition: int) -> None:
         """Stop reporting a partition this replica no longer owns."""

@@ -15,7 +15,6 @@ from tests.integration.worker_process import wait_until
 pytestmark = pytest.mark.integration
 
 
-
 def owned(worker) -> set[int]:
     """The partitions a worker holds now, from its assign/revoke/lost log lines."""
     partitions: set[int] = set()

@@ -1,0 +1,110 @@
+"""This replica's share of the org's FullStory budget, and its adaptive limit within it.
+
+FullStory's limits are per org, shared by every replica and every other tool of the org: at
+200 in-progress batch jobs or 500,000 in-flight operations (one per user in a job) the API
+answers 429 to everyone. ``FULLSTORY_ORG_MAX_JOBS`` and ``FULLSTORY_ORG_MAX_OPERATIONS`` are
+what the whole group may have in flight; each replica takes the part of both that its share of
+the assigned partitions gives it (``share``, re-computed on every rebalance by the loop), so
+the shares add up to the budget as replicas come and go, and a replica with partitions always
+has at least one job.
+
+Within its share the replica adapts its job limit as Vector's adaptive request concurrency
+does (a new share keeps the limit's place in it): a 429 on creating a job (the org is busy: other tools, or a share another replica has
+not yet given up) halves it, at most once per ``decrease_every_s``; each job FullStory accepts
+grows it by ``1 / limit`` (one job per round of ``limit`` healthy answers), up to the share.
+
+Thread-safe: the loop sets the share and reads the limits; job threads report answers.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+from worker.runtime.clock import Clock, SystemClock
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    jobs: int  # import jobs this replica may have in flight
+    operations: int  # users in those jobs
+
+
+def share_of(org_jobs: int, org_operations: int, owned: int, total: int) -> Share:
+    """The part of the org's budget ``owned`` partitions of ``total`` give. Pure."""
+    if owned <= 0 or total <= 0:
+        return Share(0, 0)
+    fraction = min(owned, total) / total
+    return Share(
+        max(1, math.floor(org_jobs * fraction)), max(1, math.floor(org_operations * fraction))
+    )
+
+
+class OrgBudget:
+    def __init__(
+        self,
+        org_jobs: int,
+        org_operations: int,
+        *,
+        max_jobs: int,
+        decrease_every_s: float = 2.0,
+        clock: Clock | None = None,
+    ) -> None:
+        """``max_jobs``: the replica's own ceiling (``MAX_JOBS_IN_FLIGHT``, its job threads)."""
+        self._org_jobs = org_jobs
+        self._org_operations = org_operations
+        self._max_jobs = max_jobs
+        self._decrease_every_s = decrease_every_s
+        self._clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        # Until the first assignment: the replica's ceiling within the whole budget.
+        self._share = Share(min(max_jobs, org_jobs), org_operations)
+        self._limit = float(self._share.jobs)
+        self._decreased_at = -math.inf
+
+    def share(self, owned: int, total: int) -> Share:
+        """Owned ``owned`` of the ``total`` partitions of the source topics: the new share.
+        The limit keeps its place within the share (a replica running at half its share
+        after 429s runs at half the new one), and is at least one job."""
+        found = share_of(self._org_jobs, self._org_operations, owned, total)
+        with self._lock:
+            old = self._share.jobs
+            self._share = Share(min(found.jobs, self._max_jobs), found.operations)
+            fill = self._limit / old if old else 1.0
+            self._limit = max(1.0, fill * self._share.jobs) if self._share.jobs else 0.0
+            return self._share
+
+    @property
+    def current(self) -> Share:
+        with self._lock:
+            return self._share
+
+    def jobs_limit(self) -> int:
+        """Jobs the replica may have in flight now: at least 1 while it has a share."""
+        with self._lock:
+            if self._share.jobs == 0:
+                return 0
+            return max(1, math.floor(self._limit))
+
+    def operations_room(self, in_flight: int, jobs_in_flight: int) -> int:
+        """Users the next batch may carry with ``in_flight`` users in this replica's jobs; a
+        replica without jobs may always send one batch (of at least one user)."""
+        with self._lock:
+            room = self._share.operations - in_flight
+        return max(room, 1) if jobs_in_flight == 0 else max(room, 0)
+
+    def rate_limited(self) -> None:
+        """A 429 on creating a job: halve the limit (once per ``decrease_every_s``)."""
+        with self._lock:
+            now = self._clock.monotonic()
+            if now - self._decreased_at < self._decrease_every_s:
+                return
+            self._decreased_at = now
+            self._limit = max(1.0, self._limit / 2)
+
+    def accepted(self) -> None:
+        """FullStory accepted a job: grow the limit by one job per round of answers."""
+        with self._lock:
+            if self._share.jobs:
+                self._limit = min(float(self._share.jobs), self._limit + 1 / max(self._limit, 1))
