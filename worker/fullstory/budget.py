@@ -9,9 +9,10 @@ the shares add up to the budget as replicas come and go, and a replica with part
 has at least one job.
 
 Within its share the replica adapts its job limit as Vector's adaptive request concurrency
-does (a new share keeps the limit's place in it): a 429 on creating a job (the org is busy: other tools, or a share another replica has
+does: a 429 on creating a job (the org is busy: other tools, or a share another replica has
 not yet given up) halves it, at most once per ``decrease_every_s``; each job FullStory accepts
-grows it by ``1 / limit`` (one job per round of ``limit`` healthy answers), up to the share.
+grows it by ``1 / limit`` (one job per round of ``limit`` healthy answers), up to the share. A
+new share keeps the limit's place in it.
 
 Thread-safe: the loop sets the share and reads the limits; job threads report answers.
 """

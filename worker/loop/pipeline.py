@@ -69,6 +69,7 @@ class Pipeline:
         self._hold = stages.hold
         self._dlq = stages.dlq
         self._budget = stages.budget
+        self._reshare_due = False  # a rebalance moved partitions: re-compute the share
         self._clock = clock
         self._health = health
         self._settings = settings
@@ -88,7 +89,7 @@ class Pipeline:
         self._commits.assign(partitions)
         self._health.joined()
         log.info("partitions_assigned", partitions=partitions)
-        self._reshare()
+        self._reshare_due = True
         if not partitions:
             return
         metadata = self._require_source().committed_metadata(partitions)
@@ -125,11 +126,13 @@ class Pipeline:
         self._fences.forget(partitions)
         self._batcher.drop_partitions(partitions)
         self._intake.drop(partitions)
-        self._reshare()
+        self._reshare_due = True
 
     def _reshare(self) -> None:
-        """After a rebalance: this replica's share of the org budget follows its share of the
-        partitions (kept as it was when the brokers do not say how many there are)."""
+        """After a rebalance, on the next turn (not inside librdkafka's callback, which must
+        not call the client): this replica's share of the org budget follows its share of
+        the partitions (kept as it was when the brokers do not say how many there are)."""
+        self._reshare_due = False
         if self._budget is None or self.source is None:
             return
         total = self.source.partitions_total()
@@ -161,6 +164,8 @@ class Pipeline:
         timeout = 0.0 if self._polled else self._settings.poll_timeout_s if idle else 0.02
         runs = source.consume(self._settings.consume_max_records, timeout)
         self._polled = bool(runs)
+        if self._reshare_due:
+            self._reshare()
         if runs:
             self._metrics.records_consumed.inc(sum(len(run.messages) for run in runs))
             self._intake.extend(run for run in runs if self._assignment.owns(run.tp))
