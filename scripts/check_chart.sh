@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Chart checks: build helm once (cached), lint and render the chart with each ci/ values file
-# (minimal, full, debezium), validate the manifests offline against Kubernetes' JSON schemas,
+# (minimal, full, debezium, static), validate the manifests offline against Kubernetes' JSON schemas,
 # and run the chart's unit tests (tests/chart), which render it with helm and assert on the
 # manifests.
 #
@@ -20,8 +20,8 @@ KUBE_VERSIONS="${KUBE_VERSIONS:-1.27.0 1.37.0}"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 KV="${KUBERNETES_VALIDATE:-$ROOT/.venv/bin/kubernetes-validate}"
 # The ci/<name>-values.yaml files rendered: required values only, every option on, a Debezium
-# source (its field mapping's ConfigMap and mount).
-VALUES_FILES="minimal full debezium"
+# source (its field mapping's ConfigMap and mount), static membership (a StatefulSet).
+VALUES_FILES="minimal full debezium static"
 
 helm_bin() {
     if [[ -n "${HELM:-}" ]]; then

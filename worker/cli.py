@@ -237,6 +237,8 @@ def run(settings: Settings) -> int:
         "config_loaded",
         topics=list(settings.kafka.topics),
         group_id=settings.kafka.group_id,
+        # Static membership (KAFKA_CFG_GROUP_INSTANCE_ID): None for a dynamic member.
+        group_instance_id=str(settings.kafka.extra.get("group.instance.id") or "") or None,
         fullstory_api_url=redact_url(settings.fullstory_api_url),
         batch_max_users=settings.batch_max_users,
         max_jobs_in_flight=settings.max_jobs_in_flight,

@@ -17,6 +17,7 @@ CHART = ROOT / "helm" / "fullstory-user-sync"
 MINIMAL = CHART / "ci" / "minimal-values.yaml"
 FULL = CHART / "ci" / "full-values.yaml"
 DEBEZIUM = CHART / "ci" / "debezium-values.yaml"
+STATIC = CHART / "ci" / "static-values.yaml"
 
 
 def helm_path() -> Path:
@@ -42,9 +43,15 @@ class Rendered:
         assert len(found) == 1, (kind, self.error or sorted(self.kinds()))
         return found[0]
 
+    def workload(self) -> dict:
+        """The worker's Deployment, or its StatefulSet (staticMembership.enabled): one of them."""
+        found = [d for d in self.docs if d["kind"] in ("Deployment", "StatefulSet")]
+        assert len(found) == 1, self.error or sorted(self.kinds())
+        return found[0]
+
     def env(self) -> dict[str, dict]:
         """The worker container's env, by name."""
-        container = self.one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+        container = self.workload()["spec"]["template"]["spec"]["containers"][0]
         return {e["name"]: e for e in container.get("env", [])}
 
 

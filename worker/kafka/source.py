@@ -135,6 +135,10 @@ class KafkaSource:
         for message in self._consumer.consume(max_records, timeout):
             error = message.error()
             if error is not None:  # an error, or the end of a partition
+                if error.fatal() or error.code() == KafkaError._FATAL:
+                    # The consumer is unusable (e.g. its KAFKA_CFG_GROUP_INSTANCE_ID is still
+                    # held by another member): fail, and let the restart try again.
+                    raise KafkaException(error)
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consume_error", error=str(error))
                 continue
@@ -235,5 +239,7 @@ class KafkaSource:
         return (tp.topic, tp.partition) in self._paused
 
     def close(self) -> None:
-        """Leave the group (no commit here: the pipeline committed what was acknowledged)."""
+        """Leave the group (no commit here: the pipeline committed what was acknowledged).
+        A static member (``group.instance.id``) does not leave: the broker keeps its
+        partitions for it until its session times out."""
         self._consumer.close()

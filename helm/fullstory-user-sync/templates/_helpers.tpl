@@ -53,6 +53,20 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
+The workload's kind: a StatefulSet with staticMembership.enabled, else a Deployment.
+*/}}
+{{- define "fullstory-user-sync.workloadKind" -}}
+{{- if .Values.staticMembership.enabled }}StatefulSet{{ else }}Deployment{{ end }}
+{{- end }}
+
+{{/*
+The StatefulSet's headless Service (staticMembership.enabled).
+*/}}
+{{- define "fullstory-user-sync.headlessServiceName" -}}
+{{- printf "%s-headless" (include "fullstory-user-sync.fullname" . | trunc 54 | trimSuffix "-") }}
+{{- end }}
+
+{{/*
 Name of the ServiceAccount to use.
 */}}
 {{- define "fullstory-user-sync.serviceAccountName" -}}
@@ -161,7 +175,8 @@ min(kafka.partitionCount, largest n with n * maxJobsInFlight < runningJobsLimit)
 
 {{/*
 Render-time checks that values.schema.json cannot express.
-Included from deployment.yaml; renders nothing, or fails the release.
+Included from deployment.yaml (whichever workload it renders); renders nothing, or fails
+the release.
 */}}
 {{- define "fullstory-user-sync.validate" -}}
 {{- $missing := list }}
@@ -195,6 +210,17 @@ Included from deployment.yaml; renders nothing, or fails the release.
 {{- if contains . $lk }}
 {{- fail (printf "kafka.config.%s looks like a credential (its name contains %q): put it in a Secret, kafka.existingSecret (with kafka.existingSecretKeys, or as key %s) or kafka.secretConfig, not in plain values" $k . (include "fullstory-user-sync.kafkaCfgEnvName" $k)) }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- range $k := concat (keys .Values.kafka.config) (keys .Values.kafka.secretConfig) (keys .Values.kafka.existingSecretKeys) }}
+{{- if eq (lower $k) "group.instance.id" }}
+{{- fail "kafka group.instance.id would give every pod the same id, and two live members with one id fence each other: set staticMembership.enabled=true instead (a StatefulSet, each pod's id its own name)" }}
+{{- end }}
+{{- end }}
+{{- if .Values.staticMembership.enabled }}
+{{- $protocol := lower (toString (index .Values.kafka.config "group.protocol" | default "classic")) }}
+{{- if eq $protocol "consumer" }}
+{{- fail "staticMembership.enabled with kafka.config.group.protocol=consumer: under Kafka 4's consumer protocol a crashed member's instance id stays taken until its session expires, so its restarted pod is refused (the worker exits 1) instead of getting its partitions back; use static membership with the classic protocol" }}
 {{- end }}
 {{- end }}
 {{- if and .Values.kafka.existingSecretKeys (not .Values.kafka.existingSecret) }}

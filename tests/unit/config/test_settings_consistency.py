@@ -143,9 +143,10 @@ def test_field_mapping_value_has_the_shape_the_worker_reads():
     assert properties["type"] == "object" and properties["additionalProperties"] == column
 
 
-def test_env_vars_in_the_deployment_template_are_declared():
-    """Every variable the Deployment template names is a worker setting (or a prefix's)."""
-    template = (CHART / "templates" / "deployment.yaml").read_text()
+def test_env_vars_in_the_pod_template_are_declared():
+    """Every variable the pod template (_pod.tpl: the Deployment's and the StatefulSet's)
+    names is a worker setting (or a prefix's)."""
+    template = (CHART / "templates" / "_pod.tpl").read_text()
     names = set(re.findall(r"- name: ([A-Z][A-Z0-9_]+)", template))
     assert names, "no env var found: the pattern no longer matches the template"
     for name in names:
