@@ -284,7 +284,7 @@ def test_custom_resources_are_well_formed(render):
     assert (
         scaled["spec"]["scaleTargetRef"]["name"] == rendered.one("Deployment")["metadata"]["name"]
     )
-    assert 1 <= scaled["spec"]["maxReplicaCount"] <= 12
+    assert scaled["spec"]["maxReplicaCount"] == 12  # min(partitionCount 12, orgMaxJobs 80)
     monitor = rendered.one("ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "http-metrics"
     service_ports = rendered.one("Service")["spec"]["ports"]

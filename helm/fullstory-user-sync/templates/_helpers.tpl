@@ -159,16 +159,23 @@ librdkafka property name -> KAFKA_CFG_* env var name
 {{- end }}
 
 {{/*
-Effective KEDA maxReplicaCount: keda.maxReplicaCount when set, otherwise
-min(kafka.partitionCount, largest n with n * maxJobsInFlight < runningJobsLimit).
+The most replicas worth running: min(kafka.partitionCount, fullstory.orgMaxJobs). More than
+the partitions sit idle; more than orgMaxJobs would each still take one job (a replica with
+partitions always has at least one) and overshoot the org's budget.
+*/}}
+{{- define "fullstory-user-sync.replicaBound" -}}
+{{- min (int .Values.kafka.partitionCount) (int .Values.fullstory.orgMaxJobs) }}
+{{- end }}
+
+{{/*
+Effective KEDA maxReplicaCount: keda.maxReplicaCount when set, otherwise the replica bound
+(fullstory-user-sync.replicaBound). The replicas share the org's budget, so their number
+does not depend on maxJobsInFlight.
 */}}
 {{- define "fullstory-user-sync.kedaMaxReplicas" -}}
-{{- $jobs := int .Values.maxJobsInFlight }}
-{{- $limit := int .Values.fullstory.runningJobsLimit }}
-{{- $byJobs := div (sub $limit 1) $jobs }}
 {{- $max := int (default 0 .Values.keda.maxReplicaCount) }}
 {{- if le $max 0 }}
-{{- $max = min (int .Values.kafka.partitionCount) $byJobs }}
+{{- $max = int (include "fullstory-user-sync.replicaBound" .) }}
 {{- end }}
 {{- $max }}
 {{- end }}
@@ -246,22 +253,19 @@ the release.
 {{- fail (printf "%s is set in both kafka.config and kafka.secretConfig: keep one" $k) }}
 {{- end }}
 {{- end }}
-{{- $jobs := int .Values.maxJobsInFlight }}
-{{- $limit := int .Values.fullstory.runningJobsLimit }}
+{{- if hasKey .Values.fullstory "runningJobsLimit" }}
+{{- fail (printf "fullstory.runningJobsLimit (%v) was removed: FullStory's limits are per org and the replicas now share one budget, fullstory.orgMaxJobs (jobs the whole group may have in flight, default 100, 1..200; each replica takes its partitions' share), with fullstory.orgMaxOperations. Set fullstory.orgMaxJobs instead and remove runningJobsLimit; replicas x maxJobsInFlight no longer needs to stay under anything" .Values.fullstory.runningJobsLimit) }}
+{{- end }}
+{{- $orgJobs := int .Values.fullstory.orgMaxJobs }}
 {{- $parts := int .Values.kafka.partitionCount }}
 {{- if .Values.keda.enabled }}
 {{- if le $parts 0 }}
 {{- fail "keda.enabled needs kafka.partitionCount (total partitions of kafka.topics) so maxReplicaCount can be capped at it" }}
 {{- end }}
 {{- $max := int (include "fullstory-user-sync.kedaMaxReplicas" .) }}
-{{- if lt $max 1 }}
-{{- fail (printf "KEDA maxReplicaCount works out to %d: lower maxJobsInFlight (%d) or raise fullstory.runningJobsLimit (%d)" $max $jobs $limit) }}
-{{- end }}
-{{- if gt $max $parts }}
-{{- fail (printf "keda.maxReplicaCount (%d) exceeds kafka.partitionCount (%d): extra consumers would sit idle" $max $parts) }}
-{{- end }}
-{{- if ge (mul $max $jobs) $limit }}
-{{- fail (printf "keda.maxReplicaCount x maxJobsInFlight = %d x %d = %d, must stay under fullstory.runningJobsLimit (%d)" $max $jobs (mul $max $jobs) $limit) }}
+{{- $bound := int (include "fullstory-user-sync.replicaBound" .) }}
+{{- if gt $max $bound }}
+{{- fail (printf "keda.maxReplicaCount (%d) exceeds min(kafka.partitionCount, fullstory.orgMaxJobs) = min(%d, %d) = %d: replicas beyond the partitions would sit idle, and beyond orgMaxJobs each would still take one FullStory job and overshoot the org budget; lower it or leave it 0 (the default is that bound)" $max $parts $orgJobs $bound) }}
 {{- end }}
 {{- if gt (int .Values.keda.minReplicaCount) $max }}
 {{- fail (printf "keda.minReplicaCount (%d) exceeds the effective maxReplicaCount (%d)" (int .Values.keda.minReplicaCount) $max) }}
@@ -271,8 +275,8 @@ the release.
 {{- if and (gt $parts 0) (gt $replicas $parts) }}
 {{- fail (printf "replicaCount (%d) exceeds kafka.partitionCount (%d): extra consumers would sit idle" $replicas $parts) }}
 {{- end }}
-{{- if ge (mul $replicas $jobs) $limit }}
-{{- fail (printf "replicaCount x maxJobsInFlight = %d x %d = %d, must stay under fullstory.runningJobsLimit (%d)" $replicas $jobs (mul $replicas $jobs) $limit) }}
+{{- if gt $replicas $orgJobs }}
+{{- fail (printf "replicaCount (%d) exceeds fullstory.orgMaxJobs (%d): each replica with partitions takes at least one FullStory job, so the group would overshoot the org budget; raise fullstory.orgMaxJobs (up to 200) or run fewer replicas" $replicas $orgJobs) }}
 {{- end }}
 {{- end }}
 {{- end }}

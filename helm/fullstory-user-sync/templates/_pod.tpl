@@ -119,6 +119,10 @@ spec:
           value: {{ .Values.batch.maxWaitMs | int | quote }}
         - name: MAX_JOBS_IN_FLIGHT
           value: {{ .Values.maxJobsInFlight | int | quote }}
+        - name: FULLSTORY_ORG_MAX_JOBS
+          value: {{ .Values.fullstory.orgMaxJobs | int | quote }}
+        - name: FULLSTORY_ORG_MAX_OPERATIONS
+          value: {{ .Values.fullstory.orgMaxOperations | int | quote }}
         - name: MAX_PENDING_USERS
           value: {{ .Values.maxPendingUsers | int | quote }}
         - name: JOB_POLL_MAX_INTERVAL_MS
