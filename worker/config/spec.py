@@ -128,8 +128,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "MAX_JOBS_IN_FLIGHT",
         "int",
-        "import jobs this replica keeps open; replicas x this should stay under 100 "
-        "(FullStory's per-org running-jobs limit)",
+        "import jobs this replica may keep open (its job threads): a ceiling on its share of "
+        "`FULLSTORY_ORG_MAX_JOBS`, which the replicas share",
         10,
         minimum=1,
         maximum=100,

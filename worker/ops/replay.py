@@ -56,8 +56,11 @@ def _clients(kafka: KafkaSettings, group: str) -> tuple[AdminClient, Consumer]:
     ``KAFKA_CFG_*`` value is a ``ConfigError`` naming it (exit 2)."""
     config = quiet_config(kafka)
     admin = kafka_client(kafka, lambda: AdminClient(config))
+    # Not a member: a static replica's group.instance.id (run from its pod) would make the
+    # broker take this commit-only client for that member.
+    own = {k: v for k, v in config.items() if k != "group.instance.id"}
     consumer = kafka_client(
-        kafka, lambda: Consumer({**config, "group.id": group, "enable.auto.commit": False})
+        kafka, lambda: Consumer({**own, "group.id": group, "enable.auto.commit": False})
     )
     return admin, consumer
 
