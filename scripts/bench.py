@@ -153,6 +153,7 @@ ORG_JOBS = 6  # the sandbox's max_in_progress_jobs and the group's FULLSTORY_ORG
 ORG_OPERATIONS = 30_000  # max_in_flight_requests and FULLSTORY_ORG_MAX_OPERATIONS
 # The worker's defaults for the org budget: as if the replicas shared none that fits the org.
 UNBUDGETED = {"FULLSTORY_ORG_MAX_JOBS": "100", "FULLSTORY_ORG_MAX_OPERATIONS": "400000"}
+MAX_JOBS_IN_FLIGHT = 10  # the worker's default: the ceiling on a replica's share of the jobs
 
 
 def drain_timeout_s(events: int) -> float:
@@ -883,10 +884,19 @@ def group_row(name: str, load: Workload, run: GroupDrain, org: dict[str, str]) -
     over = [s for s in run.samples if s[1] > ORG_JOBS or s[2] > ORG_OPERATIONS]
     ratio = f" = {run.drained_s / ideal_s:.2f}x the ideal" if run.drained_s and ideal_s else ""
     first_429 = min((r["time_monotonic"] for r in limit_429s), default=None)
+    first_job = min((j["created_monotonic"] for j in run.jobs), default=None)
+    # What each replica's share of the budget comes to (budget.share_of's arithmetic, from
+    # the settings: not read from the worker).
+    owned = GROUP_PARTITIONS // GROUP_REPLICAS
+    jobs_share = max(1, int(org["FULLSTORY_ORG_MAX_JOBS"]) * owned // GROUP_PARTITIONS)
+    jobs_share = min(jobs_share, MAX_JOBS_IN_FLIGHT)
+    operations_share = int(org["FULLSTORY_ORG_MAX_OPERATIONS"]) * owned // GROUP_PARTITIONS
     row.notes += [
         f"drain (SIGCONT -> every partition committed at its log end){ratio} "
         f"{ideal_s:.1f} s = {len(run.jobs)} jobs / {ORG_JOBS} x {mean_s:.2f} s mean job "
-        "(created -> finished, the sandbox's job log)",
+        f"(created -> finished, the sandbox's job log; configured {FAST_JOBS_MS[0] / 1000:g}-"
+        f"{FAST_JOBS_MS[1] / 1000:g} s)"
+        + (f"; the first job {first_job - run.resumed:.1f} s after SIGCONT" if first_job else ""),
         f"{len(limit_429s)} x 429 from the org's limits (batch_create, no injected fault)"
         + (f", the first {first_429 - run.resumed:.1f} s after SIGCONT" if first_429 else ""),
         f"peak {peak_jobs} jobs in progress / {peak_ops:,} operations in flight "
@@ -894,11 +904,11 @@ def group_row(name: str, load: Workload, run: GroupDrain, org: dict[str, str]) -
         f"{mean_jobs:.1f} jobs in progress on average while draining",
         f"operations bound: {sent:,} users in jobs / {ORG_OPERATIONS:,} x mean job = "
         f"{operations_s:.1f} s",
-        f"{GROUP_REPLICAS} replicas x {GROUP_PARTITIONS // GROUP_REPLICAS} of "
-        f"{GROUP_PARTITIONS} partitions, "
+        f"{GROUP_REPLICAS} replicas x {owned} of {GROUP_PARTITIONS} partitions, "
         + ", ".join(f"{k}={v}" for k, v in org.items())
-        + " (BATCH_MAX_USERS, MAX_JOBS_IN_FLIGHT: defaults); SIGSTOPped while the backlog "
-        f"was produced ({run.produce_s:.1f} s), SIGCONT together",
+        + " (BATCH_MAX_USERS, MAX_JOBS_IN_FLIGHT: defaults), a replica's share "
+        f"{jobs_share} job(s) / {operations_share:,} operations; SIGSTOPped while the "
+        f"backlog was produced ({run.produce_s:.1f} s), SIGCONT together",
         f"{run.users:,} users (distinct uids of the backlog); peak RSS: the sum of the "
         "replicas' (" + ", ".join(f"{r:.0f}" for r in rss) + " MiB)",
     ]
