@@ -87,7 +87,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -827,9 +827,16 @@ def run_group(bench: Bench, name: str, load: Workload, org: dict[str, str]) -> G
                 finally:
                     sampler.stop()
             rss = [worker.process.peak_rss_mib() for worker in workers]
-            for worker in workers:  # all at once: one by one, each leave moves partitions
+            # All at once (one by one, each leave would move partitions to the others), and
+            # waited for here: running_worker signals a worker still running again, and a
+            # second SIGTERM landing in the interpreter's teardown (its handlers restored)
+            # ends the process with -15 after a clean shutdown.
+            for worker in workers:
                 if worker.process.proc.poll() is None:
                     worker.process.proc.send_signal(signal.SIGTERM)
+            for worker in workers:  # one still running then is killed by running_worker
+                with suppress(subprocess.TimeoutExpired):
+                    worker.process.proc.wait(90)
         stats, jobs, requests = api.stats(), api.jobs(), api.requests()
         users = len(api.users())
         dead_letters = sum(bench.broker.end_offsets(topics.dlq).values())
