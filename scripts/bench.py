@@ -2,7 +2,8 @@
 as a process. It measures from the outside only (committed offsets, the sandbox's stats and
 job log, /proc), so it measures any version of the loop the same way.
 
-Scenarios (each on a fresh 6-partition topic, DLQ topic and consumer group, deleted after):
+Scenarios (each on a fresh 6-partition topic, 12 for group, a DLQ topic and a consumer group,
+deleted after):
 
 - backlog: 1,000,000 events over 50,000 uids, produced before the worker starts; sandbox
   jobs take 0.2-0.5 s. events/s = events / (worker start -> every partition committed at its
@@ -45,6 +46,21 @@ Scenarios (each on a fresh 6-partition topic, DLQ topic and consumer group, dele
   when the last delete was answered, and events/s of the backlog alone (worker start -> the
   backlog's offsets committed). The deleted users must be gone and the sandbox may record no
   upsert of a uid under deletion.
+- group: 4 worker processes in one group on a 12-partition topic, against a sandbox whose org
+  allows 6 jobs in progress and 30,000 operations in flight (jobs 0.2-0.5 s), with
+  FULLSTORY_ORG_MAX_JOBS=6 and FULLSTORY_ORG_MAX_OPERATIONS=30000 (BATCH_MAX_USERS and
+  MAX_JOBS_IN_FLIGHT their defaults). Once all four own partitions (the group as the broker
+  describes it) they are SIGSTOPped, 400,000 events over 173,000 uids are produced, and they
+  are SIGCONTed together, so each catches up on its share, as
+  tests/integration/test_org_budget.py does. Drain = SIGCONT -> every partition committed at
+  its log end; the ideal = import jobs the sandbox ran / 6 x their mean duration (created ->
+  finished, its job log), and the ratio; 429s from the org's limits (the request log: 429 on
+  batch_create with no injected fault); upserts per uid = the sandbox's upserts / users; peak
+  jobs in progress and operations in flight from a sampler of the sandbox's stats every 50 ms
+  (the sandbox refuses past its limits, so they cannot exceed 6 / 30,000: the 429s are the
+  measure of the group tripping them); peak RSS = the sum of the four VmHWMs. Then again with
+  the worker's defaults for both (100 / 400,000: no budget that fits the org), the row
+  group-unbudgeted, for comparison.
 
 Producing happens before the worker's clock starts (backlogs) and is timed on its own. Every
 wait is bounded: a scenario that does not drain in time is reported as such. The worker gets
@@ -63,6 +79,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -70,6 +87,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +107,7 @@ from bench_tools import (  # noqa: E402
     CommittedOffsets,
     DebeziumWorkload,
     Produced,
+    StatsSampler,
     TombstoneTimer,
     Workload,
     caught_up,
@@ -102,6 +121,7 @@ from bench_tools import (  # noqa: E402
     running_worker,
     source_revision,
     versions,
+    wait_caught_up,
     wait_drained,
     wait_for_assignment,
 )
@@ -127,6 +147,13 @@ DELETES = 20
 DELETE_FIRST_S = 0.5  # after the worker starts
 DELETE_EVERY_S = 0.25
 USER_DELETE_MS = 1_000
+GROUP_PARTITIONS = 12
+GROUP_REPLICAS = 4
+ORG_JOBS = 6  # the sandbox's max_in_progress_jobs and the group's FULLSTORY_ORG_MAX_JOBS
+ORG_OPERATIONS = 30_000  # max_in_flight_requests and FULLSTORY_ORG_MAX_OPERATIONS
+# The worker's defaults for the org budget: as if the replicas shared none that fits the org.
+UNBUDGETED = {"FULLSTORY_ORG_MAX_JOBS": "100", "FULLSTORY_ORG_MAX_OPERATIONS": "400000"}
+MAX_JOBS_IN_FLIGHT = 10  # the worker's default: the ceiling on a replica's share of the jobs
 
 
 def drain_timeout_s(events: int) -> float:
@@ -168,10 +195,10 @@ class Bench:
             self._debezium[shape] = make_debezium_workload(*shape, SEED, UNCHANGED_SHARE)
         return self._debezium[shape]
 
-    def topics(self, scenario: str) -> Topics:
+    def topics(self, scenario: str, partitions: int = PARTITIONS) -> Topics:
         run_id = uuid.uuid4().hex[:6]
         return Topics(
-            self.broker.create_topic(PARTITIONS, prefix=f"bench-{scenario}"),
+            self.broker.create_topic(partitions, prefix=f"bench-{scenario}"),
             self.broker.create_topic(1, prefix=f"bench-{scenario}-dlq"),
             f"bench-{scenario}-{run_id}",
         )
@@ -726,14 +753,221 @@ def delete_latency(bench: Bench) -> Row:
     return row
 
 
-SCENARIOS: dict[str, Callable[[Bench], Row]] = {
+# -- group: four replicas share an org's FullStory limits ---------------------------------
+
+
+@dataclass
+class GroupDrain:
+    """A group run: the backlog produced while the replicas were stopped, then drained."""
+
+    formed: bool  # the four replicas joined, each owning partitions, before the backlog
+    produce_s: float
+    drained_s: float | None  # SIGCONT -> every partition committed at its log end
+    committed: dict[int, int] | None
+    end: dict[int, int]
+    stats: dict[str, Any]
+    jobs: list[dict[str, Any]]
+    requests: list[dict[str, Any]]
+    samples: list[tuple[float, int, int]]  # (monotonic, jobs in progress, operations)
+    resumed: float  # monotonic of the SIGCONT
+    users: int  # users the sandbox holds
+    peak_rss_mib: list[float | None]
+    exit_status: list[int | None]
+    dead_letters: int
+
+
+def run_group(bench: Bench, name: str, load: Workload, org: dict[str, str]) -> GroupDrain:
+    """`GROUP_REPLICAS` workers (one group, `org` their budget settings) against a sandbox
+    whose org allows `ORG_JOBS` jobs in progress and `ORG_OPERATIONS` operations in flight.
+    Once all of them own partitions they are stopped (SIGSTOP), the backlog is produced, and
+    they are continued (SIGCONT) together: each catches up on its share of it, as
+    tests/integration/test_org_budget.py does."""
+    topics = bench.topics(name, GROUP_PARTITIONS)
+    ids = list(range(GROUP_PARTITIONS))
+    offsets = CommittedOffsets(bench.broker.bootstrap, topics.group, topics.source, ids)
+    timeout = drain_timeout_s(len(load.values))
+    api = sandbox(
+        FAST_JOBS_MS,
+        max_in_progress_jobs=ORG_JOBS,
+        max_in_flight_requests=ORG_OPERATIONS,
+        request_log_limit=5_000_000,
+    )
+    sampler = StatsSampler(api.stats, 0.05, max_s=timeout + 120)
+    produce_s, drained_s, committed, end, resumed = 0.0, None, None, {}, 0.0
+    try:
+        with api, ExitStack() as stack:
+            env = bench.worker_env(topics, api, **org)
+            workers = [
+                stack.enter_context(running_worker(env, bench.logs / f"worker-{name}-{i}.log"))
+                for i in range(GROUP_REPLICAS)
+            ]
+            admin = bench.broker.admin()
+            formed = wait_for_assignment(
+                admin, topics.group, topics.source, ids, 90, members=GROUP_REPLICAS
+            )
+            if formed:
+                for worker in workers:
+                    worker.process.proc.send_signal(signal.SIGSTOP)
+                sampler.start()
+                try:
+                    produce_s = produce_backlog(bench.broker.bootstrap, topics.source, load)
+                finally:
+                    for worker in workers:
+                        worker.process.proc.send_signal(signal.SIGCONT)
+                    resumed = time.monotonic()
+                end = bench.broker.end_offsets(topics.source)
+                try:
+                    drained_s, committed = wait_caught_up(
+                        offsets.read,
+                        end,
+                        resumed,
+                        lambda: all(w.process.proc.poll() is None for w in workers),
+                        timeout,
+                    )
+                finally:
+                    sampler.stop()
+            rss = [worker.process.peak_rss_mib() for worker in workers]
+            # All at once (one by one, each leave would move partitions to the others), and
+            # waited for here: running_worker signals a worker still running again, and a
+            # second SIGTERM landing in the interpreter's teardown (its handlers restored)
+            # ends the process with -15 after a clean shutdown.
+            for worker in workers:
+                if worker.process.proc.poll() is None:
+                    worker.process.proc.send_signal(signal.SIGTERM)
+            for worker in workers:  # one still running then is killed by running_worker
+                with suppress(subprocess.TimeoutExpired):
+                    worker.process.proc.wait(90)
+        stats, jobs, requests = api.stats(), api.jobs(), api.requests()
+        users = len(api.users())
+        dead_letters = sum(bench.broker.end_offsets(topics.dlq).values())
+    finally:
+        offsets.close()
+        bench.drop(topics)
+    return GroupDrain(
+        formed,
+        produce_s,
+        drained_s,
+        committed,
+        end,
+        stats,
+        jobs,
+        requests,
+        sampler.samples,
+        resumed,
+        users,
+        rss,
+        [worker.exit_status for worker in workers],
+        dead_letters,
+    )
+
+
+def group_row(name: str, load: Workload, run: GroupDrain, org: dict[str, str]) -> Row:
+    events = len(load.values)
+    row = Row(name, events, load.uids, seconds=run.drained_s)
+    if not run.formed:
+        row.fail(f"NOT RUN: {GROUP_REPLICAS} replicas did not all own partitions within 90 s")
+        return row
+    if run.drained_s is not None:
+        row.events_per_s = events / run.drained_s
+    row.upserts_per_uid = run.stats["upserts"] / run.users if run.users else None
+    row.jobs = run.stats["jobs"]["total"]
+    rss = [r for r in run.peak_rss_mib if r is not None]
+    row.peak_rss_mib = sum(rss) if rss else None
+    finished = [j for j in run.jobs if j["finished_monotonic"] is not None]
+    durations = [j["finished_monotonic"] - j["created_monotonic"] for j in finished]
+    mean_s = sum(durations) / len(durations) if durations else 0.0
+    ideal_s = len(run.jobs) / ORG_JOBS * mean_s
+    sent = sum(j["request_count"] for j in run.jobs)
+    operations_s = sent / ORG_OPERATIONS * mean_s
+    limit_429s = [
+        r
+        for r in run.requests
+        if r["status"] == 429 and r["endpoint"] == "batch_create" and r["fault"] is None
+    ]
+    draining = [s for s in run.samples if s[0] >= run.resumed]
+    peak_jobs = max((s[1] for s in run.samples), default=0)
+    peak_ops = max((s[2] for s in run.samples), default=0)
+    mean_jobs = sum(s[1] for s in draining) / len(draining) if draining else 0.0
+    over = [s for s in run.samples if s[1] > ORG_JOBS or s[2] > ORG_OPERATIONS]
+    ratio = f" = {run.drained_s / ideal_s:.2f}x the ideal" if run.drained_s and ideal_s else ""
+    first_429 = min((r["time_monotonic"] for r in limit_429s), default=None)
+    first_job = min((j["created_monotonic"] for j in run.jobs), default=None)
+    # What each replica's share of the budget comes to (budget.share_of's arithmetic, from
+    # the settings: not read from the worker).
+    owned = GROUP_PARTITIONS // GROUP_REPLICAS
+    jobs_share = max(1, int(org["FULLSTORY_ORG_MAX_JOBS"]) * owned // GROUP_PARTITIONS)
+    jobs_share = min(jobs_share, MAX_JOBS_IN_FLIGHT)
+    operations_share = int(org["FULLSTORY_ORG_MAX_OPERATIONS"]) * owned // GROUP_PARTITIONS
+    row.notes += [
+        f"drain (SIGCONT -> every partition committed at its log end){ratio} "
+        f"{ideal_s:.1f} s = {len(run.jobs)} jobs / {ORG_JOBS} x {mean_s:.2f} s mean job "
+        f"(created -> finished, the sandbox's job log; configured {FAST_JOBS_MS[0] / 1000:g}-"
+        f"{FAST_JOBS_MS[1] / 1000:g} s)"
+        + (f"; the first job {first_job - run.resumed:.1f} s after SIGCONT" if first_job else ""),
+        f"{len(limit_429s)} x 429 from the org's limits (batch_create, no injected fault)"
+        + (f", the first {first_429 - run.resumed:.1f} s after SIGCONT" if first_429 else ""),
+        f"peak {peak_jobs} jobs in progress / {peak_ops:,} operations in flight "
+        f"(limits {ORG_JOBS} / {ORG_OPERATIONS:,}; {len(run.samples)} samples every 50 ms); "
+        f"{mean_jobs:.1f} jobs in progress on average while draining",
+        f"operations bound: {sent:,} users in jobs / {ORG_OPERATIONS:,} x mean job = "
+        f"{operations_s:.1f} s",
+        f"{GROUP_REPLICAS} replicas x {owned} of {GROUP_PARTITIONS} partitions, "
+        + ", ".join(f"{k}={v}" for k, v in org.items())
+        + " (BATCH_MAX_USERS, MAX_JOBS_IN_FLIGHT: defaults), a replica's share "
+        f"{jobs_share} job(s) / {operations_share:,} operations; SIGSTOPped while the "
+        f"backlog was produced ({run.produce_s:.1f} s), SIGCONT together",
+        f"{run.users:,} users (distinct uids of the backlog); peak RSS: the sum of the "
+        "replicas' (" + ", ".join(f"{r:.0f}" for r in rss) + " MiB)",
+    ]
+    if over:
+        worst = max(over, key=lambda s: (s[1], s[2]))
+        row.fail(
+            f"OVER THE ORG'S LIMITS in {len(over)} samples, the worst {worst[1]} jobs / "
+            f"{worst[2]:,} operations at {worst[0] - run.resumed:.2f} s after SIGCONT"
+        )
+    if len(run.requests) < run.stats["requests"]["total"]:
+        row.fail("the sandbox's request log was cut: 429s undercounted")
+    distinct = len(set(load.keys))
+    if run.users != distinct:
+        row.fail(f"the sandbox holds {run.users:,} users, the backlog has {distinct:,} uids")
+    if run.drained_s is None:
+        behind = sum(run.end.values()) - sum(max(0, o) for o in (run.committed or {}).values())
+        row.fail(f"NOT DRAINED: {behind:,} records uncommitted when it gave up")
+    if any(status != 0 for status in run.exit_status):
+        row.fail(f"worker exit statuses after SIGTERM: {run.exit_status}")
+    if run.dead_letters:
+        row.fail(f"{run.dead_letters:,} records dead-lettered")
+    return row
+
+
+def group(bench: Bench) -> list[Row]:
+    """The shared budget (FULLSTORY_ORG_MAX_JOBS / _OPERATIONS = the org's limits), then the
+    worker's defaults for both (no budget that fits the org) for comparison."""
+    load = bench.workload(400_000, 173_000)
+    budget = {
+        "FULLSTORY_ORG_MAX_JOBS": str(ORG_JOBS),
+        "FULLSTORY_ORG_MAX_OPERATIONS": str(ORG_OPERATIONS),
+    }
+    rows = []
+    for name, org in (("group", budget), ("group-unbudgeted", UNBUDGETED)):
+        before = os.getloadavg()[0]
+        row = group_row(name, load, run_group(bench, name, load, org), org)
+        row.load = f"{before:.2f} -> {os.getloadavg()[0]:.2f}"
+        rows.append(row)
+    return rows
+
+
+SCENARIOS: dict[str, Callable[[Bench], Row | list[Row]]] = {
     "backlog": backlog,
     "outage": outage,
     "replay": replay,
     "live": live,
     "debezium": debezium,
     "delete-latency": delete_latency,
+    "group": group,
 }
+# The rows in RESULTS.md, in order: a scenario may write more than one.
+ROWS = [*SCENARIOS, "group-unbudgeted"]
 
 
 # -- main ---------------------------------------------------------------------------------
@@ -781,12 +1015,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.scenario or list(SCENARIOS):
         before = os.getloadavg()[0]
         print(f"==> {name}")
-        row = SCENARIOS[name](bench)
-        row.load = f"{before:.2f} -> {os.getloadavg()[0]:.2f}"
-        row.run = run
-        save(args.out, row, list(SCENARIOS))
-        complete &= row.complete
-        print("    " + json.dumps({k: v for k, v in asdict(row).items() if k != "run"}))
+        found = SCENARIOS[name](bench)
+        for row in found if isinstance(found, list) else [found]:
+            row.load = row.load or f"{before:.2f} -> {os.getloadavg()[0]:.2f}"
+            row.run = run
+            save(args.out, row, ROWS)
+            complete &= row.complete
+            print("    " + json.dumps({k: v for k, v in asdict(row).items() if k != "run"}))
     print(f"==> results in {args.out}")
     return 0 if complete else 1
 

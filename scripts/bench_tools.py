@@ -10,6 +10,7 @@ meaning when the loop is rebuilt.
 - `decode_seconds`: fastavro's plain decode of the same values, in this process.
 - `CommittedOffsets` / `CommitSampler`: the group's committed offsets through one
   long-lived consumer that never joins the group.
+- `StatsSampler`: the sandbox's jobs in progress and operations in flight, every 50 ms.
 - `running_worker`: `python -m worker run` as a process, SIGTERMed on the way out.
 - `machine` / `versions`: what the results were measured on.
 """
@@ -495,9 +496,15 @@ class CommitSampler(threading.Thread):
 
 
 def wait_for_assignment(
-    admin: AdminClient, group: str, topic: str, partitions: list[int], timeout_s: float
+    admin: AdminClient,
+    group: str,
+    topic: str,
+    partitions: list[int],
+    timeout_s: float,
+    members: int | None = None,
 ) -> bool:
-    """True once the group is stable with every partition of `topic` assigned."""
+    """True once the group is stable with every partition of `topic` assigned (and, with
+    `members`, held by exactly that many members, each owning at least one)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -505,17 +512,45 @@ def wait_for_assignment(
         except KafkaException:
             found = None
         if found is not None and found.state == ConsumerGroupState.STABLE:
-            assigned = {
-                tp.partition
+            owned = [
+                {tp.partition for tp in member.assignment.topic_partitions if tp.topic == topic}
                 for member in found.members
                 if member.assignment is not None
-                for tp in member.assignment.topic_partitions
-                if tp.topic == topic
-            }
-            if assigned == set(partitions):
+            ]
+            owners = sum(1 for held in owned if held)
+            if set().union(*owned) == set(partitions) and members in (None, owners):
                 return True
         time.sleep(0.2)
     return False
+
+
+class StatsSampler(threading.Thread):
+    """Samples the sandbox's in-progress jobs (queued + running) and in-flight operations
+    every `interval_s` as (monotonic, jobs, operations), until `stop` or `max_s` seconds.
+    `stats` is the sandbox's `stats()` (in this process: no HTTP in the way)."""
+
+    def __init__(
+        self, stats: Callable[[], dict[str, Any]], interval_s: float, max_s: float
+    ) -> None:
+        super().__init__(name="stats-sampler", daemon=True)
+        self.samples: list[tuple[float, int, int]] = []
+        self._stats = stats
+        self._interval_s = interval_s
+        self._max_s = max_s
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        tick = 0
+        while not self._stopping.is_set() and time.monotonic() - started < self._max_s:
+            jobs = self._stats()["jobs"]
+            self.samples.append((time.monotonic(), jobs["processing"], jobs["in_flight_requests"]))
+            tick += 1
+            self._stopping.wait(max(0.0, started + tick * self._interval_s - time.monotonic()))
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(30)
 
 
 @dataclass
@@ -550,12 +585,27 @@ def wait_drained(
     """Seconds from the worker's start until `read()` shows every partition at its log end
     (checked every 0.1 s), and the offsets last read. None instead of the seconds when
     `timeout_s` passed or the worker exited first."""
+    return wait_caught_up(
+        read, end, worker.started, lambda: worker.process.proc.poll() is None, timeout_s
+    )
+
+
+def wait_caught_up(
+    read: Callable[[], dict[int, int] | None],
+    end: dict[int, int],
+    since: float,
+    alive: Callable[[], bool],
+    timeout_s: float,
+) -> tuple[float | None, dict[int, int] | None]:
+    """Seconds from `since` (monotonic) until `read()` shows every partition at its log end
+    (checked every 0.1 s), and the offsets last read; None instead of the seconds when
+    `timeout_s` passed or `alive()` turned false first."""
     deadline = time.monotonic() + timeout_s
     committed = None
-    while time.monotonic() < deadline and worker.process.proc.poll() is None:
+    while time.monotonic() < deadline and alive():
         committed = read()
         if caught_up(committed, end):
-            return time.monotonic() - worker.started, committed
+            return time.monotonic() - since, committed
         time.sleep(0.1)
     return None, committed
 
