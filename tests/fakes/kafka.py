@@ -234,8 +234,8 @@ class ScriptedSource:
     def committed_metadata(self, partitions: list[TopicPartition]) -> dict[TopicPartition, str]:
         return {tp: self.kafka.committed.get(tp, (0, ""))[1] for tp in partitions}
 
-    def partitions_total(self) -> int | None:
-        return len(self.kafka.logs)
+    def all_partitions(self) -> list[TopicPartition] | None:
+        return sorted(self.kafka.logs)
 
     def close(self) -> None:
         """Leave the group: like librdkafka, revoke what is still assigned first."""

@@ -3,10 +3,10 @@
 FullStory's limits are per org, shared by every replica and every other tool of the org: at
 200 in-progress batch jobs or 500,000 in-flight operations (one per user in a job) the API
 answers 429 to everyone. ``FULLSTORY_ORG_MAX_JOBS`` and ``FULLSTORY_ORG_MAX_OPERATIONS`` are
-what the whole group may have in flight; each replica takes the part of both that its share of
-the assigned partitions gives it (``share``, re-computed on every rebalance by the loop), so
-the shares add up to the budget as replicas come and go, and a replica with partitions always
-has at least one job.
+what the whole group may have in flight, laid over the group's partitions in order (each
+carries its ``slots``); each replica takes the part its partitions carry (``share``,
+re-computed on every rebalance by the loop), so the shares add up to the budget exactly as
+replicas come and go, and a replica with partitions always has at least one job.
 
 Within its share the replica adapts its job limit as Vector's adaptive request concurrency
 does: a 429 on creating a job (the org is busy: other tools, or a share another replica has
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from worker.runtime.clock import Clock, SystemClock
@@ -32,13 +33,24 @@ class Share:
     operations: int  # users in those jobs
 
 
-def share_of(org_jobs: int, org_operations: int, owned: int, total: int) -> Share:
-    """The part of the org's budget ``owned`` partitions of ``total`` give. Pure."""
-    if owned <= 0 or total <= 0:
+def slots(budget: int, index: int, total: int) -> int:
+    """The part of ``budget`` that partition ``index`` of ``total`` carries: the budget laid
+    over the group's partitions in order, so the parts add up to it exactly. Pure."""
+    return (index + 1) * budget // total - index * budget // total
+
+
+def share_of(org_jobs: int, org_operations: int, owned: Iterable[int], total: int) -> Share:
+    """The part of the org's budget the partitions at positions ``owned`` (among the
+    ``total`` partitions of the source topics, in order) carry; at least one job and one
+    operation when any is owned. Replicas owning disjoint partitions get parts that add up
+    to the budget (above it only by that one job each, when there are more replicas than
+    jobs). Pure."""
+    positions = [i for i in set(owned) if 0 <= i < total]
+    if not positions:
         return Share(0, 0)
-    fraction = min(owned, total) / total
     return Share(
-        max(1, math.floor(org_jobs * fraction)), max(1, math.floor(org_operations * fraction))
+        max(1, sum(slots(org_jobs, i, total) for i in positions)),
+        max(1, sum(slots(org_operations, i, total) for i in positions)),
     )
 
 
@@ -64,8 +76,9 @@ class OrgBudget:
         self._limit = float(self._share.jobs)
         self._decreased_at = -math.inf
 
-    def share(self, owned: int, total: int) -> Share:
-        """Owned ``owned`` of the ``total`` partitions of the source topics: the new share.
+    def share(self, owned: Iterable[int], total: int) -> Share:
+        """Owns the partitions at positions ``owned`` of the ``total`` partitions of the
+        source topics (``share_of``): the new share.
         The limit keeps its place within the share (a replica running at half its share
         after 429s runs at half the new one), and is at least one job."""
         found = share_of(self._org_jobs, self._org_operations, owned, total)

@@ -150,14 +150,15 @@ class KafkaSource:
             run.append(message)
         return runs
 
-    def partitions_total(self) -> int | None:
+    def all_partitions(self) -> list[TopicPartition] | None:
         try:
             metadata = self._consumer.list_topics(timeout=METADATA_TIMEOUT_S)
         except KafkaException as exc:
             log.warning("partition_count_unknown", error=str(exc))
             return None
-        counts = [len(metadata.topics[t].partitions) for t in self._topics if t in metadata.topics]
-        return sum(counts) if len(counts) == len(self._topics) else None
+        if not all(t in metadata.topics for t in self._topics):
+            return None
+        return sorted((t, p) for t in self._topics for p in metadata.topics[t].partitions)
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         partitions = list(partitions)

@@ -135,11 +135,15 @@ class Pipeline:
         self._reshare_due = False
         if self._budget is None or self.source is None:
             return
-        total = self.source.partitions_total()
-        if total is None:
+        partitions = self.source.all_partitions()
+        if not partitions:
             return
-        share = self._budget.share(len(self._assignment), total)
-        log.info("org_budget_share", jobs=share.jobs, operations=share.operations, of=total)
+        owned = self._assignment.owned()
+        positions = [i for i, tp in enumerate(partitions) if tp in owned]
+        share = self._budget.share(positions, len(partitions))
+        log.info(
+            "org_budget_share", jobs=share.jobs, operations=share.operations, of=len(partitions)
+        )
 
     # -- the loop ---------------------------------------------------------------------
 

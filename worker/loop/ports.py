@@ -48,9 +48,9 @@ class Source(Protocol):
         """Records in the assigned, unpaused partitions not yet consumed (no broker call)."""
         ...
 
-    def partitions_total(self) -> int | None:
-        """Partitions of the source topics, the whole group's (a bounded metadata call, made
-        on a rebalance); None when the brokers do not say."""
+    def all_partitions(self) -> list[TopicPartition] | None:
+        """Every partition of the source topics, the whole group's, in order (a bounded
+        metadata call, made after a rebalance); None when the brokers do not say."""
         ...
 
     def close(self) -> None: ...

@@ -2,33 +2,42 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from tests.fakes.clock import FakeClock
-from worker.fullstory.budget import OrgBudget, Share, share_of
+from worker.fullstory.budget import OrgBudget, Share, share_of, slots
 
 
-@pytest.mark.parametrize("replicas", [1, 2, 3, 4, 7, 12, 20])
+@pytest.mark.parametrize("replicas", [1, 2, 3, 4, 5, 7, 12, 20])
 def test_the_replicas_shares_add_up_to_the_budget_however_many_they_are(replicas):
-    """12 partitions spread over the replicas as the group assigns them: every replica with
-    partitions has at least one job, and together they stay within the org's budget
-    (or at one job each, when there are more replicas than jobs)."""
-    partitions = 12
-    owned = [
-        partitions // replicas + (1 if i < partitions % replicas else 0) for i in range(replicas)
-    ]
-    shares = [share_of(6, 30_000, n, partitions) for n in owned]
-    working = [s for n, s in zip(owned, shares, strict=True) if n]
+    """12 partitions dealt out to the replicas in any order, as a group assigns them: every
+    replica with partitions has at least one job, and the shares add up to the org's budget
+    exactly (beyond it only by that one job each, with more replicas than jobs)."""
+    partitions = list(range(12))
+    random.Random(replicas).shuffle(partitions)
+    owned = [partitions[i::replicas] for i in range(replicas)]
+    shares = [share_of(6, 30_000, mine, 12) for mine in owned]
+    working = [s for mine, s in zip(owned, shares, strict=True) if mine]
     assert all(s.jobs >= 1 and s.operations >= 1 for s in working)
-    assert sum(s.jobs for s in shares) <= max(6, len(working))
-    assert sum(s.operations for s in shares) <= 30_000
-    assert share_of(6, 30_000, 0, partitions) == Share(0, 0)
+    if len(working) <= 6:
+        assert sum(s.jobs for s in shares) == 6, "the budget is used whole, not rounded away"
+    carrying_none = sum(1 for mine in owned if mine and not sum(slots(6, i, 12) for i in mine))
+    assert sum(s.jobs for s in shares) == 6 + carrying_none
+    assert sum(s.operations for s in shares) == 30_000
+    assert share_of(6, 30_000, [], 12) == Share(0, 0)
+
+
+def test_each_partition_carries_its_slot_of_the_budget():
+    assert [slots(6, i, 12) for i in range(12)] == [0, 1] * 6
+    assert sum(slots(100, i, 7) for i in range(7)) == 100
 
 
 def test_a_429_halves_the_limit_once_per_window_and_accepted_jobs_grow_it_back():
     clock = FakeClock()
     budget = OrgBudget(100, 400_000, max_jobs=10, decrease_every_s=2.0, clock=clock)
-    budget.share(owned=6, total=12)  # 50 jobs by the org's budget, 10 by the replica's own
+    budget.share(range(6), total=12)  # 50 jobs by the org's budget, 10 by the replica's own
     assert budget.jobs_limit() == 10
     budget.rate_limited()
     budget.rate_limited()  # the same burst of 429s: one decrease
@@ -46,22 +55,22 @@ def test_a_429_halves_the_limit_once_per_window_and_accepted_jobs_grow_it_back()
 
 def test_a_smaller_share_shrinks_the_limit_at_once_and_never_below_one_job():
     budget = OrgBudget(6, 30_000, max_jobs=10)
-    budget.share(owned=12, total=12)
+    budget.share(range(12), total=12)
     assert budget.jobs_limit() == 6
-    budget.share(owned=1, total=12)  # three more replicas joined
+    budget.share([1], total=12)  # eleven more replicas joined
     assert budget.jobs_limit() == 1 and budget.current.operations == 2_500
     for _ in range(5):
         budget.rate_limited()
     assert budget.jobs_limit() == 1
-    budget.share(owned=0, total=12)
+    budget.share([], total=12)
     assert budget.jobs_limit() == 0
 
 
 def test_operations_room_cuts_the_next_batch_but_a_replica_without_jobs_may_send():
     budget = OrgBudget(6, 30_000, max_jobs=10)
-    budget.share(owned=3, total=12)  # 7,500 operations
+    budget.share([0, 1, 2], total=12)  # 7,500 operations
     assert budget.operations_room(in_flight=5_000, jobs_in_flight=1) == 2_500
     assert budget.operations_room(in_flight=7_500, jobs_in_flight=2) == 0
-    budget.share(owned=0, total=1_000_000)
-    budget.share(owned=1, total=1_000_000)  # 0.03 operations: still one user at a time
+    budget.share([], total=1_000_000)
+    budget.share([0], total=1_000_000)  # no whole operation: still one user at a time
     assert budget.operations_room(in_flight=0, jobs_in_flight=0) == 1
