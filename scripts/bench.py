@@ -130,6 +130,7 @@ from fullstory_sandbox import Sandbox  # noqa: E402
 from tests.fakes import debezium as dbz  # noqa: E402
 from tests.integration.kafka_tools import Broker  # noqa: E402
 from tests.integration.registry import Registry  # noqa: E402
+from worker.fullstory.budget import slots  # noqa: E402
 
 API_KEY = "bench-key"
 PARTITIONS = 6
@@ -892,12 +893,21 @@ def group_row(name: str, load: Workload, run: GroupDrain, org: dict[str, str]) -
     ratio = f" = {run.drained_s / ideal_s:.2f}x the ideal" if run.drained_s and ideal_s else ""
     first_429 = min((r["time_monotonic"] for r in limit_429s), default=None)
     first_job = min((j["created_monotonic"] for j in run.jobs), default=None)
-    # What each replica's share of the budget comes to (budget.share_of's arithmetic, from
-    # the settings: not read from the worker).
+    # What the budget gives each partition (the worker's own arithmetic, budget.slots, from
+    # the settings: not read from the worker); a replica's share is its partitions' sum.
     owned = GROUP_PARTITIONS // GROUP_REPLICAS
-    jobs_share = max(1, int(org["FULLSTORY_ORG_MAX_JOBS"]) * owned // GROUP_PARTITIONS)
-    jobs_share = min(jobs_share, MAX_JOBS_IN_FLIGHT)
-    operations_share = int(org["FULLSTORY_ORG_MAX_OPERATIONS"]) * owned // GROUP_PARTITIONS
+    jobs_slots = sorted(
+        {
+            slots(int(org["FULLSTORY_ORG_MAX_JOBS"]), i, GROUP_PARTITIONS)
+            for i in range(GROUP_PARTITIONS)
+        }
+    )
+    operations_slots = sorted(
+        {
+            slots(int(org["FULLSTORY_ORG_MAX_OPERATIONS"]), i, GROUP_PARTITIONS)
+            for i in range(GROUP_PARTITIONS)
+        }
+    )
     row.notes += [
         f"drain (SIGCONT -> every partition committed at its log end){ratio} "
         f"{ideal_s:.1f} s = {len(run.jobs)} jobs / {ORG_JOBS} x {mean_s:.2f} s mean job "
@@ -913,8 +923,12 @@ def group_row(name: str, load: Workload, run: GroupDrain, org: dict[str, str]) -
         f"{operations_s:.1f} s",
         f"{GROUP_REPLICAS} replicas x {owned} of {GROUP_PARTITIONS} partitions, "
         + ", ".join(f"{k}={v}" for k, v in org.items())
-        + " (BATCH_MAX_USERS, MAX_JOBS_IN_FLIGHT: defaults), a replica's share "
-        f"{jobs_share} job(s) / {operations_share:,} operations; SIGSTOPped while the "
+        + " (BATCH_MAX_USERS, MAX_JOBS_IN_FLIGHT: defaults); a partition carries "
+        + " or ".join(map(str, jobs_slots))
+        + " job(s) and "
+        + " or ".join(f"{n:,}" for n in operations_slots)
+        + " operations of the budget, a replica the sum of its own (at least one job, at most "
+        f"MAX_JOBS_IN_FLIGHT={MAX_JOBS_IN_FLIGHT}); SIGSTOPped while the "
         f"backlog was produced ({run.produce_s:.1f} s), SIGCONT together",
         f"{run.users:,} users (distinct uids of the backlog); peak RSS: the sum of the "
         "replicas' (" + ", ".join(f"{r:.0f}" for r in rss) + " MiB)",
