@@ -183,27 +183,10 @@ class Batcher:
         ``release``; each one's successor becomes a pending unit, held behind it."""
         if not self._deletes:
             return None
-        batch = Batch(id=next(_batch_ids), deletes=True)
-        units = batch.units
-        taken: list[tuple[str, TopicPartition]] = []
-        for key, unit in self._deletes.items():
-            if len(units) >= DELETE_BATCH_MAX:
-                break
-            uid = key[0]
-            if (
-                uid in self._blocked
-                or uid in units
-                or unit.tp in fenced
-                or (only is not None and unit.tp not in only)
-            ):
-                continue
-            units[uid] = unit
-            taken.append(key)
-        if not units:
+        batch = self._cut(self._deletes, DELETE_BATCH_MAX, fenced, only, deletes=True)
+        if batch is None:
             return None
-        for key in taken:
-            del self._deletes[key]
-        for uid, unit in units.items():
+        for uid, unit in batch.units.items():
             self._blocked.add(uid)
             self._held += self._units_of.get(uid, 0)
             successor = unit.successor
@@ -256,11 +239,30 @@ class Batcher:
         Units of blocked uids, of ``fenced`` partitions (a previous owner's jobs may still
         run) and, when ``only`` is given, of other partitions stay pending.
         """
-        batch = Batch(id=next(_batch_ids))
-        units = batch.units
-        taken: list[tuple[str, TopicPartition]] = []
         limit = min(self.max_users, cap) if cap else self.max_users
-        for key, unit in self._units.items():
+        batch = self._cut(self._units, limit, fenced, only)
+        if batch is None:
+            return None
+        for uid in batch.units:
+            self._forget_unit(uid)
+            self._blocked.add(uid)
+            self._held += self._units_of.get(uid, 0)
+        self._last_cut = now
+        return batch
+
+    def _cut(
+        self,
+        pending: dict[tuple[str, TopicPartition], Unit],
+        limit: int,
+        fenced: Collection[TopicPartition],
+        only: Collection[TopicPartition] | None,
+        deletes: bool = False,
+    ) -> Batch | None:
+        """Take up to ``limit`` units out of ``pending``, oldest first, one per uid: not of a
+        uid in flight, nor of a ``fenced`` partition, nor outside ``only``."""
+        batch = Batch(id=next(_batch_ids), deletes=deletes)
+        units = batch.units
+        for key, unit in pending.items():
             if len(units) >= limit:
                 break
             uid = key[0]
@@ -272,16 +274,10 @@ class Batcher:
             ):
                 continue
             units[uid] = unit
-            taken.append(key)
         if not units:
             return None
-        for key in taken:
-            del self._units[key]
-            self._forget_unit(key[0])
-        for uid in units:
-            self._blocked.add(uid)
-            self._held += self._units_of.get(uid, 0)
-        self._last_cut = now
+        for uid, unit in units.items():
+            del pending[(uid, unit.tp)]
         return batch
 
     def release(self, batch: Batch) -> None:
