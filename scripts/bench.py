@@ -61,16 +61,33 @@ deleted after):
   measure of the group tripping them); peak RSS = the sum of the four VmHWMs. Then again with
   the worker's defaults for both (100 / 400,000: no budget that fits the org), the row
   group-unbudgeted, for comparison.
+- crashloop: the live stream (2,000 events/s for 30 s over 50,000 uids, BATCH_MAX_WAIT_MS=500,
+  jobs 0.2-0.5 s) into two replicas of one group on a 6-partition topic, each a static member
+  (KAFKA_CFG_GROUP_INSTANCE_ID replica-0 / replica-1), started and the group stable before
+  producing. Replica 0 is SIGKILLed at 8 s and 18 s into the stream (the same fractions of a
+  scaled stream) and started again 0.5 s after each kill under the same id, as a kubelet
+  restarts a crashing pod. Freshness per record = the first commit sample (every 50 ms) past
+  it minus its CreateTime, as live: p50 / p99 / max. Partitions back after a kill = the
+  first `partitions_assigned` line, in any replica's log, holding the last of the partitions
+  the killed process held when it died, minus the kill time; also when the logs first show
+  all 6 partitions held by live processes again (a killed process holds nothing from its
+  kill: a dynamic restart may itself be killed before it got any) and when the restarted
+  worker first logged an assignment. The ideal = BATCH_MAX_WAIT_MS + the mean job (created ->
+  finished, the sandbox's job log). Nothing may be lost: every partition committed at its log
+  end, every record seen committed, the sandbox holding every uid, no dead letter. Then the
+  same run without instance ids (dynamic members): the row crashloop-dynamic, where the
+  killed member's partitions wait out its 15 s session timeout.
 
 Producing happens before the worker's clock starts (backlogs) and is timed on its own. Every
 wait is bounded: a scenario that does not drain in time is reported as such. The worker gets
 its defaults apart from the broker, topics, group, sandbox URL, HTTP_PORT=0 and the live
 scenario's BATCH_MAX_WAIT_MS; its logs go to a temporary directory printed at the start.
 
-`--scale F` multiplies event and uid counts (events per uid stay the same) and the live
-duration (at least 10 s, same rate): a quick smoke run, not a measurement. The results go to
-`--out` (bench/RESULTS.md) and its `.json` twin: a run replaces the rows of the scenarios it
-ran and keeps the others, and every row names the run (command, commit, load) it came from.
+`--scale F` multiplies event and uid counts (events per uid stay the same) and the live and
+crashloop durations (at least 10 s, same rate, crashloop's kills at the same fractions): a
+quick smoke run, not a measurement. The results go to `--out` (bench/RESULTS.md) and its
+`.json` twin: a run replaces the rows of the scenarios it ran and keeps the others, and every
+row names the run (command, commit, load) it came from.
 """
 
 from __future__ import annotations
@@ -109,6 +126,7 @@ from bench_tools import (  # noqa: E402
     Produced,
     StatsSampler,
     TombstoneTimer,
+    WorkerRun,
     Workload,
     caught_up,
     decode_seconds,
@@ -971,6 +989,308 @@ def group(bench: Bench) -> list[Row]:
     return rows
 
 
+# -- crashloop: a replica SIGKILLed and restarted during a live stream ---------------------
+
+CRASH_REPLICAS = 2
+CRASH_KILLS_S = (8.0, 18.0)  # into the 30 s stream; scaled with it
+CRASH_RESTART_S = 0.5  # a kubelet restarting the pod: back within a second
+CRASH_BATCH_WAIT_MS = 500
+MOVES = ("partitions_assigned", "partitions_revoked", "partitions_lost")
+
+
+def logged_moves(log_path: Path) -> list[tuple[float, str, set[int]]]:
+    """(wall time, event, partitions) of each assign/revoke/lost line in a worker's log."""
+    moves = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("event") in MOVES:
+            at = datetime.fromisoformat(entry["timestamp"]).timestamp()
+            held = {int(partition) for _topic, partition in entry["partitions"]}
+            moves.append((at, entry["event"], held))
+    return moves
+
+
+def owned_at(log_path: Path, until: float) -> set[int]:
+    """The partitions a worker's log says it held at wall time `until`."""
+    owned: set[int] = set()
+    for at, event, moved in logged_moves(log_path):
+        if at <= until:
+            owned = owned | moved if event == "partitions_assigned" else owned - moved
+    return owned
+
+
+@dataclass
+class Kill:
+    """One SIGKILL of replica 0 and its restart under the same id (or none, when dynamic)."""
+
+    at_s: float  # into the stream
+    killed_wall: float
+    held: set[int]  # what the killed process's log said it held when it died
+    log: Path  # the killed process's
+    restarted_wall: float | None = None
+    back_s: float | None = None  # kill -> the last of `held` logged assigned again
+    whole_s: float | None = None  # kill -> every partition held by a live process again
+    restarted_first_s: float | None = None  # kill -> the restarted worker's first assignment
+    restarted_got: set[int] = field(default_factory=set)
+
+
+@dataclass
+class CrashRun:
+    formed: bool
+    stream: Stream | None
+    kills: list[Kill]
+    jobs: list[dict[str, Any]]
+    users: set[str]
+    dead_letters: int
+    exit_status: list[int | None]
+
+
+class Crasher(threading.Thread):
+    """SIGKILLs replica 0 at `at_s` (seconds after `started`, monotonic) and starts it again
+    `CRASH_RESTART_S` later with `start()`; the running replica is `replicas[0]`."""
+
+    def __init__(
+        self,
+        replicas: list[WorkerRun],
+        start: Callable[[int], WorkerRun],
+        started: float,
+        at_s: list[float],
+    ) -> None:
+        super().__init__(name="crasher", daemon=True)
+        self.kills: list[Kill] = []
+        self.logs: list[Path] = []  # every incarnation's log, restarted ones included
+        self._replicas = replicas
+        self._start = start
+        self._stream_started = started
+        self._at_s = at_s
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        for n, at_s in enumerate(self._at_s, 1):
+            if self._stopping.wait(max(0.0, self._stream_started + at_s - time.monotonic())):
+                return
+            victim = self._replicas[0]
+            victim.process.kill()
+            killed = time.time()
+            victim.exit_status = victim.process.proc.returncode
+            log = victim.process.log_path
+            kill = Kill(at_s, killed, owned_at(log, killed), log)
+            self.kills.append(kill)
+            if self._stopping.wait(CRASH_RESTART_S):
+                return
+            self._replicas[0] = self._start(n)
+            kill.restarted_wall = time.time()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(30)
+
+
+def partitions_back(
+    kill: Kill, logs: list[Path], died: dict[Path, float], restarted: Path | None
+) -> None:
+    """Fills in when the killed process's partitions were all assigned again (any log), when
+    every partition was held by a live process again (a killed process holds nothing from
+    its kill, `died`: log -> kill time) and when the restarted worker first logged an
+    assignment."""
+    moments = sorted(
+        at
+        for log in logs
+        for at, event, _moved in logged_moves(log)
+        if at >= kill.killed_wall and event == "partitions_assigned"
+    )
+    for at in moments:
+        held = set().union(*(owned_at(log, at) for log in logs if died.get(log, float("inf")) > at))
+        if held >= set(PARTITION_IDS):
+            kill.whole_s = at - kill.killed_wall
+            break
+    firsts: dict[int, float] = {}
+    for log in logs:
+        for at, event, moved in logged_moves(log):
+            if at >= kill.killed_wall and event == "partitions_assigned":
+                for partition in moved & kill.held:
+                    firsts[partition] = min(firsts.get(partition, at), at)
+    if kill.held and set(firsts) == kill.held:
+        kill.back_s = max(firsts.values()) - kill.killed_wall
+    if restarted is not None:
+        for at, event, moved in logged_moves(restarted):
+            if at >= kill.killed_wall and event == "partitions_assigned" and moved:
+                kill.restarted_first_s, kill.restarted_got = at - kill.killed_wall, moved
+                break
+
+
+def run_crashloop(bench: Bench, name: str, load: Workload, static: bool) -> CrashRun:
+    """Two replicas (static members when `static`) take a paced stream; replica 0 is
+    SIGKILLed at `CRASH_KILLS_S` (scaled to the stream) and started again under its id."""
+    topics = bench.topics(name)
+    offsets = CommittedOffsets(bench.broker.bootstrap, topics.group, topics.source, PARTITION_IDS)
+    timeout = drain_timeout_s(len(load.values))
+    seconds = len(load.values) / LIVE_RATE
+    at_s = [k * seconds / LIVE_SECONDS for k in CRASH_KILLS_S]
+    sampler = CommitSampler(offsets, 0.05, max_s=2 * seconds + timeout + 60)
+    formed, stream, crasher = False, None, None
+    incarnations: list[WorkerRun] = []
+    try:
+        with sandbox(FAST_JOBS_MS) as api, ExitStack() as stack:
+            env = bench.worker_env(topics, api, BATCH_MAX_WAIT_MS=str(CRASH_BATCH_WAIT_MS))
+
+            def start(replica: int, incarnation: int = 0) -> WorkerRun:
+                ids = {"KAFKA_CFG_GROUP_INSTANCE_ID": f"replica-{replica}"} if static else {}
+                log = bench.logs / f"worker-{name}-{replica}-{incarnation}.log"
+                run = stack.enter_context(running_worker({**env, **ids}, log))
+                incarnations.append(run)
+                return run
+
+            replicas = [start(i) for i in range(CRASH_REPLICAS)]
+            admin = bench.broker.admin()
+            formed = wait_for_assignment(
+                admin, topics.group, topics.source, PARTITION_IDS, 60, members=CRASH_REPLICAS
+            )
+            if formed:
+                sampler.start()
+                crasher = Crasher(replicas, lambda n: start(0, n), time.monotonic(), at_s)
+                crasher.start()
+                try:
+                    stored, produce_s = produce_paced(
+                        bench.broker.bootstrap, topics.source, load, LIVE_RATE
+                    )
+                    crasher.join(CRASH_RESTART_S + 30)  # the last restart is in
+                    end = bench.broker.end_offsets(topics.source)
+                    drained_s, _ = wait_caught_up(
+                        sampler.latest,
+                        end,
+                        time.monotonic(),
+                        lambda: all(r.process.proc.poll() is None for r in replicas),
+                        timeout,
+                    )
+                finally:
+                    crasher.stop()
+                    sampler.stop()
+                rss = sum(r.process.peak_rss_mib() or 0.0 for r in replicas)
+                stream = Stream(
+                    stored, produce_s, sampler.samples, drained_s is not None, {}, rss, None
+                )
+            # All at once, and waited for here (see run_group): a static member does not
+            # leave on SIGTERM, a dynamic one's leave would move partitions to the other.
+            alive = [r for r in incarnations if r.process.proc.poll() is None]
+            for run in alive:
+                run.process.proc.send_signal(signal.SIGTERM)
+            for run in alive:
+                with suppress(subprocess.TimeoutExpired):
+                    run.process.proc.wait(90)
+        if stream is not None:
+            stream.stats = api.stats()
+        jobs, users = api.jobs(), set(api.users())
+        dead_letters = sum(bench.broker.end_offsets(topics.dlq).values())
+    finally:
+        offsets.close()
+        bench.drop(topics)
+    kills = crasher.kills if crasher is not None else []
+    logs = [r.process.log_path for r in incarnations]
+    died = {kill.log: kill.killed_wall for kill in kills}
+    for n, kill in enumerate(kills, 1):
+        restarted = bench.logs / f"worker-{name}-0-{n}.log"
+        partitions_back(kill, logs, died, restarted if restarted.exists() else None)
+    survivors = [r for r in incarnations if r.process.proc.returncode != -signal.SIGKILL]
+    return CrashRun(
+        formed, stream, kills, jobs, users, dead_letters, [r.exit_status for r in survivors]
+    )
+
+
+def crashloop_row(name: str, load: Workload, run: CrashRun, static: bool) -> Row:
+    row = Row(name, len(load.values), LIVE_UIDS)
+    if not run.formed or run.stream is None:
+        row.fail(f"NOT RUN: {CRASH_REPLICAS} replicas did not both own partitions within 60 s")
+        return row
+    stream = run.stream
+    latencies = ack_latencies(stream.stored, stream.samples)
+    row.seconds = stream.produce_s
+    row.events_per_s = len(stream.stored) / stream.produce_s
+    row.p50_s, row.p99_s = percentile(latencies, 0.50), percentile(latencies, 0.99)
+    worst = percentile(latencies, 1.0)
+    users = stream.stats["users"]
+    row.upserts_per_uid = stream.stats["upserts"] / users if users else None
+    row.jobs = stream.stats["jobs"]["total"]
+    row.peak_rss_mib = stream.peak_rss_mib
+    finished = [j for j in run.jobs if j["finished_monotonic"] is not None]
+    durations = [j["finished_monotonic"] - j["created_monotonic"] for j in finished]
+    mean_job_s = sum(durations) / len(durations) if durations else 0.0
+    ideal_s = CRASH_BATCH_WAIT_MS / 1000 + mean_job_s
+    kills = []
+    for kill in run.kills:
+        if kill.held:
+            back = "never" if kill.back_s is None else f"{kill.back_s:.2f} s"
+            back = f"held {sorted(kill.held)}, back {back}"
+        else:
+            back = "held nothing yet"
+        whole = "never" if kill.whole_s is None else f"{kill.whole_s:.2f} s"
+        first = (
+            "none before it was killed or the run ended"
+            if kill.restarted_first_s is None
+            else f"{sorted(kill.restarted_got)} at {kill.restarted_first_s:.2f} s"
+        )
+        kills.append(
+            f"kill at {kill.at_s:.1f} s: {back}; all {PARTITIONS} partitions held by a live "
+            f"replica again {whole}; the restarted worker's first assignment {first}"
+        )
+    members = (
+        "static members (KAFKA_CFG_GROUP_INSTANCE_ID replica-0 / replica-1)"
+        if static
+        else "dynamic members (no instance id)"
+    )
+    row.notes += [
+        f"freshness = produce (CreateTime) -> the commit past it (sampled every 50 ms): "
+        f"max {worst or 0:.2f} s; p99 = {(row.p99_s or 0) / ideal_s:.1f}x the ideal "
+        f"{ideal_s:.2f} s = BATCH_MAX_WAIT_MS {CRASH_BATCH_WAIT_MS} ms + {mean_job_s:.2f} s "
+        f"mean job (created -> finished, {len(durations)} jobs, the sandbox's job log)",
+        f"{CRASH_REPLICAS} replicas, {members}, 15 s session (the default); replica 0 "
+        f"SIGKILLed {len(run.kills)}x, restarted {CRASH_RESTART_S} s after each kill "
+        + ("under the same name" if static else "as a new member")
+        + "; back = kill -> the last of the killed process's partitions logged assigned "
+        "again (any replica's log)",
+        *kills,
+        f"{LIVE_RATE:,}/s for {len(load.values) / LIVE_RATE:.0f} s, "
+        f"BATCH_MAX_WAIT_MS={CRASH_BATCH_WAIT_MS}; worker time = producing; "
+        f"{len(stream.samples)} commit samples; peak RSS: the sum of the last two replicas'",
+    ]
+    if len(run.kills) < len(CRASH_KILLS_S) or any(k.restarted_wall is None for k in run.kills):
+        row.fail(f"only {len(run.kills)} of {len(CRASH_KILLS_S)} kills (and restarts) happened")
+    if any(k.held and k.back_s is None for k in run.kills):
+        row.fail("a killed replica's partitions were never logged assigned again")
+    if not stream.drained or len(latencies) < len(stream.stored):
+        unseen = len(stream.stored) - len(latencies)
+        row.fail(f"NOT DRAINED: {unseen:,} records never seen committed")
+    if len(stream.stored) < len(load.values):
+        row.fail(f"only {len(stream.stored):,} of {len(load.values):,} records stored")
+    distinct = {key.decode() for key in load.keys}
+    if run.users != distinct:
+        row.fail(
+            f"the sandbox holds {len(run.users):,} users, the stream has {len(distinct):,} "
+            f"uids ({len(distinct - run.users):,} missing)"
+        )
+    if run.dead_letters:
+        row.fail(f"{run.dead_letters:,} records dead-lettered")
+    if any(status != 0 for status in run.exit_status):
+        row.fail(f"worker exit statuses after SIGTERM: {run.exit_status}")
+    return row
+
+
+def crashloop(bench: Bench) -> list[Row]:
+    """Static members first (the crashloop row), then dynamic ones (crashloop-dynamic)."""
+    seconds = LIVE_SECONDS if bench.scale >= 1 else max(10.0, LIVE_SECONDS * bench.scale)
+    load = make_workload(int(LIVE_RATE * seconds), LIVE_UIDS, seed=SEED)
+    rows = []
+    for name, static in (("crashloop", True), ("crashloop-dynamic", False)):
+        before = os.getloadavg()[0]
+        row = crashloop_row(name, load, run_crashloop(bench, name, load, static), static)
+        row.load = f"{before:.2f} -> {os.getloadavg()[0]:.2f}"
+        rows.append(row)
+    return rows
+
+
 SCENARIOS: dict[str, Callable[[Bench], Row | list[Row]]] = {
     "backlog": backlog,
     "outage": outage,
@@ -979,9 +1299,11 @@ SCENARIOS: dict[str, Callable[[Bench], Row | list[Row]]] = {
     "debezium": debezium,
     "delete-latency": delete_latency,
     "group": group,
+    "crashloop": crashloop,
 }
-# The rows in RESULTS.md, in order: a scenario may write more than one.
-ROWS = [*SCENARIOS, "group-unbudgeted"]
+# The rows in RESULTS.md, in order: a scenario may write more than one (its others follow it).
+EXTRA_ROWS = {"group": ["group-unbudgeted"], "crashloop": ["crashloop-dynamic"]}
+ROWS = [row for name in SCENARIOS for row in (name, *EXTRA_ROWS.get(name, []))]
 
 
 # -- main ---------------------------------------------------------------------------------
