@@ -26,6 +26,7 @@ _RESEND_AFTER_S = 1.0
 # Bounds on the text a peer (FullStory) decides: a header is cut to this many bytes.
 MESSAGE_MAX_BYTES = 4096
 FULLSTORY_CODE_MAX_BYTES = 256
+ORIGINAL = "original."  # the prefix a source record's own dlq.* headers are kept under
 
 
 def dead_letter_headers(
@@ -36,8 +37,14 @@ def dead_letter_headers(
     fullstory_code: str | None = None,
 ) -> list[tuple[str, str | bytes | None]]:
     """The record's own headers, then the worker's; ``fullstory_code``: FullStory's code for a
-    user it refused (``code`` is then ``FULLSTORY_REJECTED``)."""
-    headers: list[tuple[str, str | bytes | None]] = list(record.headers)
+    user it refused (``code`` is then ``FULLSTORY_REJECTED``). A ``dlq.*`` header the record
+    carried itself (a producer's forgery, or a letter sent back to a source topic) is kept
+    under ``original.dlq.*``: only the worker writes ``dlq.*``, so ``dlq inspect`` never pins a
+    letter on a job or a code that is not the worker's."""
+    headers: list[tuple[str, str | bytes | None]] = [
+        (f"{ORIGINAL}{name}" if name.startswith("dlq.") else name, value)
+        for name, value in record.headers
+    ]
     headers += [
         ("dlq.error.code", code.encode()),
         ("dlq.error.message", message.encode()[:MESSAGE_MAX_BYTES]),

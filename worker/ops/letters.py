@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.ops.printable import shown
+
 # confluent_kafka's TIMESTAMP_* constants: 0 not available, 1 create time, 2 log append time.
 _TIMESTAMP_TYPES = {0: "none", 1: "CreateTime", 2: "LogAppendTime"}
 Headers = Sequence[tuple[str, bytes | str | None]]
@@ -150,11 +152,6 @@ def letter_json(letter: DeadLetter, values: bool) -> dict[str, Any]:
     return shown
 
 
-def _one_line(text: str) -> str:
-    """Control characters escaped, so each letter stays on its line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def summary_json(summary: Summary, values: bool) -> dict[str, Any]:
     return {
         "total": summary.total,
@@ -167,21 +164,21 @@ def summary_json(summary: Summary, values: bool) -> dict[str, Any]:
 
 def render(summary: Summary, values: bool) -> str:
     lines = [f"{summary.total} dead letters", "", "by error code:"]
-    lines += [f"  {count:>8}  {code}" for code, count in summary.by_code.items()]
+    lines += [f"  {count:>8}  {shown(code)}" for code, count in summary.by_code.items()]
     lines += ["", "by source:"]
-    lines += [f"  {count:>8}  {source}" for source, count in summary.by_source.items()]
+    lines += [f"  {count:>8}  {shown(source)}" for source, count in summary.by_source.items()]
     lines += ["", f"showing {len(summary.shown)} of {summary.matching}:"]
     for letter in summary.shown:
-        key = "-" if letter.key is None else _one_line(_text(letter.key))
-        source = f"{letter.source_topic}[{letter.source_partition}]@{letter.source_offset}"
-        job = f" job {letter.job_id}" if letter.job_id else ""
-        code = letter.code
+        key = "-" if letter.key is None else shown(_text(letter.key))
+        source = shown(f"{letter.source_topic}[{letter.source_partition}]@{letter.source_offset}")
+        job = f" job {shown(letter.job_id)}" if letter.job_id else ""
+        code = shown(letter.code)
         if letter.fullstory_code is not None:
-            code += f" (FullStory: {_one_line(letter.fullstory_code)})"
+            code += f" (FullStory: {shown(letter.fullstory_code)})"
         lines.append(
             f"  [{letter.partition}]@{letter.offset} {_when(letter) or '-'} "
-            f"({letter.timestamp_type}) key {key} {code} from {source}{job}: "
-            f"{_one_line(letter.message)}"
+            f"({shown(letter.timestamp_type)}) key {key} {code} from {source}{job}: "
+            f"{shown(letter.message)}"
         )
         if values:
             lines.append(f"      value {'-' if letter.value is None else letter.value.hex()}")

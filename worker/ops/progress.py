@@ -13,6 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.ops.printable import shown
+
 # auto.offset.reset values librdkafka reads as "start at the log end".
 _LATEST = ("latest", "largest", "end")
 
@@ -169,17 +171,21 @@ def table(status: GroupStatus) -> str:
             marked = marked or p.committed is None
             committed = "-" if p.committed is None else str(p.committed)
             note = "" if p.committed is not None else f"{p.lag_from} *"
-            rows.append([topic, str(p.partition), committed, str(p.log_end), str(p.lag), note])
+            rows.append(
+                [shown(topic), str(p.partition), committed, str(p.log_end), str(p.lag), note]
+            )
         end, lag = sum(p.log_end for p in parts), sum(p.lag for p in parts)
-        rows.append([topic, "total", "", str(end), str(lag), ""])
-    lines = [f"group {status.group}  state {status.state}  lag {status.lag:,}", ""]
+        rows.append([shown(topic), "total", "", str(end), str(lag), ""])
+    lines = [f"group {shown(status.group)}  state {shown(status.state)}  lag {status.lag:,}", ""]
     lines += _columns(rows, right={1, 2, 3, 4})
     if marked:
         lines.append("* nothing committed: lag counted from where the worker would start")
     lines += ["", f"members ({len(status.members)})"]
     for m in status.members:
-        assigned = ", ".join(f"{t}[{p}]" for t, p in m.assignment) or "(none)"
-        lines.append(f"  {m.member_id}  client {m.client_id}  host {m.host}  {assigned}")
+        assigned = ", ".join(f"{shown(t)}[{p}]" for t, p in m.assignment) or "(none)"
+        lines.append(
+            f"  {shown(m.member_id)}  client {shown(m.client_id)}  host {shown(m.host)}  {assigned}"
+        )
     return "\n".join(lines)
 
 

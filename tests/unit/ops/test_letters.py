@@ -123,3 +123,30 @@ def test_each_letter_stays_on_one_line():
     )
     text = render(tally.summary(), values=False)
     assert text.splitlines()[-1].endswith(": a\\nb")
+
+
+HOSTILE = "\x1b[2J\x1b]52;c;cm0gLXJmIH4=\x07\x1b]8;;http://evil/\x07click\x1b]8;;\x07\r\u202egnp.exe\u200b"
+
+
+def _printable(text: str) -> bool:
+    return all(line.isprintable() for line in text.splitlines()) and "\r" not in text
+
+
+def test_attacker_text_never_reaches_the_terminal_raw():
+    """A letter written straight to the DLQ topic, every field chosen by whoever produced it:
+    escape sequences (clear screen, OSC 52 clipboard, OSC 8 link), a carriage return and bidi
+    and zero-width characters are shown escaped, in every field of the text output."""
+    forged = [
+        ("dlq.error.code", HOSTILE.encode()),
+        ("dlq.error.message", HOSTILE.encode()),
+        ("dlq.source.topic", HOSTILE.encode()),
+        ("dlq.source.partition", b"0"),
+        ("dlq.source.offset", b"1"),
+        ("dlq.job.id", HOSTILE.encode()),
+        ("dlq.fullstory.code", HOSTILE.encode()),
+    ]
+    tally = Tally()
+    tally.add(parse(0, 0, HOSTILE.encode(), b"v", forged, (LOG_APPEND_TIME, 1_700_000_000_000)))
+    text = render(tally.summary(), values=True)
+    assert _printable(text), text
+    assert "\\x1b[2J" in text and "\\u202e" in text

@@ -198,3 +198,15 @@ def test_watch_refreshes_count_times_on_its_interval():
     assert slept == [1.5, 1.5]
     assert [p.lag for p in shown] == [400, 300, 100]
     assert shown[-1].rate == 75.0  # 300 offsets over the 4 s between first and last sample
+
+
+def test_whatever_joins_the_group_is_shown_escaped():
+    """Member and client ids and hosts are chosen by whatever joins the group: an escape
+    sequence or a carriage return in them never reaches the terminal raw."""
+    hostile = "\x1b[2J\x1b]52;c;eA==\x07\rfine\u202e"
+    status = GroupStatus(
+        "sync", "STABLE", STATUS.partitions, (Member(hostile, hostile, hostile, (("users", 0),)),)
+    )
+    text = table(status)
+    assert all(line.isprintable() for line in text.splitlines()) and "\r" not in text
+    assert text.count("\\x1b[2J") == 3
