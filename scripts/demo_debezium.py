@@ -35,22 +35,14 @@ from tests.integration.debezium.stack import (
     Postgres,
     start,
 )
+from tests.integration.debezium.stack import (
+    USERS_MAPPING as MAPPING,
+)
 from tests.integration.registry import Registry
 from tests.integration.worker_process import WorkerProcess, start_with_health_port, wait_until
 from worker.ops import activity
 
 API_KEY = "demo-key"
-MAPPING = {
-    "uid": "id",
-    "display_name": "full_name",
-    "email": "email",
-    "properties": {
-        "plan": "pricing_plan",
-        "signed_up": "created_at",
-        "signup_day": "signup_date",
-        "lifetime_value": "ltv",
-    },
-}
 # last_login_at is not mapped: an update of it alone is skipped as unchanged.
 COLUMNS = (
     "id bigint PRIMARY KEY, full_name text, email text, pricing_plan text,"

@@ -211,6 +211,24 @@ def user_row(**columns: Any) -> dict[str, Any]:
     }
 
 
+# ``user_row()`` under the tests' usual mapping (plan, signed_up, signup_day, ltv, visits), as
+# FullStory receives it: the property values, and the types the request declares.
+USER_ROW_PROPERTIES = {
+    "plan": "pro",
+    "signed_up": "2024-03-01T09:30:00Z",
+    "signup_day": "2024-03-01",
+    "ltv": 1234.5,
+    "visits": 17,
+}
+USER_ROW_TYPES = {
+    "plan": "str",
+    "signed_up": "date",
+    "signup_day": "date",
+    "ltv": "real",
+    "visits": "int",
+}
+
+
 def source(snapshot: str = "false") -> dict[str, Any]:
     return {
         "version": "2.7.0.Final",

@@ -34,6 +34,21 @@ AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
 CONNECTOR_CLASS = "io.debezium.connector.postgresql.PostgresConnector"
 
 
+# The README's example field mapping of a users table (the end-to-end test and
+# `make demo-debezium` use it).
+USERS_MAPPING = {
+    "uid": "id",
+    "display_name": "full_name",
+    "email": "email",
+    "properties": {
+        "plan": "pricing_plan",
+        "signed_up": "created_at",
+        "signup_day": "signup_date",
+        "lifetime_value": "ltv",
+    },
+}
+
+
 def script(
     path: Path, command: str, env: dict[str, str] | None = None, timeout: float = 900
 ) -> subprocess.CompletedProcess[str]:

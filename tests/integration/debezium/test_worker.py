@@ -16,6 +16,7 @@ import pytest
 
 from fullstory_sandbox import Sandbox
 from tests.integration.conftest import API_KEY
+from tests.integration.debezium.stack import USERS_MAPPING as MAPPING
 from tests.integration.debezium.stack import Postgres
 from tests.integration.kafka_tools import Broker
 from tests.integration.registry import Registry
@@ -28,17 +29,6 @@ COLUMNS = (
     "id bigint PRIMARY KEY, full_name text, email text, pricing_plan text,"
     " created_at timestamptz, signup_date date, ltv numeric(12,2), last_login_at timestamp"
 )
-MAPPING = {
-    "uid": "id",
-    "display_name": "full_name",
-    "email": "email",
-    "properties": {
-        "plan": "pricing_plan",
-        "signed_up": "created_at",
-        "signup_day": "signup_date",
-        "lifetime_value": "ltv",
-    },
-}
 
 
 def _row(id_: int, name: str, email: str | None, plan: str | None, ltv: str) -> str:

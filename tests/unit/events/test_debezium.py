@@ -14,6 +14,8 @@ from tests.fakes.debezium import (
     COMMITTED_MS,
     KEY_SCHEMA,
     MESSAGE_SCHEMA,
+    USER_ROW_PROPERTIES,
+    USER_ROW_TYPES,
     change_event,
     column,
     envelope_schema,
@@ -104,23 +106,9 @@ def test_an_inserted_read_or_updated_row_upserts_its_user(
         "changed_at": COMMITTED_MS,
         "display_name": "Ada Lovelace",
         "email": "ada@example.com",
-        "properties": {
-            "plan": "pro",
-            "signed_up": "2024-03-01T09:30:00Z",
-            "signup_day": "2024-03-01",
-            "ltv": 1234.5,
-            "visits": 17,
-        },
+        "properties": USER_ROW_PROPERTIES,
     }
-    assert fold([change]).to_request()["schema"] == {
-        "properties": {
-            "plan": "str",
-            "signed_up": "date",
-            "signup_day": "date",
-            "ltv": "real",
-            "visits": "int",
-        }
-    }
+    assert fold([change]).to_request()["schema"] == {"properties": USER_ROW_TYPES}
 
 
 def test_an_update_of_unmapped_columns_only_is_skipped() -> None:

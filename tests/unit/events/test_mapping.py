@@ -11,7 +11,15 @@ from typing import Any
 import fastavro
 import pytest
 
-from tests.fakes.debezium import COLUMNS, MICRO_TIME, column, user_row, value_schema
+from tests.fakes.debezium import (
+    COLUMNS,
+    MICRO_TIME,
+    USER_ROW_PROPERTIES,
+    USER_ROW_TYPES,
+    column,
+    user_row,
+    value_schema,
+)
 from worker.config.choices import PropertyTypes
 from worker.errors import ConfigError, InvalidRecord
 from worker.events.change import CLEAR
@@ -157,23 +165,9 @@ def test_a_row_becomes_the_user_with_each_column_as_the_type_a_person_expects() 
         "changed_at": 1_709_285_400_000,
         "display_name": "Ada Lovelace",
         "email": "ada@example.com",
-        "properties": {
-            "plan": "pro",
-            "signed_up": "2024-03-01T09:30:00Z",
-            "signup_day": "2024-03-01",
-            "ltv": 1234.5,
-            "visits": 17,
-        },
+        "properties": USER_ROW_PROPERTIES,
     }
-    assert fold([change]).to_request()["schema"] == {
-        "properties": {
-            "plan": "str",
-            "signed_up": "date",
-            "signup_day": "date",
-            "ltv": "real",
-            "visits": "int",
-        }
-    }
+    assert fold([change]).to_request()["schema"] == {"properties": USER_ROW_TYPES}
 
 
 def test_a_uid_beyond_a_doubles_precision_is_sent_digit_for_digit() -> None:
