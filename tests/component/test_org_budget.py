@@ -54,12 +54,23 @@ def test_batches_are_cut_to_the_operations_share(make_loop, kafka, fullstory):
 
 
 def test_a_429_on_creating_a_job_halves_the_replicas_jobs(make_loop, kafka, fullstory):
-    for i in range(8):
+    """A share of 4 jobs, 4 creates in flight and one answered 429: the replica's limit is
+    halved (the three others accepted do not undo it), so as the four jobs end it starts
+    new ones only while fewer than 2 run."""
+    for i in range(12):
         kafka.change(0, f"u{i}")
+    fullstory.hold_creates()
     fullstory.fail_next("create_batch", RateLimited("create batch: rate limited", 0.01))
     loop = make_loop(max_users=1, max_jobs=10, budget=_budget(4, 1_000))
     loop.source.assign([0, 1, 2, 3])
-    loop.turn_until(lambda: fullstory.jobs(), "a job after the 429")
-    loop.turn(100)
-    assert len(fullstory.running()) <= 2
+    loop.turn_until(lambda: fullstory.creates_held == 4, "four creates in flight")
+    fullstory.release_creates()
+    loop.turn_until(lambda: len(fullstory.running()) == 4, "the four jobs, one after a retry")
+    loop.turn(50)
     assert loop.metric("fsus_import_jobs_limit") == 2
+    first_wave = fullstory.running()
+    for job in first_wave[:3]:
+        fullstory.finish(job.id)
+    loop.turn_until(lambda: len(fullstory.jobs()) > 4, "a job after the first wave")
+    loop.turn(100)
+    assert len(fullstory.running()) == 2, "one of the first wave and one new: half the share"

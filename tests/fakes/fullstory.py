@@ -66,6 +66,9 @@ class ScriptedFullStory:
         self.deletes: list[str] = []  # every DELETE's uid, in order
         self.deletion_polls: int | None = None
         self.log: list[tuple[str, str]] = []  # ("upsert" | "delete", uid), in order
+        self._creates_open = threading.Event()
+        self._creates_open.set()
+        self.creates_held = 0  # POSTs waiting at a hold
 
     def finish_deletion(self, uid: str) -> None:
         with self._lock:
@@ -77,6 +80,14 @@ class ScriptedFullStory:
     def fail_next(self, call: str, *errors: Exception) -> None:
         """The next calls of ``call`` raise these (as the HTTP adapter translates answers)."""
         self._script[call].extend(errors)
+
+    def hold_creates(self) -> None:
+        """Hold every POST before it is answered until ``release_creates`` (10 s at most), so a
+        test can have several in flight at once."""
+        self._creates_open.clear()
+
+    def release_creates(self) -> None:
+        self._creates_open.set()
 
     def refuse(self, uid: str, code: str, message: str) -> None:
         """Any body carrying ``uid`` is refused as a whole with a 400 (no job), as FullStory
@@ -132,6 +143,11 @@ class ScriptedFullStory:
             raise self._script[call].popleft()
 
     def create_batch(self, body: bytes, idempotency_key: str) -> str:
+        if not self._creates_open.is_set():
+            with self._lock:
+                self.creates_held += 1
+            if not self._creates_open.wait(10.0):
+                raise AssertionError("a POST was held for 10 s: release_creates() was never called")
         with self._lock:
             self.posts.append(idempotency_key)
             self._scripted("create_batch")

@@ -12,7 +12,9 @@ Within its share the replica adapts its job limit as Vector's adaptive request c
 does: a 429 on creating a job (the org is busy: other tools, or a share another replica has
 not yet given up) halves it, at most once per ``decrease_every_s``; each job FullStory accepts
 grows it by ``1 / limit`` (one job per round of ``limit`` healthy answers), up to the share. A
-new share keeps the limit's place in it.
+new share keeps the limit's place in it. As in TCP's recovery, answers to creates sent before the
+last decrease do not grow it: they tell nothing of the org since, and a burst of jobs already in
+flight would otherwise undo the halving at once.
 
 Thread-safe: the loop sets the share and reads the limits; job threads report answers.
 """
@@ -75,6 +77,7 @@ class OrgBudget:
         self._share = Share(min(max_jobs, org_jobs), org_operations)
         self._limit = float(self._share.jobs)
         self._decreased_at = -math.inf
+        self._epoch = 0  # decreases so far: a create's ticket
 
     def share(self, owned: Iterable[int], total: int) -> Share:
         """Owns the partitions at positions ``owned`` of the ``total`` partitions of the
@@ -115,10 +118,17 @@ class OrgBudget:
             if now - self._decreased_at < self._decrease_every_s:
                 return
             self._decreased_at = now
+            self._epoch += 1
             self._limit = max(1.0, self._limit / 2)
 
-    def accepted(self) -> None:
-        """FullStory accepted a job: grow the limit by one job per round of answers."""
+    def sending(self) -> int:
+        """A create is about to be sent: its ticket, to hand back to ``accepted``."""
         with self._lock:
-            if self._share.jobs:
+            return self._epoch
+
+    def accepted(self, ticket: int) -> None:
+        """FullStory accepted a job created with ``ticket`` (``sending``): grow the limit by
+        one job per round of answers, unless it was sent before the last decrease."""
+        with self._lock:
+            if self._share.jobs and ticket == self._epoch:
                 self._limit = min(float(self._share.jobs), self._limit + 1 / max(self._limit, 1))

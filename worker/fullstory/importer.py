@@ -182,6 +182,7 @@ class Importer:
         backoff = calls.backoff()
         while True:
             key = idempotency_key(body, generation)
+            ticket = self._budget.sending() if self._budget is not None else 0
             try:
                 job_id = calls.once(partial(self._api.create_batch, body, key), "create_batch")
             except RetriableError as exc:
@@ -208,5 +209,5 @@ class Importer:
                 continue
             bound.info("batch_submitted", job_id=job_id, users=users, key=key[:17])
             if self._budget is not None:
-                self._budget.accepted()
+                self._budget.accepted(ticket)
             return job_id

@@ -46,11 +46,26 @@ def test_a_429_halves_the_limit_once_per_window_and_accepted_jobs_grow_it_back()
     budget.rate_limited()
     assert budget.jobs_limit() == 2
     for _ in range(2):
-        budget.accepted()
+        budget.accepted(budget.sending())
     assert budget.jobs_limit() == 3  # +1 per round of `limit` accepted jobs
     for _ in range(50):
-        budget.accepted()
+        budget.accepted(budget.sending())
     assert budget.jobs_limit() == 10, "grows back up to the share, never past it"
+
+
+def test_jobs_sent_before_a_429_do_not_grow_the_limit_back():
+    """Ten creates in flight, one answered 429, nine accepted: the limit stays halved (the
+    nine say nothing of the org since the 429); the next creates grow it again."""
+    budget = OrgBudget(100, 400_000, max_jobs=10, clock=FakeClock())
+    budget.share(range(12), total=12)
+    tickets = [budget.sending() for _ in range(10)]
+    budget.rate_limited()
+    for ticket in tickets[1:]:
+        budget.accepted(ticket)
+    assert budget.jobs_limit() == 5
+    for _ in range(6):  # 5 + 1/5 + 1/5.2 + ...
+        budget.accepted(budget.sending())
+    assert budget.jobs_limit() == 6
 
 
 def test_a_smaller_share_shrinks_the_limit_at_once_and_never_below_one_job():
