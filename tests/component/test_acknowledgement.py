@@ -209,6 +209,43 @@ class _FlakyReader:
         return self.kafka.read(tp, offsets)
 
 
+class _CountingReader:
+    """Reads records back from ``kafka``, noting each pass (partition, offsets)."""
+
+    def __init__(self, kafka: FakeKafka) -> None:
+        self.kafka = kafka
+        self.passes: list[tuple[TopicPartition, list[int]]] = []
+
+    def read(self, tp: TopicPartition, offsets: Sequence[int]) -> dict[int, SourceRecord]:
+        self.passes.append((tp, list(offsets)))
+        return self.kafka.read(tp, offsets)
+
+
+def test_the_rejected_users_of_a_job_are_read_back_in_one_pass_per_partition(make_loop, kafka):
+    """Rejected users hold their job until their records are read back: a job's rejected
+    users on a partition are read in one pass over all their offsets, not one pass a user,
+    and each letter still carries its own record, the user's records in offset order."""
+    fullstory = ScriptedFullStory()
+    for uid, partition in [("a", 0), ("b", 1), ("c", 0), ("ok", 0), ("a", 0), ("d", 1), ("c", 0)]:
+        kafka.change(partition, uid, display_name=f"{uid} on {partition}")
+    reader = _CountingReader(kafka)
+    loop = make_loop(fullstory=fullstory, reader=reader)
+    loop.source.assign([0, 1])
+    loop.turn_until(lambda: fullstory.jobs(), "one job")
+    (job,) = fullstory.jobs()
+    failed = {"a": "invalid_user", "b": "invalid_user", "c": "invalid_email", "d": "invalid_user"}
+    fullstory.finish(job.id, failed=failed)
+    loop.turn_until(lambda: len(loop.dlq.letters) == 6, "six dead letters")
+    assert sorted(reader.passes) == [(("users", 0), [0, 1, 3, 4]), (("users", 1), [0, 1])]
+    letters = [(d.record.partition, d.record.offset, d.fullstory_code) for d in loop.dlq.letters]
+    assert sorted(letters) == [
+        (0, 0, "invalid_user"), (0, 1, "invalid_email"), (0, 3, "invalid_user"),
+        (0, 4, "invalid_email"), (1, 0, "invalid_user"), (1, 1, "invalid_user"),
+    ]  # fmt: skip
+    for letter in loop.dlq.letters:
+        assert letter.record == kafka.logs[letter.record.tp][letter.record.offset]
+
+
 def test_a_failed_read_back_is_tried_again_and_the_letters_still_go(make_loop, kafka):
     """Kafka failing to hand back a rejected user's records (`ReadBackFailed`) is waited out
     on the job thread: the records are read again, each gets its dead letter with its original

@@ -1,10 +1,15 @@
 """Reading records back from Kafka by offset, for the dead letters of rejected users.
 
-The loop keeps no record values (users are merged on arrival), so when FullStory rejects a
-user, the records merged into it are read again from their partition: each dead letter
-carries the original key, value and headers. A record no longer in the topic (retention or
+The loop keeps no record values (users are merged on arrival), so when FullStory rejects
+users, the records merged into them are read again from their partitions: each dead letter
+carries the original key, value and headers. One read is one pass over one partition: all
+the wanted offsets of a job's rejected users there, with one consumer, forward from the
+lowest, keeping only the wanted ones (``readback_plan`` says which spans and what is kept).
+A pass ends at its last wanted offset, or at the partition's end (its high watermark, asked
+of the broker first, never waited for). A record no longer in the topic (retention or
 compaction removed it meanwhile) is missing from the answer: the loop still gives it a dead
-letter, with its coordinates and no value. Runs on a job thread; each read is bounded in time.
+letter, with its coordinates and no value. Runs on a job thread; each pass is bounded in time
+and in the bytes it keeps.
 """
 
 from __future__ import annotations
@@ -13,21 +18,27 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
-from structlog.typing import FilteringBoundLogger
 
 from worker.errors import ReadBackFailed
+from worker.kafka.readback_plan import Budget, Span, present, spans
 from worker.records import Message, SourceRecord, TopicPartition, source_record
 
-log: FilteringBoundLogger = structlog.get_logger(__name__)
-_READ_TIMEOUT_S = 60.0
+_READ_TIMEOUT_S = 60.0  # a whole pass
+_WATERMARKS_TIMEOUT_S = 10.0
+# Past this many offsets between two wanted ones the consumer is moved, not read through.
+_MAX_GAP = 2_000
+_BATCH = 500
+# Far above the DLQ producer's default message limit (1 MB): a letter Kafka could carry
+# keeps its value.
+RECORD_MAX_BYTES = 8 * 1024 * 1024
+PASS_MAX_BYTES = 64 * 1024 * 1024
 
 
 class KafkaRecordReader:
-    """The loop's ``RecordReader`` (``worker.loop.ports``): a group-less consumer per read
-    (reads are rare: only for rejected users)."""
+    """The loop's ``RecordReader`` (``worker.loop.ports``): a group-less consumer per pass
+    (passes are rare: only for rejected users, one per partition of a failed job)."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self._config = {
@@ -35,8 +46,6 @@ class KafkaRecordReader:
         }
 
     def read(self, tp: TopicPartition, offsets: Sequence[int]) -> dict[int, SourceRecord]:
-        wanted = set(offsets)
-        last = max(offsets)
         consumer = Consumer(
             {
                 **self._config,
@@ -44,26 +53,53 @@ class KafkaRecordReader:
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
                 "auto.offset.reset": "earliest",
+                # What one pass may hold prefetched, as the worker's own consumer.
+                "queued.max.messages.kbytes": 4_096,
+                # The end is known from an empty fetch, which the broker holds this long.
+                "fetch.wait.max.ms": 50,
             }
         )
-        found: dict[int, SourceRecord] = {}
         deadline = time.monotonic() + _READ_TIMEOUT_S
+        found: dict[int, SourceRecord] = {}
         try:
-            consumer.assign([KafkaTopicPartition(tp[0], tp[1], min(offsets))])
-            while time.monotonic() < deadline:
-                for message in consumer.consume(500, 1.0):
-                    error = message.error()
-                    if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                        return found  # the rest is gone
-                    offset = message.offset()
-                    if error is not None or offset is None:
-                        continue
-                    if offset in wanted:
-                        found[offset] = source_record(tp, offset, cast(Message, message))
-                    if offset >= last:
-                        return found
+            low, high = consumer.get_watermark_offsets(
+                KafkaTopicPartition(*tp), timeout=_WATERMARKS_TIMEOUT_S, cached=False
+            )
+            wanted = present(offsets, low, high)
+            budget = Budget(RECORD_MAX_BYTES, PASS_MAX_BYTES)
+            for span in spans(wanted, _MAX_GAP):
+                _read_span(consumer, tp, span, set(wanted), budget, found, deadline)
         except KafkaException as exc:
             raise ReadBackFailed(f"reading back {tp}: {exc.args[0]}") from exc
         finally:
             consumer.close()
-        raise ReadBackFailed(f"reading back {tp}: no answer in {_READ_TIMEOUT_S:.0f}s")
+        return found
+
+
+def _read_span(
+    consumer: Consumer,
+    tp: TopicPartition,
+    span: Span,
+    wanted: set[int],
+    budget: Budget,
+    found: dict[int, SourceRecord],
+    deadline: float,
+) -> None:
+    """Adds to ``found`` the wanted records of ``span``; returns at its last offset or at
+    the partition's end (the rest is gone). Takes what the consumer holds without waiting,
+    and waits only while it holds nothing, for the first record to arrive."""
+    consumer.assign([KafkaTopicPartition(tp[0], tp[1], span.first)])
+    while (left := deadline - time.monotonic()) > 0:
+        messages = consumer.consume(_BATCH, 0) or consumer.consume(1, min(left, 1.0))
+        for message in messages:
+            error = message.error()
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                return
+            offset = message.offset()
+            if error is not None or offset is None:
+                continue
+            if offset in wanted:
+                found[offset] = budget.keep(source_record(tp, offset, cast(Message, message)))
+            if offset >= span.last:
+                return
+    raise ReadBackFailed(f"reading back {tp}: no answer in {_READ_TIMEOUT_S:.0f}s")

@@ -177,15 +177,33 @@ class Dispatcher:
                 context=context,
             )
             outcome = BatchOutcome(batch, imported.job_ids, imported.failures)
-        backoff = Backoff(cap_s=10.0)
-        for uid in outcome.failures:
+        outcome.rejected = self._read_back(batch, list(outcome.failures), cancel)
+        return outcome
+
+    def _read_back(
+        self, batch: Batch, uids: list[str], cancel: threading.Event
+    ) -> dict[str, list[SourceRecord]]:
+        """The records of the rejected ``uids``, each user's in its offsets' order: one pass
+        per partition reads every wanted offset there at once (a job's rejected users share
+        their partitions), again after a pause while it raises ``ReadBackFailed``."""
+        wanted: dict[TopicPartition, list[int]] = {}
+        for uid in uids:
             unit = batch.units[uid]
+            wanted.setdefault(unit.tp, []).extend(unit.offsets)
+        read: dict[TopicPartition, dict[int, SourceRecord]] = {}
+        backoff = Backoff(cap_s=10.0)
+        for tp, offsets in wanted.items():
+            offsets.sort()
             while True:
                 try:
-                    outcome.rejected[uid] = records_at(self._reader, unit.tp, unit.offsets)
+                    read[tp] = {r.offset: r for r in records_at(self._reader, tp, offsets)}
                     break
                 except ReadBackFailed as exc:
                     log.warning("readback_retry", error=str(exc), batch_id=batch.id)
                     if cancel.wait(backoff.next_delay(exc)) or self._abandon.is_set():
                         raise Abandoned("cancelled while reading back records") from exc
-        return outcome
+        rejected: dict[str, list[SourceRecord]] = {}
+        for uid in uids:
+            unit = batch.units[uid]
+            rejected[uid] = [read[unit.tp][o] for o in unit.offsets]
+        return rejected
