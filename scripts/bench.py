@@ -78,6 +78,16 @@ deleted after):
   same run without instance ids (dynamic members): the row crashloop-dynamic, where the
   killed member's partitions wait out its 15 s session timeout.
 
+- readback: 6,000 events over 2,000 uids, produced before the worker starts, with the
+  sandbox refusing 5% of the users (reject_uids: uids whose number is a multiple of 20, as
+  FullStory refuses users by a rule the worker cannot check; jobs 0.2-0.5 s) and
+  BATCH_MAX_WAIT_MS=2000 so that the users go in one job. The worker reads the refused users'
+  records back from Kafka for their dead letters. Time = the job's end (the sandbox's job log)
+  -> the last dead letter confirmed (the DLQ's high watermark reaching the number of the
+  refused users' records, sampled every 20 ms); also the moment the worker's last read of
+  the job's errors was answered (what is left after it is read-back and the letters' write)
+  and the first letter. Every refused user's record must be dead-lettered, nothing else, and
+  every partition committed at its log end.
 Producing happens before the worker's clock starts (backlogs) and is timed on its own. Every
 wait is bounded: a scenario that does not drain in time is reported as such. The worker gets
 its defaults apart from the broker, topics, group, sandbox URL, HTTP_PORT=0 and the live
@@ -95,6 +105,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -126,6 +137,7 @@ from bench_tools import (  # noqa: E402
     Produced,
     StatsSampler,
     TombstoneTimer,
+    WatermarkSampler,
     WorkerRun,
     Workload,
     caught_up,
@@ -1291,6 +1303,114 @@ def crashloop(bench: Bench) -> list[Row]:
     return rows
 
 
+# -- readback: users FullStory refuses, their records read back for their dead letters ----
+
+READBACK_EVENTS = 6_000
+READBACK_UIDS = 2_000
+REFUSED_UIDS = r"^user-\d{3}[02468]0$"  # user-NNNNN with NNNNN % 20 == 0: 5% of them
+READBACK_SAMPLE_S = 0.02
+
+
+@dataclass
+class Readback:
+    """A readback run: when the job ended, when its errors were read, when Kafka confirmed
+    the first and the last dead letter (this process's monotonic clock: the sandbox's too)."""
+
+    produce_s: float
+    drained_s: float | None
+    refused_users: int
+    expected_letters: int
+    letters: int
+    jobs: list[dict[str, Any]]
+    errors_read: float | None
+    first_letter: float | None
+    last_letter: float | None
+    exit_status: int | None
+
+
+def run_readback(bench: Bench, load: Workload) -> Readback:
+    topics = bench.topics("readback")
+    offsets = CommittedOffsets(bench.broker.bootstrap, topics.group, topics.source, PARTITION_IDS)
+    refused = re.compile(REFUSED_UIDS)
+    uids = {key.decode() for key in load.keys}
+    refused_users = sum(1 for uid in uids if refused.search(uid))
+    expected = sum(1 for key in load.keys if refused.search(key.decode()))
+    timeout = drain_timeout_s(len(load.values)) + 60
+    letters = WatermarkSampler(bench.broker.bootstrap, topics.dlq, READBACK_SAMPLE_S, timeout)
+    try:
+        produce_s = produce_backlog(bench.broker.bootstrap, topics.source, load)
+        end = bench.broker.end_offsets(topics.source)
+        with sandbox(FAST_JOBS_MS) as api:
+            api.set_faults(reject_uids=REFUSED_UIDS)
+            env = bench.worker_env(topics, api, BATCH_MAX_WAIT_MS="2000")
+            letters.start()
+            try:
+                with running_worker(env, bench.log_path("readback")) as worker:
+                    drained_s, _ = wait_drained(offsets.read, end, worker, timeout)
+            finally:
+                letters.stop()
+            jobs, requests = api.jobs(), api.requests()
+        dead_letters = sum(bench.broker.end_offsets(topics.dlq).values())
+    finally:
+        offsets.close()
+        bench.drop(topics)
+    errors_read = max(
+        (
+            r["answered_monotonic"]
+            for r in requests
+            if r["path"].endswith("/errors") and r["status"] == 200
+        ),
+        default=None,
+    )
+    return Readback(
+        produce_s,
+        drained_s,
+        refused_users,
+        expected,
+        dead_letters,
+        jobs,
+        errors_read,
+        letters.first_at(1),
+        letters.first_at(expected),
+        worker.exit_status,
+    )
+
+
+def readback(bench: Bench) -> Row:
+    load = bench.workload(READBACK_EVENTS, READBACK_UIDS)
+    run = run_readback(bench, load)
+    users = len(set(load.keys))
+    row = Row("readback", len(load.values), users)
+    row.jobs = len(run.jobs)
+    ended = [j["finished_monotonic"] for j in run.jobs if j["finished_monotonic"] is not None]
+    job_end = max(ended, default=None)
+    if job_end is not None and run.last_letter is not None:
+        row.seconds = run.last_letter - job_end
+
+    def after_end(moment: float | None) -> str:
+        return "-" if moment is None or job_end is None else f"{moment - job_end:+.2f} s"
+
+    row.notes.append(
+        f"worker time = the job's end -> the last dead letter confirmed (the DLQ's high "
+        f"watermark, sampled every {READBACK_SAMPLE_S * 1000:.0f} ms); {run.refused_users:,} of "
+        f"{users:,} users refused by the sandbox (reject_uids {REFUSED_UIDS}), "
+        f"{run.expected_letters:,} records to dead-letter; after the job's end: its errors "
+        f"last read {after_end(run.errors_read)}, first letter {after_end(run.first_letter)}, "
+        f"last {after_end(run.last_letter)}; BATCH_MAX_WAIT_MS=2000, jobs 0.2-0.5 s"
+        + (f"; drained {run.drained_s:.1f} s after the worker started" if run.drained_s else "")
+        + f"; produced in {run.produce_s:.1f} s (not timed)"
+    )
+    if len(run.jobs) != 1:
+        row.notes.append(f"{len(run.jobs)} jobs, not one: the time is from the last one's end")
+    if run.drained_s is None:
+        row.fail("NOT DRAINED: the stream was not committed at its log end in time")
+    if run.letters != run.expected_letters:
+        row.fail(f"{run.letters:,} dead letters, {run.expected_letters:,} expected")
+    if run.exit_status != 0:
+        row.fail(f"worker exit status after SIGTERM: {run.exit_status}")
+    return row
+
+
 SCENARIOS: dict[str, Callable[[Bench], Row | list[Row]]] = {
     "backlog": backlog,
     "outage": outage,
@@ -1300,6 +1420,7 @@ SCENARIOS: dict[str, Callable[[Bench], Row | list[Row]]] = {
     "delete-latency": delete_latency,
     "group": group,
     "crashloop": crashloop,
+    "readback": readback,
 }
 # The rows in RESULTS.md, in order: a scenario may write more than one (its others follow it).
 EXTRA_ROWS = {"group": ["group-unbudgeted"], "crashloop": ["crashloop-dynamic"]}

@@ -11,6 +11,7 @@ meaning when the loop is rebuilt.
 - `CommittedOffsets` / `CommitSampler`: the group's committed offsets through one
   long-lived consumer that never joins the group.
 - `StatsSampler`: the sandbox's jobs in progress and operations in flight, every 50 ms.
+- `WatermarkSampler`: a one-partition topic's high watermark (what Kafka confirmed), sampled.
 - `running_worker`: `python -m worker run` as a process, SIGTERMed on the way out.
 - `machine` / `versions`: what the results were measured on.
 """
@@ -489,6 +490,44 @@ class CommitSampler(threading.Thread):
 
     def latest(self) -> dict[int, int] | None:
         return self.samples[-1][1] if self.samples else None
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(30)
+
+
+class WatermarkSampler(threading.Thread):
+    """Samples the high watermark of partition 0 of `topic` every `interval_s` (monotonic
+    time the broker's answer came, offset) until `stop` or `max_s` seconds: a record below it
+    is one Kafka confirmed (acks=all on this single broker)."""
+
+    def __init__(self, bootstrap: str, topic: str, interval_s: float, max_s: float) -> None:
+        super().__init__(name="watermark-sampler", daemon=True)
+        self.samples: list[tuple[float, int]] = []
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermarks"})
+        self._partition = TopicPartition(topic, 0)
+        self._interval_s = interval_s
+        self._max_s = max_s
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        try:
+            while not self._stopping.is_set() and time.monotonic() - started < self._max_s:
+                try:
+                    _low, high = self._consumer.get_watermark_offsets(
+                        self._partition, timeout=5, cached=False
+                    )
+                    self.samples.append((time.monotonic(), high))
+                except KafkaException:
+                    pass
+                self._stopping.wait(self._interval_s)
+        finally:
+            self._consumer.close()
+
+    def first_at(self, count: int) -> float | None:
+        """When the watermark was first seen at `count` or past it."""
+        return next((at for at, high in self.samples if high >= count), None)
 
     def stop(self) -> None:
         self._stopping.set()
