@@ -40,6 +40,9 @@ class SourceRecord:
     key: bytes | None
     value: bytes | None
     headers: Headers = ()
+    # Set by the worker on a stand-in for a record it could not carry (gone from the topic,
+    # over a bound): why the dead letter has no key or value (its ``dlq.value.omitted``).
+    omitted: str | None = None
     tp: TopicPartition = field(init=False, compare=False)  # (topic, partition), read often
 
     def __post_init__(self) -> None:

@@ -56,6 +56,8 @@ def dead_letter_headers(
         headers.append(("dlq.fullstory.code", fullstory_code.encode()[:FULLSTORY_CODE_MAX_BYTES]))
     if job_id:
         headers.append(("dlq.job.id", job_id.encode()))
+    if record.omitted is not None:
+        headers.append(("dlq.value.omitted", record.omitted.encode()))
     return headers
 
 

@@ -8,8 +8,9 @@ between two wanted offsets starts a new span (the consumer is moved there instea
 through records nobody asked for).
 
 What a pass keeps is bounded (``Budget``): a record over the per-record bound, or one that
-would take the pass past its total, is kept without its key, value and headers, with a
-``dlq.value.omitted`` header saying why; its dead letter still names its coordinates.
+would take the pass past its total, is kept without its key, value and headers, saying
+why (``SourceRecord.omitted``, its letter's ``dlq.value.omitted``); its dead letter still
+names its coordinates.
 """
 
 from __future__ import annotations
@@ -18,9 +19,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from worker.records import SourceRecord
-
-# A reason for a dead letter without its value, as the DLQ producer writes one.
-OMITTED_HEADER = "dlq.value.omitted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,5 +77,5 @@ class Budget:
             record.offset,
             None,
             None,
-            headers=((OMITTED_HEADER, why.encode()),),
+            omitted=why,
         )

@@ -31,8 +31,8 @@ from worker.runtime.retry import Backoff
 log: FilteringBoundLogger = structlog.get_logger(__name__)
 
 
-# The header a dead letter carries in place of a value when its record is no longer in Kafka.
-OMITTED = ("dlq.value.omitted", b"the record is no longer in the topic")
+# Why a dead letter has no value when its record is no longer in Kafka (its dlq.value.omitted).
+GONE = "the record is no longer in the topic"
 
 
 @dataclass(slots=True)
@@ -57,7 +57,7 @@ def records_at(
         log.error("readback_records_missing", partition=tp, offsets=len(missing))
     topic, partition = tp
     return [
-        found.get(o) or SourceRecord(topic, partition, o, None, None, headers=(OMITTED,))
+        found.get(o) or SourceRecord(topic, partition, o, None, None, omitted=GONE)
         for o in offsets
     ]
 

@@ -26,3 +26,16 @@ def test_a_source_records_own_dlq_headers_are_never_taken_for_the_workers():
     assert letter.job_id is None
     assert letter.code == "undecodable"
     assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("users", 3, 41)
+
+
+def test_a_stand_in_says_why_its_letter_has_no_value_and_a_forged_reason_is_the_records_own():
+    """A record gone from the topic is dead-lettered from a stand-in: its letter carries the
+    worker's own `dlq.value.omitted`; a source record's `dlq.value.omitted` stays its own."""
+    gone = SourceRecord("users", 3, 41, None, None, omitted="the record is no longer in the topic")
+    headers = dead_letter_headers(gone, DeadLetterCode.FULLSTORY_REJECTED, "refused", "job-1")
+    assert ("dlq.value.omitted", b"the record is no longer in the topic") in headers
+    forged = SourceRecord("users", 3, 42, b"u1", b"v", headers=(("dlq.value.omitted", b"x"),))
+    headers = dead_letter_headers(forged, DeadLetterCode.UNDECODABLE, "not Avro", None)
+    assert [n for n, _ in headers if n.endswith("dlq.value.omitted")] == [
+        "original.dlq.value.omitted"
+    ]

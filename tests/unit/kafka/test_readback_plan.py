@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.kafka.readback_plan import OMITTED_HEADER, Budget, Span, present, spans
+from worker.kafka.readback_plan import Budget, Span, present, spans
 from worker.records import SourceRecord
 
 
@@ -51,15 +51,12 @@ def test_a_record_over_the_bounds_keeps_its_coordinates_and_says_why_it_has_no_v
     too_big = budget.keep(_record(1, 96))  # 96 + len("trace") + len("t") = 102
     assert (too_big.topic, too_big.partition, too_big.offset) == ("users", 2, 1)
     assert (too_big.key, too_big.value) == (None, None)
-    assert too_big.headers == (
-        (OMITTED_HEADER, b"102 bytes: over the read-back bound of 100 a record"),
-    )
+    assert too_big.headers == ()
+    assert too_big.omitted == "102 bytes: over the read-back bound of 100 a record"
     kept = _record(2, 94)  # 100: exactly the bound
     assert budget.keep(kept) is kept
     over_total = budget.keep(_record(3, 60))
     assert over_total.value is None
-    assert over_total.headers == (
-        (OMITTED_HEADER, b"66 bytes: over what one read-back pass keeps"),
-    )
+    assert over_total.omitted == "66 bytes: over what one read-back pass keeps"
     small = _record(4, 44)  # 50: exactly what is left
     assert budget.keep(small) is small
