@@ -218,9 +218,48 @@ def test_name_length_counts_the_name_as_it_is_sent() -> None:
     assert list(v2["properties"]) == ["p" * 509]
 
 
-def test_a_uid_may_hold_any_character_but_a_control_one() -> None:
+def test_a_uid_may_hold_any_character_but_a_control_or_format_one() -> None:
     for uid in ("a\u00a0b", "a\u2028b", "用户 7"):
         assert Rules().check(event(uid))["uid"] == uid  # type: ignore[arg-type]
+
+
+LOOK_ALIKES = {
+    "zero-width-space": ("u\u200b1", "U+200B"),
+    "zero-width-non-joiner": ("u\u200c1", "U+200C"),
+    "zero-width-joiner": ("u\u200d1", "U+200D"),
+    "right-to-left-override": ("admin\u202egnp.exe", "U+202E"),
+    "left-to-right-embedding": ("\u202au1\u202c", "U+202A"),
+    "isolate": ("u\u20661\u2069", "U+2066"),
+    "right-to-left-mark": ("u1\u200f", "U+200F"),
+    "bom": ("\ufeffu1", "U+FEFF"),
+    "soft-hyphen": ("u\u00ad1", "U+00AD"),
+    "word-joiner": ("u\u20601", "U+2060"),
+    "tag-character": ("u1\U000e0041", "U+E0041"),
+}
+
+
+@pytest.mark.parametrize(("uid", "named"), LOOK_ALIKES.values(), ids=LOOK_ALIKES.keys())
+def test_a_uid_with_a_format_character_is_refused_as_it_would_look_like_another_user(
+    uid: str, named: str
+) -> None:
+    """``u\u200b1`` is shown as ``u1`` in FullStory's UI and ``admin\u202egnp.exe`` as
+    ``adminexe.png``: each would be a second user looking like another. Refused with
+    ``invalid_uid``, the character named (never the uid) and the opt-in said."""
+    error = refused(event(uid))
+    assert error.code == "invalid_uid"
+    assert named in error.message and "UID_ALLOW_FORMAT_CHARACTERS" in error.message
+    assert uid not in error.message
+
+
+@pytest.mark.parametrize(("uid", "_named"), LOOK_ALIKES.values(), ids=LOOK_ALIKES.keys())
+def test_an_operator_may_let_format_characters_through(uid: str, _named: str) -> None:
+    """``UID_ALLOW_FORMAT_CHARACTERS=true`` (uids that are Persian or emoji text need ZWNJ and
+    ZWJ): the uid is imported as it is; control characters are still refused."""
+    rules = Rules(allow_format_characters=True)
+    assert rules.check(event(uid))["uid"] == uid  # type: ignore[arg-type]
+    with pytest.raises(InvalidRecord) as caught:
+        rules.check(event(uid + "\n"))  # type: ignore[arg-type]
+    assert caught.value.code == "invalid_uid"
 
 
 @pytest.mark.parametrize(
