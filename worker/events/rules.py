@@ -14,6 +14,7 @@ user's other events still go. FullStory's own per-user errors stay the last line
 | property value at most 8,192 bytes as compact UTF-8 JSON  | `property_too_large`    |
 | numbers finite (JSON has no NaN or Infinity)              | `non_finite_number`     |
 | a value matching its name's type suffix (`visits_int`)   | `type_mismatch`         |
+| the worker's own: one name per property in an event       | `property_collision`    |
 | at most 500 properties on the merged user (``merge``)     | `too_many_properties`   |
 
 Type suffixes (FullStory's v1 naming: ``plan_str``, ``visits_int``, ``spent_real``,
@@ -173,13 +174,36 @@ class Rules:
         return properties
 
     def _renamed(self, properties: dict[str, PropertyValue]) -> dict[str, PropertyValue]:
-        """The properties under the names they are sent with, values as they are sent."""
+        """The properties under the names they are sent with, values as they are sent;
+        ``property_collision`` when two of them set one property (``plan`` and ``plan_str``):
+        which one the producer meant cannot be told, and keeping the last would lose the
+        other (or change the property's type) without a word. A null changes nothing, so it
+        collides with nothing."""
         renamed: dict[str, PropertyValue] = {}
         for name, value in properties.items():
             sent, typed = self._property(name, value)
-            if sent is not None:  # None: a null whose name depends on its type, a no-op
-                renamed[sent] = typed
+            if sent is None:  # a null whose name depends on its type, a no-op
+                continue
+            if sent in renamed:
+                if typed is None:
+                    continue
+                if renamed[sent] is not None:
+                    raise self._collision(properties, name, sent)
+            renamed[sent] = typed
         return renamed
+
+    def _collision(
+        self, properties: dict[str, PropertyValue], name: str, sent: str
+    ) -> InvalidRecord:
+        earlier = next(
+            other
+            for other, value in properties.items()
+            if value is not None and other != name and self._property(other, value)[0] == sent
+        )
+        return InvalidRecord(
+            DeadLetterCode.PROPERTY_COLLISION,
+            f"properties {_shown(earlier)} and {_shown(name)} are both sent as {_shown(sent)}",
+        )
 
     def _property(self, name: str, value: PropertyValue) -> tuple[str | None, PropertyValue]:
         sent, suffix = self.names.lookup(name)

@@ -262,6 +262,61 @@ def test_an_operator_may_let_format_characters_through(uid: str, _named: str) ->
     assert caught.value.code == "invalid_uid"
 
 
+COLLISIONS = [
+    pytest.param("v2", {"plan": "gold", "plan_str": "free"}, "'plan' and 'plan_str'", "'plan'",
+                 id="v2-plan"),
+    pytest.param("v2", {"visits_str": "many", "visits": 3}, "'visits_str' and 'visits'",
+                 "'visits'", id="v2-type-change"),
+    pytest.param("v2", {"spent": 2.5, "spent_real": 2.5}, "'spent' and 'spent_real'", "'spent'",
+                 id="v2-same-value"),
+    pytest.param("v2", {"a": 1, "visits": 3, "b": 2, "visits_int": 4}, "'visits' and 'visits_int'",
+                 "'visits'", id="v2-apart"),
+    pytest.param("suffixed", {"plan": "gold", "plan_str": "free"}, "'plan' and 'plan_str'",
+                 "'plan_str'", id="suffixed-plan"),
+    pytest.param("suffixed", {"visits_int": 4, "visits": 3}, "'visits_int' and 'visits'",
+                 "'visits_int'", id="suffixed-derived"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("mode", "properties", "both", "sent"), COLLISIONS)
+def test_two_names_of_one_property_in_one_event_are_refused_naming_both(
+    mode: str, properties: dict[str, Any], both: str, sent: str
+) -> None:
+    """``{"plan": "gold", "plan_str": "free"}`` names one property twice: which value the
+    producer meant cannot be told, and keeping the last would lose the other (or turn
+    ``visits`` into a string) without a word. Dead-lettered, both names said."""
+    error = refused(event("u", properties=properties), mode)
+    assert error.code == "property_collision"
+    assert error.message == f"properties {both} are both sent as {sent}"
+
+
+def test_a_collision_of_long_names_is_told_in_bounded_words() -> None:
+    long = "p" * 500
+    error = refused(event("u", properties={long: "a", long + "_str": "b"}))
+    assert error.code == "property_collision" and len(error.message) < 300
+
+
+@pytest.mark.parametrize(
+    ("mode", "properties", "sent"),
+    [
+        ("v2", {"plan_str": "gold", "plan": None}, {"plan": "gold"}),
+        ("v2", {"plan": None, "plan_str": "gold"}, {"plan": "gold"}),
+        ("v2", {"plan": None, "plan_str": None}, {"plan": None}),
+        ("suffixed", {"plan_str": "gold", "plan": None}, {"plan_str": "gold"}),
+        ("suffixed", {"visits": 3, "visits_str": "many"}, {"visits_int": 3, "visits_str": "many"}),
+    ],
+    ids=["v2-null-after", "v2-null-before", "v2-nulls", "suffixed-null", "suffixed-two-types"],
+)
+def test_a_null_beside_its_other_name_changes_nothing_and_collides_with_nothing(
+    mode: str, properties: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    """A null leaves the property as it is, so it takes nothing from the value beside it
+    (before, ``plan_str: "gold", plan: null`` sent ``plan: null`` and lost "gold"); in
+    ``suffixed`` mode ``visits_int`` and ``visits_str`` are two properties."""
+    change = Rules(mode).check(event("u", properties=properties))  # type: ignore[arg-type]
+    assert change["properties"] == sent
+
+
 @pytest.mark.parametrize(
     ("properties", "message"),
     [
