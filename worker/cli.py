@@ -112,7 +112,9 @@ def _decoder(
     settings: Settings, registry: SchemaRegistry | None, health: Health, metrics: Metrics
 ) -> Decoder | DebeziumDecoder:
     """The source format's decoder; a field mapping that cannot be read is a ConfigError."""
-    rules = Rules(settings.property_types)
+    rules = Rules(
+        settings.property_types, allow_format_characters=settings.uid_allow_format_characters
+    )
     if settings.source_format is SourceFormat.DEBEZIUM:
         if settings.field_mapping is None or registry is None:  # load_settings requires both
             raise ConfigError("FIELD_MAPPING", "is required with SOURCE_FORMAT=debezium")

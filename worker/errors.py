@@ -74,6 +74,7 @@ class DeadLetterCode(StrEnum):
     PROPERTY_TOO_LARGE = "property_too_large"  # a property value over 8,192 bytes as JSON
     NON_FINITE_NUMBER = "non_finite_number"  # NaN or an infinity, which JSON cannot carry
     TYPE_MISMATCH = "type_mismatch"  # a value that does not match its name's type suffix
+    PROPERTY_COLLISION = "property_collision"  # two names of one property (plan, plan_str)
     TOO_MANY_PROPERTIES = "too_many_properties"  # over 500 properties on the merged user
     # -- FullStory's own verdict (``worker.fullstory``): its free-form code is never a label value
     FULLSTORY_REJECTED = "fullstory_rejected"  # refused by FullStory: see dlq.fullstory.code

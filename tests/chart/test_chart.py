@@ -211,6 +211,7 @@ def test_worker_settings_reach_the_pod(render):
     env = render(FULL).env()
     values = {name: e.get("value") for name, e in env.items()}
     assert values["PROPERTY_TYPES"] == "suffixed"
+    assert values["UID_ALLOW_FORMAT_CHARACTERS"] == "true"
     assert values["LOCAL_SCHEMA_IDS"] == "1,7"
     assert values["JOB_MAX_WAIT_S"] == "7200"
     assert values["FULLSTORY_ALLOW_INSECURE_HTTP"] == "false"

@@ -20,6 +20,8 @@ def test_bad_events_go_to_the_dlq_alone_and_the_users_good_changes_still_go(
         event("u" * 300),  # invalid_uid
         event("u3", properties={f"a{i}": i for i in range(300)}),
         event("u3", properties={f"b{i}": i for i in range(300)}),  # too_many_properties
+        event("u2", properties={"visits": 9, "visits_str": "many"}),  # property_collision
+        event("u1\u200b"),  # invalid_uid: it would look like u1 in FullStory
     ]
     for change in stream:
         kafka.produce(0, encode(change), change["uid"][:10].encode())
@@ -53,5 +55,7 @@ def test_bad_events_go_to_the_dlq_alone_and_the_users_good_changes_still_go(
         5: "invalid_property_name",
         7: "invalid_uid",
         9: "too_many_properties",
+        10: "property_collision",
+        11: "invalid_uid",
     }
     assert all(letter.job_id is None for letter in loop.dlq.letters)

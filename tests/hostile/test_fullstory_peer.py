@@ -74,6 +74,8 @@ CALLS = [
     pytest.param(POST, answer(200, {"job": {"id": "j\n1"}}), BadAnswer, id="job-id-control"),
     pytest.param(POST, answer(200, {"job": {"id": "j" * 300}}), BadAnswer, id="job-id-long"),
     pytest.param(POST, answer(200, {"job": {"id": ""}}), BadAnswer, id="job-id-empty"),
+    pytest.param(POST, answer(200, {"job": {"id": "."}}), BadAnswer, id="job-id-dot"),
+    pytest.param(POST, answer(200, {"job": {"id": ".."}}), BadAnswer, id="job-id-dot-dot"),
 ]
 
 
@@ -193,6 +195,20 @@ PEERS = [
         {POST: answer(429, {}, **{"Retry-After": "1" + "0" * 10})}, POST, 1, id="retry-after-1e10"
     ),
     pytest.param({POST: answer(200, {"job": {"id": "j\x00"}})}, POST, 2, id="absurd-job-id"),
+    # A dot segment is no job: URLs drop it, and the status poll would read the URL above,
+    # here answering as a job that COMPLETED.
+    pytest.param(
+        {POST: answer(200, {"job": {"id": ".."}}), ("GET", "/v2/users"): _status("COMPLETED")},
+        POST,
+        2,
+        id="dot-dot-job-id",
+    ),
+    pytest.param(
+        {POST: answer(200, {"job": {"id": "."}}), ("GET", "/v2/users/batch"): _status("COMPLETED")},
+        POST,
+        2,
+        id="dot-job-id",
+    ),
 ]
 
 

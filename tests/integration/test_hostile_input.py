@@ -27,6 +27,11 @@ BAD = {
     b"mismatch": (encode(event("user-00002", properties={"visits_int": "many"})), "type_mismatch"),
     b"long-uid": (encode(event("u" * 257)), "invalid_uid"),
     b"control-uid": (encode(event("user\x00-00001")), "invalid_uid"),
+    b"look-alike-uid": (encode(event("user-0000\u200b1")), "invalid_uid"),  # shown as user-00001
+    b"two-names": (
+        encode(event("user-00004", properties={"plan": "gold", "plan_str": "free"})),
+        "property_collision",
+    ),
     b"long-name": (encode(event("user-00005", display_name="n" * 257)), "invalid_display_name"),
     b"crowded": (
         encode(event("user-00006", properties={f"p{i}": i for i in range(501)})),

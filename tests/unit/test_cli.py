@@ -14,7 +14,7 @@ import structlog
 
 from worker.cli import _health_server, _report_local_reader, _report_reader
 from worker.config.settings import load_settings
-from worker.errors import ConfigError
+from worker.errors import ConfigError, InvalidRecord
 from worker.events.decode import Decoder, load_reader_schema, without_logical_types
 from worker.runtime.health import Health
 from worker.runtime.metrics import Metrics
@@ -198,3 +198,21 @@ def test_the_log_and_metrics_say_which_reader_reads_each_schema(environ, local, 
     exposition = metrics.exposition().decode()
     assert f'fsus_avro_schemas{{reader="compiled"}} {counts[0]}.0' in exposition
     assert f'fsus_avro_schemas{{reader="fastavro"}} {counts[1]}.0' in exposition
+
+
+@pytest.mark.parametrize(("flag", "imported"), [("", False), ("true", True)], ids=["unset", "true"])
+def test_the_uid_opt_in_reaches_the_decoder(flag, imported):
+    """`UID_ALLOW_FORMAT_CHARACTERS` decides whether `u\u200b1` (shown as `u1`) is a user the
+    worker imports: refused (`invalid_uid`) by default, imported once the operator opts in."""
+    from tests.fakes.avro import encode, event
+    from worker.cli import _decoder
+
+    settings = load_settings({**BASE, "UID_ALLOW_FORMAT_CHARACTERS": flag})
+    decoder = _decoder(settings, None, Health(60), Metrics())
+    value = encode(event("u\u200b1"))
+    if imported:
+        assert decoder.decode(value)["uid"] == "u\u200b1"  # type: ignore[union-attr]
+    else:
+        with pytest.raises(InvalidRecord) as refused:
+            decoder.decode(value)  # type: ignore[union-attr]
+        assert refused.value.code == "invalid_uid"

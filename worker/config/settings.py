@@ -87,6 +87,7 @@ class Settings:
     log_level: str = "info"
     log_format: str = "json"
     property_types: PropertyTypes = PropertyTypes.V2
+    uid_allow_format_characters: bool = False
     local_schema_ids: frozenset[int] = frozenset()
     source_format: SourceFormat = SourceFormat.CANONICAL
     field_mapping: Path | None = None
@@ -301,6 +302,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         log_level=_choice(env, "LOG_LEVEL"),
         log_format=_choice(env, "LOG_FORMAT"),
         property_types=PropertyTypes(_choice(env, "PROPERTY_TYPES")),
+        uid_allow_format_characters=_bool(env, "UID_ALLOW_FORMAT_CHARACTERS"),
         local_schema_ids=_ids(env, "LOCAL_SCHEMA_IDS"),
         source_format=source_format,
         field_mapping=_field_mapping(env, source_format),

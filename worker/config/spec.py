@@ -234,6 +234,14 @@ SETTINGS: tuple[Setting, ...] = (
         choices=tuple(PropertyTypes),
     ),
     Setting(
+        "UID_ALLOW_FORMAT_CHARACTERS",
+        "bool",
+        "let uids hold Unicode format characters (zero-width spaces and joiners, bidi "
+        "controls, BOM); refused by default (`invalid_uid`), as they make distinct users look "
+        "alike in FullStory. See [The event](#the-event)",
+        False,
+    ),
+    Setting(
         "SOURCE_FORMAT",
         "enum",
         "what the topics carry: `canonical`, the worker's own event (a tombstone keyed by the "

@@ -110,7 +110,8 @@ class Decoder:
         # Registry mode: how each writer schema's bodies are read, by schema id.
         self._by_id: dict[int, tuple[Any, ReadBody]] = {}
         self._writer_schema = writer_schema
-        self._check = (rules or Rules()).check
+        self._rules = rules or Rules()
+        self._check = self._rules.check
         self._local_ids = frozenset(local_schema_ids)
 
     @property
@@ -138,7 +139,7 @@ class Decoder:
         if not uid or uid.isspace():
             raise InvalidRecord(DeadLetterCode.TOMBSTONE, "record has no value and no uid key")
         try:
-            Rules.check_uid(uid)
+            self._rules.check_uid(uid)
         except InvalidRecord as exc:
             raise InvalidRecord(
                 DeadLetterCode.TOMBSTONE,

@@ -7,12 +7,14 @@ user's other events still go. FullStory's own per-user errors stay the last line
 | rule (FullStory v2)                                       | code                    |
 |-----------------------------------------------------------|-------------------------|
 | uid at most 256 characters, no control characters         | `invalid_uid`           |
+| the worker's own: no format characters in a uid (opt-in)  | `invalid_uid`           |
 | display_name at most 256 characters                       | `invalid_display_name`  |
 | email at most 128 characters                              | `invalid_email`         |
 | property name `^[A-Za-z][A-Za-z0-9_]*$`, at most 512      | `invalid_property_name` |
 | property value at most 8,192 bytes as compact UTF-8 JSON  | `property_too_large`    |
 | numbers finite (JSON has no NaN or Infinity)              | `non_finite_number`     |
 | a value matching its name's type suffix (`visits_int`)   | `type_mismatch`         |
+| the worker's own: one name per property in an event       | `property_collision`    |
 | at most 500 properties on the merged user (``merge``)     | `too_many_properties`   |
 
 Type suffixes (FullStory's v1 naming: ``plan_str``, ``visits_int``, ``spent_real``,
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from datetime import datetime
 from math import isfinite
 
@@ -107,8 +110,13 @@ class Rules:
     """``check`` one decoded event: returns it (its properties renamed as they are sent) or
     raises ``InvalidRecord``."""
 
-    def __init__(self, mode: PropertyTypes = PropertyTypes.V2) -> None:
+    def __init__(
+        self, mode: PropertyTypes = PropertyTypes.V2, *, allow_format_characters: bool = False
+    ) -> None:
+        """``allow_format_characters``: ``UID_ALLOW_FORMAT_CHARACTERS``, uids may hold
+        Unicode format characters (``check_uid``)."""
         self.names = PropertyNames(mode)
+        self.allow_format_characters = allow_format_characters
 
     def check(self, change: UserChange) -> UserChange:
         self.check_uid(change["uid"])
@@ -131,15 +139,18 @@ class Rules:
                 change["properties"] = checked
         return change
 
-    @staticmethod
-    def check_uid(uid: str) -> str:
-        """The uid, when FullStory takes it (a delete's, a tombstone key's, any change's)."""
+    def check_uid(self, uid: str) -> str:
+        """The uid, when FullStory takes it (a delete's, a tombstone key's, any change's): the
+        same rule for all, so a delete never targets a user no upsert could create."""
         if len(uid) > UID_MAX_CHARS:
             raise InvalidRecord(
                 DeadLetterCode.INVALID_UID, f"uid is longer than {UID_MAX_CHARS} characters"
             )
-        if not uid.isprintable() and _CONTROL.search(uid):
-            raise InvalidRecord(DeadLetterCode.INVALID_UID, "uid holds a control character")
+        if not uid.isprintable():  # every character below is one isprintable refuses
+            if _CONTROL.search(uid):
+                raise InvalidRecord(DeadLetterCode.INVALID_UID, "uid holds a control character")
+            if not self.allow_format_characters:
+                _check_format_characters(uid)
         return uid
 
     def _properties(self, properties: dict[str, PropertyValue]) -> dict[str, PropertyValue]:
@@ -163,13 +174,36 @@ class Rules:
         return properties
 
     def _renamed(self, properties: dict[str, PropertyValue]) -> dict[str, PropertyValue]:
-        """The properties under the names they are sent with, values as they are sent."""
+        """The properties under the names they are sent with, values as they are sent;
+        ``property_collision`` when two of them set one property (``plan`` and ``plan_str``):
+        which one the producer meant cannot be told, and keeping the last would lose the
+        other (or change the property's type) without a word. A null changes nothing, so it
+        collides with nothing."""
         renamed: dict[str, PropertyValue] = {}
         for name, value in properties.items():
             sent, typed = self._property(name, value)
-            if sent is not None:  # None: a null whose name depends on its type, a no-op
-                renamed[sent] = typed
+            if sent is None:  # a null whose name depends on its type, a no-op
+                continue
+            if sent in renamed:
+                if typed is None:
+                    continue
+                if renamed[sent] is not None:
+                    raise self._collision(properties, name, sent)
+            renamed[sent] = typed
         return renamed
+
+    def _collision(
+        self, properties: dict[str, PropertyValue], name: str, sent: str
+    ) -> InvalidRecord:
+        earlier = next(
+            other
+            for other, value in properties.items()
+            if value is not None and other != name and self._property(other, value)[0] == sent
+        )
+        return InvalidRecord(
+            DeadLetterCode.PROPERTY_COLLISION,
+            f"properties {_shown(earlier)} and {_shown(name)} are both sent as {_shown(sent)}",
+        )
 
     def _property(self, name: str, value: PropertyValue) -> tuple[str | None, PropertyValue]:
         sent, suffix = self.names.lookup(name)
@@ -177,6 +211,20 @@ class Rules:
             return sent, value
         typed = _plain(name, value) if suffix is None else _suffixed(name, suffix, value)
         return (f"{name}_{declared_type(typed)}" if sent is None else sent), typed
+
+
+def _check_format_characters(uid: str) -> None:
+    """``invalid_uid`` for a Unicode format character (category Cf: zero-width, joiners, bidi
+    controls, BOM, tags): it changes how the uid is shown, not what it is, so ``u\u200b1``
+    would be a second user shown as ``u1`` in FullStory, and ``admin\u202egnp.exe`` would be
+    shown as ``adminexe.png``."""
+    for char in uid:
+        if unicodedata.category(char) == "Cf":
+            raise InvalidRecord(
+                DeadLetterCode.INVALID_UID,
+                f"uid holds the format character U+{ord(char):04X}, which changes how it is "
+                "shown (UID_ALLOW_FORMAT_CHARACTERS=true lets it through)",
+            )
 
 
 def _plain(name: str, value: Value) -> Value:

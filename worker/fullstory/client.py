@@ -126,6 +126,10 @@ def _job_id(value: object) -> str:
         value = str(value)
     if not isinstance(value, str) or not 0 < len(value) <= JOB_ID_MAX_CHARS:
         raise BadAnswer("create batch: the job id is missing, empty or too long", 200)
+    if value in (".", ".."):
+        # Never one path segment: URLs drop "." and climb out of the job for "..", so the
+        # status poll would read /v2/users/batch or /v2/users instead.
+        raise BadAnswer("create batch: the job id is a dot segment ('.' or '..')", 200)
     if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
         raise BadAnswer("create batch: the job id has control characters", 200)
     return value

@@ -133,6 +133,8 @@ spec:
           value: {{ .Values.livenessTimeoutSeconds | int | quote }}
         - name: PROPERTY_TYPES
           value: {{ .Values.propertyTypes | quote }}
+        - name: UID_ALLOW_FORMAT_CHARACTERS
+          value: {{ .Values.uidAllowFormatCharacters | toString | quote }}
         - name: SOURCE_FORMAT
           value: {{ .Values.sourceFormat | quote }}
         {{- if include "fullstory-user-sync.debezium" . }}

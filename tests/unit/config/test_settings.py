@@ -25,6 +25,7 @@ def test_defaults_follow_the_contract():
     assert settings.max_pending_users == 100_000
     assert settings.job_max_wait_s == 3600.0
     assert (settings.log_level, settings.log_format) == ("info", "json")
+    assert settings.uid_allow_format_characters is False
 
 
 @pytest.mark.parametrize(
@@ -134,7 +135,12 @@ def test_the_opt_in_allows_plain_http_and_is_remembered_for_the_warning(flag):
 
 
 @pytest.mark.parametrize(
-    "variable", ["FULLSTORY_ALLOW_INSECURE_HTTP", "SCHEMA_REGISTRY_ALLOW_INSECURE_HTTP"]
+    "variable",
+    [
+        "FULLSTORY_ALLOW_INSECURE_HTTP",
+        "SCHEMA_REGISTRY_ALLOW_INSECURE_HTTP",
+        "UID_ALLOW_FORMAT_CHARACTERS",
+    ],
 )
 @pytest.mark.parametrize("value", ["maybe", "on", "2", "tru"])
 def test_an_opt_in_that_is_not_a_boolean_is_refused(variable, value):

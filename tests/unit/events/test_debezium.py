@@ -189,6 +189,23 @@ def test_a_delete_whose_before_image_lacks_the_uid_is_a_dead_letter() -> None:
     )
 
 
+@pytest.mark.parametrize("op", ["c", "d"], ids=["upsert", "delete"])
+def test_a_uid_with_a_format_character_neither_upserts_nor_deletes(op: str) -> None:
+    """uid mapped to email, ``ada\u200b@example.com``: shown as ``ada@example.com`` in
+    FullStory, so refused for an upsert and for a delete alike (a delete never targets a user
+    an upsert could not create), unless the operator let such uids through."""
+    row = user_row(email="ada\u200b@example.com")
+    value = envelope(op, row, None) if op == "d" else envelope(op, None, row)
+    assert refused(decoder({"uid": "email"}), value).code == "invalid_uid"
+    opted_in = DebeziumDecoder(
+        parse_mapping({"uid": "email"}, PropertyTypes.V2),
+        registry(SCHEMAS),
+        Rules(allow_format_characters=True),
+    )
+    event = opted_in.read(message(value))
+    assert (event.uid if op == "d" else event["uid"]) == "ada\u200b@example.com"
+
+
 def test_the_delete_half_of_a_primary_key_change_is_skipped() -> None:
     """``UPDATE users SET id = 43``: Debezium deletes 42 (header ``__debezium.newkey``) and
     creates 43. The user is not deleted in between."""

@@ -10,6 +10,7 @@ from worker.errors import InvalidRecord, RegistryUnavailable
 from worker.events.change import Delete
 from worker.events.decode import Decoder
 from worker.events.registry import SchemaRegistry
+from worker.events.rules import Rules
 from worker.records import SourceRecord
 
 
@@ -208,6 +209,22 @@ def test_a_tombstone_whose_key_is_no_uid_is_a_dead_letter_not_a_delete(key):
     with pytest.raises(InvalidRecord) as info:
         Decoder(SCHEMA).read(tombstone(key))
     assert info.value.code == "tombstone"
+
+
+@pytest.mark.parametrize("uid", ["u\u200b1", "admin\u202egnp.exe"], ids=["zero-width", "bidi"])
+def test_a_delete_obeys_the_uid_rule_of_upserts(uid):
+    """A uid with a format character is never created (``invalid_uid``), so a tombstone keyed
+    by one deletes nobody: dead-lettered, unless the operator let such uids through, when
+    it is that user's delete like any other."""
+    with pytest.raises(InvalidRecord) as info:
+        Decoder(SCHEMA).decode(encode(event(uid)))
+    assert info.value.code == "invalid_uid"
+    with pytest.raises(InvalidRecord) as info:
+        Decoder(SCHEMA).read(tombstone(uid.encode()))
+    assert info.value.code == "tombstone" and "format character" in info.value.message
+    opted_in = Decoder(SCHEMA, rules=Rules(allow_format_characters=True))
+    assert opted_in.read(tombstone(uid.encode())) == Delete(uid)
+    assert opted_in.decode(encode(event(uid)))["uid"] == uid
 
 
 def test_read_decodes_a_value_as_decode_does():

@@ -218,9 +218,103 @@ def test_name_length_counts_the_name_as_it_is_sent() -> None:
     assert list(v2["properties"]) == ["p" * 509]
 
 
-def test_a_uid_may_hold_any_character_but_a_control_one() -> None:
+def test_a_uid_may_hold_any_character_but_a_control_or_format_one() -> None:
     for uid in ("a\u00a0b", "a\u2028b", "用户 7"):
         assert Rules().check(event(uid))["uid"] == uid  # type: ignore[arg-type]
+
+
+LOOK_ALIKES = {
+    "zero-width-space": ("u\u200b1", "U+200B"),
+    "zero-width-non-joiner": ("u\u200c1", "U+200C"),
+    "zero-width-joiner": ("u\u200d1", "U+200D"),
+    "right-to-left-override": ("admin\u202egnp.exe", "U+202E"),
+    "left-to-right-embedding": ("\u202au1\u202c", "U+202A"),
+    "isolate": ("u\u20661\u2069", "U+2066"),
+    "right-to-left-mark": ("u1\u200f", "U+200F"),
+    "bom": ("\ufeffu1", "U+FEFF"),
+    "soft-hyphen": ("u\u00ad1", "U+00AD"),
+    "word-joiner": ("u\u20601", "U+2060"),
+    "tag-character": ("u1\U000e0041", "U+E0041"),
+}
+
+
+@pytest.mark.parametrize(("uid", "named"), LOOK_ALIKES.values(), ids=LOOK_ALIKES.keys())
+def test_a_uid_with_a_format_character_is_refused_as_it_would_look_like_another_user(
+    uid: str, named: str
+) -> None:
+    """``u\u200b1`` is shown as ``u1`` in FullStory's UI and ``admin\u202egnp.exe`` as
+    ``adminexe.png``: each would be a second user looking like another. Refused with
+    ``invalid_uid``, the character named (never the uid) and the opt-in said."""
+    error = refused(event(uid))
+    assert error.code == "invalid_uid"
+    assert named in error.message and "UID_ALLOW_FORMAT_CHARACTERS" in error.message
+    assert uid not in error.message
+
+
+@pytest.mark.parametrize(("uid", "_named"), LOOK_ALIKES.values(), ids=LOOK_ALIKES.keys())
+def test_an_operator_may_let_format_characters_through(uid: str, _named: str) -> None:
+    """``UID_ALLOW_FORMAT_CHARACTERS=true`` (uids that are Persian or emoji text need ZWNJ and
+    ZWJ): the uid is imported as it is; control characters are still refused."""
+    rules = Rules(allow_format_characters=True)
+    assert rules.check(event(uid))["uid"] == uid  # type: ignore[arg-type]
+    with pytest.raises(InvalidRecord) as caught:
+        rules.check(event(uid + "\n"))  # type: ignore[arg-type]
+    assert caught.value.code == "invalid_uid"
+
+
+COLLISIONS = [
+    pytest.param("v2", {"plan": "gold", "plan_str": "free"}, "'plan' and 'plan_str'", "'plan'",
+                 id="v2-plan"),
+    pytest.param("v2", {"visits_str": "many", "visits": 3}, "'visits_str' and 'visits'",
+                 "'visits'", id="v2-type-change"),
+    pytest.param("v2", {"spent": 2.5, "spent_real": 2.5}, "'spent' and 'spent_real'", "'spent'",
+                 id="v2-same-value"),
+    pytest.param("v2", {"a": 1, "visits": 3, "b": 2, "visits_int": 4}, "'visits' and 'visits_int'",
+                 "'visits'", id="v2-apart"),
+    pytest.param("suffixed", {"plan": "gold", "plan_str": "free"}, "'plan' and 'plan_str'",
+                 "'plan_str'", id="suffixed-plan"),
+    pytest.param("suffixed", {"visits_int": 4, "visits": 3}, "'visits_int' and 'visits'",
+                 "'visits_int'", id="suffixed-derived"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("mode", "properties", "both", "sent"), COLLISIONS)
+def test_two_names_of_one_property_in_one_event_are_refused_naming_both(
+    mode: str, properties: dict[str, Any], both: str, sent: str
+) -> None:
+    """``{"plan": "gold", "plan_str": "free"}`` names one property twice: which value the
+    producer meant cannot be told, and keeping the last would lose the other (or turn
+    ``visits`` into a string) without a word. Dead-lettered, both names said."""
+    error = refused(event("u", properties=properties), mode)
+    assert error.code == "property_collision"
+    assert error.message == f"properties {both} are both sent as {sent}"
+
+
+def test_a_collision_of_long_names_is_told_in_bounded_words() -> None:
+    long = "p" * 500
+    error = refused(event("u", properties={long: "a", long + "_str": "b"}))
+    assert error.code == "property_collision" and len(error.message) < 300
+
+
+@pytest.mark.parametrize(
+    ("mode", "properties", "sent"),
+    [
+        ("v2", {"plan_str": "gold", "plan": None}, {"plan": "gold"}),
+        ("v2", {"plan": None, "plan_str": "gold"}, {"plan": "gold"}),
+        ("v2", {"plan": None, "plan_str": None}, {"plan": None}),
+        ("suffixed", {"plan_str": "gold", "plan": None}, {"plan_str": "gold"}),
+        ("suffixed", {"visits": 3, "visits_str": "many"}, {"visits_int": 3, "visits_str": "many"}),
+    ],
+    ids=["v2-null-after", "v2-null-before", "v2-nulls", "suffixed-null", "suffixed-two-types"],
+)
+def test_a_null_beside_its_other_name_changes_nothing_and_collides_with_nothing(
+    mode: str, properties: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    """A null leaves the property as it is, so it takes nothing from the value beside it
+    (before, ``plan_str: "gold", plan: null`` sent ``plan: null`` and lost "gold"); in
+    ``suffixed`` mode ``visits_int`` and ``visits_str`` are two properties."""
+    change = Rules(mode).check(event("u", properties=properties))  # type: ignore[arg-type]
+    assert change["properties"] == sent
 
 
 @pytest.mark.parametrize(
