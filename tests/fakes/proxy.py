@@ -106,7 +106,7 @@ class ForwardProxy:
             if head is None:
                 return
             lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = (lines[0].split(" ") + ["", ""])[:3]
+            method, target, _ = [*lines[0].split(" "), "", ""][:3]
             headers = [line for line in lines[1:] if line]
             with self._lock:
                 self.requests += 1
