@@ -46,6 +46,8 @@ from httpx._utils import URLPattern, get_environment_proxies
 
 from worker.errors import ConfigError
 
+# The standard variables honoured (either case), besides the worker's own settings.
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 # URL pattern (httpx's mount keys: "https://", "all://*.svc") -> the proxy's URL, or None
 # where NO_PROXY sends calls direct.
 Proxies = Mapping[str, str | None]
