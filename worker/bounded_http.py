@@ -20,7 +20,7 @@ at a time, so the cap can be passed by at most one read's expansion before it is
 
 Egress through a proxy: ``environment_proxies`` reads ``HTTPS_PROXY``, ``HTTP_PROXY``,
 ``ALL_PROXY`` and ``NO_PROXY`` (either case) once, by httpx's own rules, and ``client`` mounts a
-``DeadlineTransport`` through the proxy for each, so a call through a proxy has the same
+``DeadlineTransport`` through each proxy, so a call through a proxy has the same
 deadline and cap as a direct one (httpx would skip the environment's proxies altogether once a
 transport is passed). A proxy that refuses, stalls or answers garbage fails the call with
 httpx's ``ProxyError`` / ``TimeoutException`` / ``RemoteProtocolError``: an ``HTTPError`` like
@@ -41,7 +41,7 @@ import httpx
 
 # httpx's reading of the proxy variables (urllib's, then NO_PROXY as curl documents it) and
 # its matching of a URL against them; private names, pinned by the lock and held to their
-# behaviour by tests/unit/test_bounded_http.py.
+# behaviour by tests/unit/test_egress.py.
 from httpx._utils import URLPattern, get_environment_proxies
 
 from worker.errors import ConfigError
