@@ -18,19 +18,39 @@ than ``max_bytes`` decoded bytes, raises ``AnswerTooLarge`` and closes the conne
 reading the rest. (A compressed body is counted after decoding; httpx decodes one network read
 at a time, so the cap can be passed by at most one read's expansion before it is noticed.)
 
-With a proxy taken from the environment (``HTTPS_PROXY``), httpx uses its own transport for
-it: there only the body is bounded in time, not the headers.
+Egress through a proxy: ``environment_proxies`` reads ``HTTPS_PROXY``, ``HTTP_PROXY``,
+``ALL_PROXY`` and ``NO_PROXY`` (either case) once, by httpx's own rules, and ``client`` mounts a
+``DeadlineTransport`` through each proxy, so a call through a proxy has the same
+deadline and cap as a direct one (httpx would skip the environment's proxies altogether once a
+transport is passed). A proxy that refuses, stalls or answers garbage fails the call with
+httpx's ``ProxyError`` / ``TimeoutException`` / ``RemoteProtocolError``: an ``HTTPError`` like
+any other. The proxy's credentials (``http://user:pass@proxy:3128``) go in its
+``Proxy-Authorization`` header only; ``route`` names the proxy, shown with ``redact_url``.
 """
 
 from __future__ import annotations
 
 import contextvars
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpcore
 import httpx
+
+# httpx's reading of the proxy variables (urllib's, then NO_PROXY as curl documents it) and
+# its matching of a URL against them; private names, pinned by the lock and held to their
+# behaviour by tests/unit/test_egress.py.
+from httpx._utils import URLPattern, get_environment_proxies
+
+from worker.errors import ConfigError
+
+# The standard variables honoured (either case), besides the worker's own settings.
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+# URL pattern (httpx's mount keys: "https://", "all://*.svc") -> the proxy's URL, or None
+# where NO_PROXY sends calls direct.
+Proxies = Mapping[str, str | None]
 
 # When the current thread's call must be over (time.monotonic()); None outside a call.
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -117,20 +137,106 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
 
 class DeadlineTransport(httpx.HTTPTransport):
-    """httpx's transport, on network streams that obey the calling thread's deadline."""
+    """httpx's transport, on network streams that obey the calling thread's deadline: direct,
+    or through the http(s) proxy at ``proxy`` (the connection to the proxy, its CONNECT
+    answer and the tunnelled TLS all under the same deadline)."""
 
-    def __init__(self, limits: httpx.Limits) -> None:
+    def __init__(self, limits: httpx.Limits, proxy: str | None = None) -> None:
         super().__init__(limits=limits)
         # httpx builds its pool without a way to pass a network backend; the same pool as
-        # HTTPTransport's, with ours. tests/hostile (headers trickled) fails if this stops
-        # taking effect.
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
+        # HTTPTransport's, with ours. tests/hostile (headers trickled, directly and through
+        # a proxy) fails if this stops taking effect.
+        ssl_context = httpx.create_ssl_context()
+        if proxy is None:
+            self._pool = httpcore.ConnectionPool(
+                ssl_context=ssl_context,
+                max_connections=limits.max_connections,
+                max_keepalive_connections=limits.max_keepalive_connections,
+                keepalive_expiry=limits.keepalive_expiry,
+                network_backend=_DeadlineBackend(),
+            )
+            return
+        through = httpx.Proxy(proxy)  # the URL without its userinfo, which becomes .raw_auth
+        self._pool = httpcore.HTTPProxy(
+            proxy_url=httpcore.URL(
+                scheme=through.url.raw_scheme,
+                host=through.url.raw_host,
+                port=through.url.port,
+                target=through.url.raw_path,
+            ),
+            proxy_auth=through.raw_auth,
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
             network_backend=_DeadlineBackend(),
         )
+
+
+def environment_proxies() -> dict[str, str | None]:
+    """The proxies of ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` (lower
+    case first, as urllib and curl read them), by httpx's rules: ``host:port`` alone is an
+    http:// proxy; NO_PROXY's entries are hosts, ``.domains``, domains (with their
+    subdomains), IP addresses, ``host:port``, or ``*`` (no proxy at all). Read at start-up.
+
+    Raises ``ConfigError`` naming the variable for a proxy that is not an http(s) URL (socks
+    is not supported) and a NO_PROXY entry that is not a host; the value is never quoted.
+    """
+    proxies = get_environment_proxies()
+    # ``from None``: httpx's own message may quote the value, password included.
+    for pattern, url in proxies.items():
+        if url is None:
+            try:
+                URLPattern(pattern)
+            except (ValueError, httpx.InvalidURL):
+                raise ConfigError("NO_PROXY", "has an entry that is not a host") from None
+            continue
+        variable = f"{pattern.removesuffix('://').upper()}_PROXY"
+        try:
+            parsed = httpx.URL(url)
+        except (ValueError, httpx.InvalidURL):
+            raise ConfigError(variable, "is not a proxy URL") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ConfigError(variable, "is not an http(s):// proxy URL (socks is not supported)")
+    return proxies
+
+
+def route(url: str, proxies: Proxies) -> str | None:
+    """The proxy calls to ``url`` go through, None when they go direct: the first of
+    ``proxies`` matching it, most specific first, as httpx picks a mount."""
+    target = httpx.URL(url)
+    for pattern in sorted(URLPattern(key) for key in proxies):
+        if pattern.matches(target):
+            return proxies[pattern.pattern]
+    return None
+
+
+def client(
+    base_url: str,
+    *,
+    deadline_s: float,
+    limits: httpx.Limits,
+    proxies: Proxies,
+    transport: httpx.BaseTransport | None = None,
+    **kwargs: Any,
+) -> httpx.Client:
+    """An httpx client for ``fetch`` calls of ``deadline_s``: every connection, direct or
+    through one of ``proxies``, on a ``DeadlineTransport``; on ``transport`` alone when
+    given (tests). ``kwargs`` go to ``httpx.Client`` (headers, auth)."""
+    mounts: dict[str, httpx.BaseTransport | None] = {}
+    if transport is None:
+        transport = DeadlineTransport(limits)
+        mounts = {
+            pattern: None if proxy is None else DeadlineTransport(limits, proxy)
+            for pattern, proxy in proxies.items()
+        }
+    return httpx.Client(
+        base_url=base_url,
+        timeout=timeouts(deadline_s),
+        transport=transport,
+        mounts=mounts,
+        **kwargs,
+    )
 
 
 def timeouts(deadline_s: float) -> httpx.Timeout:

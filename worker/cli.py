@@ -22,6 +22,7 @@ from types import FrameType
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from worker.bounded_http import Proxies, environment_proxies, route
 from worker.config.choices import OnDelete, SourceFormat
 from worker.config.redact import redact_url
 from worker.config.settings import Settings, load_kafka_settings, load_settings
@@ -147,6 +148,19 @@ def _beating(health: Health, stop: threading.Event, seconds: float) -> bool:
     return stopped
 
 
+def _report_egress(settings: Settings, proxies: Proxies) -> None:
+    """Once, at start: the proxy each HTTP client goes through (None: direct), userinfo
+    masked. Kafka's connections never go through it."""
+    clients = {
+        "fullstory": settings.fullstory_api_url,
+        "schema_registry": settings.schema_registry_url,
+    }
+    for name, url in clients.items():
+        if url:
+            proxy = route(url, proxies)
+            log.info("egress_proxy", client=name, proxy=redact_url(proxy) if proxy else None)
+
+
 def run(settings: Settings) -> int:
     limit_malloc_arenas()  # before the first thread (health server, librdkafka, jobs)
     stop = _stop_on_signals()
@@ -155,12 +169,15 @@ def run(settings: Settings) -> int:
     watch = JobWatch(settings.job_max_wait_s)
     health = Health(settings.liveness_timeout_s, overdue_jobs=watch.overdue)
     metrics = Metrics()
+    proxies = environment_proxies()  # before anything starts: a bad one exits 2
     http = None
     if settings.http_port:
         http = _health_server(settings, health, metrics)
         http.start()
     registry = (
-        SchemaRegistry(settings.schema_registry_url, auth=settings.schema_registry_auth)
+        SchemaRegistry(
+            settings.schema_registry_url, auth=settings.schema_registry_auth, proxies=proxies
+        )
         if settings.schema_registry_url
         else None
     )
@@ -170,6 +187,7 @@ def run(settings: Settings) -> int:
         settings.fullstory_api_key,
         timeout_s=settings.http_timeout_s,
         max_connections=settings.max_jobs_in_flight + 2,
+        proxies=proxies,
     )
     kafka: dict[str, object] = {**settings.kafka.client_config(), "logger": kafka_logger()}
     # Built first: the consumer and the DLQ producer both report their errors to it.
@@ -249,6 +267,7 @@ def run(settings: Settings) -> int:
         source_format=settings.source_format.value,
         on_delete=settings.on_delete.value,
     )
+    _report_egress(settings, proxies)
     # After the clients are built: a setting librdkafka refuses is the only line on stderr.
     if isinstance(decoder, Decoder):
         _report_local_reader(decoder, metrics)

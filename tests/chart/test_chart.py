@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.chart.conftest import FULL, MINIMAL
@@ -221,12 +223,39 @@ def test_worker_settings_reach_the_pod(render):
 
 def test_every_rendered_variable_is_a_worker_setting(render):
     """Nothing the chart sets is a variable the worker ignores."""
+    from worker.bounded_http import PROXY_VARIABLES
     from worker.config.spec import PREFIXES, SPEC
 
     for name in render(FULL).env():
-        if name == "TZ":  # full-values' extraEnv
+        if name == "TZ" or name in PROXY_VARIABLES:  # full-values' extraEnv; README's
             continue
         assert name in SPEC or any(name.startswith(p.prefix) for p in PREFIXES), name
+
+
+def test_the_egress_proxy_reaches_the_pod_and_extra_env_can_override_it(render):
+    """proxy.https / http / noProxy become HTTPS_PROXY / HTTP_PROXY / NO_PROXY; unset by
+    default; a proxy URL with a password is refused at install (it would sit in the pod spec
+    in clear), and one from a Secret through extraEnv comes after, so it wins."""
+    assert not {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"} & set(render(MINIMAL).env())
+    values = {
+        "proxy.https": "http://proxy.corp:3128",
+        "proxy.http": "proxy.corp:3128",
+        "proxy.noProxy": r".svc\,.cluster.local",  # helm's --set splits on a bare comma
+    }
+    env = render(MINIMAL, set=values).env()
+    assert {n: env[n]["value"] for n in ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY")} == {
+        "HTTPS_PROXY": "http://proxy.corp:3128",
+        "HTTP_PROXY": "proxy.corp:3128",
+        "NO_PROXY": ".svc,.cluster.local",
+    }
+    refused = render(MINIMAL, set={"proxy.https": "http://egress:pw@proxy.corp:3128"})
+    assert not refused.ok and "proxy.https holds credentials" in refused.error
+    assert ":pw@" not in refused.error
+    secret = {"name": "HTTPS_PROXY", "valueFrom": {"secretKeyRef": {"name": "p", "key": "url"}}}
+    rendered = render(MINIMAL, set=values, set_json={"extraEnv": json.dumps([secret])})
+    container = rendered.workload()["spec"]["template"]["spec"]["containers"][0]
+    names = [e["name"] for e in container["env"]]
+    assert names.count("HTTPS_PROXY") == 2 and container["env"][-1] == secret
 
 
 def test_network_policy_allows_only_dns_brokers_registry_and_fullstory(render):

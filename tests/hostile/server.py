@@ -10,6 +10,7 @@ the client hung up early.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -140,13 +141,22 @@ class HostileServer:
     requests: list[tuple[str, str, dict[str, list[str]]]] = field(default_factory=list)
     bytes_sent: int = 0
     stopping: threading.Event = field(default_factory=threading.Event)
+    # Serve https with this context (``tests/fakes/tls``: a certificate for 127.0.0.1).
+    tls: ssl.SSLContext | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self._http = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._http.daemon_threads = True
         self._http.block_on_close = False
-        self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
+        scheme = "http"
+        if self.tls is not None:
+            # The handshake happens on the handler's first read, on its own thread.
+            self._http.socket = self.tls.wrap_socket(
+                self._http.socket, server_side=True, do_handshake_on_connect=False
+            )
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self._http.server_address[1]}"
         self._thread = threading.Thread(target=self._http.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 

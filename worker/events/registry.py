@@ -19,7 +19,7 @@ from typing import Any
 import fastavro
 import httpx
 
-from worker.bounded_http import Answer, AnswerTooLarge, DeadlineTransport, fetch, timeouts
+from worker.bounded_http import Answer, AnswerTooLarge, Proxies, client, fetch
 from worker.config.redact import Secret
 from worker.errors import DeadLetterCode, InvalidRecord, RegistryUnavailable
 from worker.events.decode import without_logical_types
@@ -50,18 +50,22 @@ class SchemaRegistry:
         *,
         auth: Secret | None = None,
         timeout_s: float = 10.0,
+        proxies: Proxies | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``proxies``: ``bounded_http.environment_proxies()``; None: direct."""
         basic = None
         if auth is not None:
             user, _, password = auth.reveal().partition(":")
             basic = httpx.BasicAuth(user, password)
         self._timeout_s = timeout_s
-        self._client = httpx.Client(
-            base_url=url,
+        self._client = client(
+            url,
+            deadline_s=timeout_s,
+            limits=httpx.Limits(max_connections=2),
+            proxies=proxies or {},
+            transport=transport,
             auth=basic,
-            timeout=timeouts(timeout_s),
-            transport=transport or DeadlineTransport(httpx.Limits(max_connections=2)),
         )
         self._cache: dict[int, Any] = {}
         self._lock = threading.Lock()

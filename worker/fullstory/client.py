@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 import httpx
 
-from worker.bounded_http import Answer, AnswerTooLarge, DeadlineTransport, fetch, timeouts
+from worker.bounded_http import Answer, AnswerTooLarge, Proxies, client, fetch
 from worker.config.redact import Secret, redact_url
 from worker.errors import (
     AuthFailed,
@@ -180,16 +180,19 @@ class FullStoryClient:
         *,
         timeout_s: float = 30.0,
         max_connections: int = 20,
+        proxies: Proxies | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        """``timeout_s``: the longest a call may take, whatever the server does."""
-        limits = httpx.Limits(max_connections=max_connections)
+        """``timeout_s``: the longest a call may take, whatever the server (or the proxy)
+        does. ``proxies``: ``bounded_http.environment_proxies()``; None: direct."""
         self._timeout_s = timeout_s
-        self._client = httpx.Client(
-            base_url=base_url,
+        self._client = client(
+            base_url,
+            deadline_s=timeout_s,
+            limits=httpx.Limits(max_connections=max_connections),
+            proxies=proxies or {},
+            transport=transport,
             headers={"Authorization": f"Basic {api_key.reveal()}"},
-            timeout=timeouts(timeout_s),
-            transport=transport or DeadlineTransport(limits),
         )
 
     def __repr__(self) -> str:

@@ -3,7 +3,8 @@
 Kafka knows offsets, not what the worker made of the records: how many users were deleted in
 FullStory, how many records asked nothing of it (``fsus_records_skipped_total``), how many
 deletes wait. Each ``--worker`` URL is a replica's health server (``HTTP_PORT``); its
-``/metrics`` is read within ``TIMEOUT_S`` and ``ANSWER_MAX_BYTES``, and the counters are summed
+``/metrics`` is read within ``TIMEOUT_S`` and ``ANSWER_MAX_BYTES`` (through the environment's
+proxy, as the worker's calls: ``bounded_http.environment_proxies``), and the counters are summed
 over the replicas. A replica that does not answer is named, never guessed at. ``parse`` and
 ``lines`` are pure.
 """
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.bounded_http import AnswerTooLarge, fetch, timeouts
+from worker.bounded_http import AnswerTooLarge, client, environment_proxies, fetch
 
 TIMEOUT_S = 5.0
 ANSWER_MAX_BYTES = 4 * 1024 * 1024
@@ -73,11 +74,13 @@ def parse(text: str) -> Activity:
 def read(urls: Iterable[str]) -> Activity:
     """Every replica's activity, summed; those that do not answer land in ``unreachable``."""
     total = Activity()
+    proxies = environment_proxies()
+    limits = httpx.Limits(max_connections=1)
     for url in urls:
         try:
-            with httpx.Client(base_url=url, timeout=timeouts(TIMEOUT_S)) as client:
+            with client(url, deadline_s=TIMEOUT_S, limits=limits, proxies=proxies) as replica:
                 answer = fetch(
-                    client, "GET", "/metrics", max_bytes=ANSWER_MAX_BYTES, deadline_s=TIMEOUT_S
+                    replica, "GET", "/metrics", max_bytes=ANSWER_MAX_BYTES, deadline_s=TIMEOUT_S
                 )
             if answer.status != 200:
                 total.unreachable[url] = f"HTTP {answer.status}"

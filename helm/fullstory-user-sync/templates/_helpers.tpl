@@ -230,6 +230,11 @@ the release.
 {{- fail "staticMembership.enabled with kafka.config.group.protocol=consumer: under Kafka 4's consumer protocol a crashed member's instance id stays taken until its session expires, so its restarted pod is refused (the worker exits 1) instead of getting its partitions back; use static membership with the classic protocol" }}
 {{- end }}
 {{- end }}
+{{- range $k := list "https" "http" }}
+{{- if contains "@" (toString (index $.Values.proxy $k)) }}
+{{- fail (printf "proxy.%s holds credentials (user:password@), which would sit in the pod spec in clear: leave it empty and set %s_PROXY from a Secret with extraEnv (valueFrom.secretKeyRef)" $k (upper $k)) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.kafka.existingSecretKeys (not .Values.kafka.existingSecret) }}
 {{- fail "kafka.existingSecretKeys needs kafka.existingSecret, the Secret holding those keys" }}
 {{- end }}

@@ -169,6 +169,18 @@ spec:
               name: {{ $.Values.kafka.existingSecret }}
               key: {{ $key }}
         {{- end }}
+        {{- with .Values.proxy.https }}
+        - name: HTTPS_PROXY
+          value: {{ . | quote }}
+        {{- end }}
+        {{- with .Values.proxy.http }}
+        - name: HTTP_PROXY
+          value: {{ . | quote }}
+        {{- end }}
+        {{- with .Values.proxy.noProxy }}
+        - name: NO_PROXY
+          value: {{ . | quote }}
+        {{- end }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}

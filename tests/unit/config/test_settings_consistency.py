@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from worker.bounded_http import PROXY_VARIABLES
 from worker.config import kafka as kafka_config
 from worker.config.settings import load_settings
 from worker.config.spec import PREFIXES, SETTINGS, SPEC, Setting, doc_table
@@ -149,8 +150,14 @@ def test_env_vars_in_the_pod_template_are_declared():
     template = (CHART / "templates" / "_pod.tpl").read_text()
     names = set(re.findall(r"- name: ([A-Z][A-Z0-9_]+)", template))
     assert names, "no env var found: the pattern no longer matches the template"
-    for name in names:
+    for name in names - set(PROXY_VARIABLES):
         assert name in SPEC or any(name.startswith(p.prefix) for p in PREFIXES), name
+
+
+def test_the_charts_proxy_values_are_the_standard_proxy_variables():
+    """`proxy.*` sets only proxy variables the worker honours (README, "Egress proxy")."""
+    standard = {n["x-env-standard"] for n in NODES.values() if "x-env-standard" in n}
+    assert standard == {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"} <= set(PROXY_VARIABLES)
 
 
 def test_every_object_block_is_closed_to_typos():
