@@ -51,7 +51,8 @@ from worker.ops.replay import Target
 from worker.ops.replay import commit as replay_commit
 from worker.ops.replay import plan as replay_plan
 from worker.runtime.clock import SystemClock
-from worker.runtime.health import Health, HealthServer
+from worker.runtime.health import Health
+from worker.runtime.health_server import HealthServer
 from worker.runtime.logs import configure_logging, kafka_logger
 from worker.runtime.metrics import Metrics
 from worker.runtime.process import limit_malloc_arenas, tune_garbage_collector
@@ -76,7 +77,13 @@ def _stop_on_signals() -> threading.Event:
 def _health_server(settings: Settings, health: Health, metrics: Metrics) -> HealthServer:
     """Listen on HTTP_HOST:HTTP_PORT; an address that cannot be had is a ConfigError."""
     try:
-        return HealthServer(health, settings.http_host, settings.http_port, metrics.exposition)
+        return HealthServer(
+            health,
+            settings.http_host,
+            settings.http_port,
+            metrics.exposition,
+            refused=metrics.health_connection_refused,
+        )
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         if exc.errno == errno.EADDRINUSE:

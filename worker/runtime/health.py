@@ -1,4 +1,4 @@
-"""Liveness and readiness (and ``/metrics``), served over HTTP for Kubernetes.
+"""Liveness and readiness, for Kubernetes (served with ``/metrics`` by ``health_server``).
 
 ``/healthz`` (liveness) is 200 while the poll loop has turned within ``liveness_timeout_s``:
 a stuck loop gets the pod restarted; a broker or FullStory outage does not (restarting would
@@ -24,11 +24,7 @@ not help, and the loop keeps turning through both).
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from worker.runtime.clock import Clock, SystemClock
 
@@ -107,51 +103,3 @@ class Health:
         if overdue:
             detail["overdue_jobs"] = overdue[:5]
         return all(checks.values()), detail
-
-
-class HealthServer:
-    """A small threaded HTTP server; ``port=0`` picks a free one."""
-
-    def __init__(
-        self, health: Health, host: str, port: int, metrics: Callable[[], bytes] | None = None
-    ) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?")[0]
-                if path == "/metrics" and metrics is not None:
-                    self._answer(200, metrics(), "text/plain; version=0.0.4; charset=utf-8")
-                    return
-                checks = {"/healthz": health.live, "/readyz": health.ready}
-                check = checks.get(path)
-                if check is None:
-                    self.send_error(404)
-                    return
-                ok, detail = check()
-                body = json.dumps({"ok": ok, **detail}).encode()
-                self._answer(200 if ok else 503, body, "application/json")
-
-            def _answer(self, status: int, body: bytes, content_type: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        class Server(ThreadingHTTPServer):
-            # An IPv6 literal (``::``) needs an IPv6 socket; the stdlib default is IPv4.
-            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-        self._server = Server((host, port), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()

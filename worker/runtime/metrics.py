@@ -18,6 +18,7 @@ from worker.errors import (
     ServerError,
     Unreachable,
 )
+from worker.runtime.health_server import Refused
 
 # The readers of fsus_avro_schemas{reader}: worker.events.readers.Reader's values (a test holds
 # them equal; runtime imports nothing of events).
@@ -164,6 +165,17 @@ class Metrics:
         )
         for reader in AVRO_READERS:
             self.avro_schemas.labels(reader).set(0)
+        self.health_refused = Counter(
+            "fsus_health_connections_refused",
+            "Connections to the health server (probes, /metrics) ended without their answer,"
+            " by reason: evicted (the oldest, cut to make room past the cap), full (closed at"
+            " once, no room), timed_out, too_large (request line and headers), bad_request"
+            " (answered 4xx/5xx by the server itself).",
+            ["reason"],
+            registry=r,
+        )
+        for refused in Refused:
+            self.health_refused.labels(refused.value)
         # Schema id (None: the local schema) -> its reader; the decoder's thread only.
         self._avro_readers: dict[int | None, str] = {}
 
@@ -196,6 +208,9 @@ class Metrics:
         self.jobs_limit.set(limit)
         self.import_jobs_in_flight.set(jobs)
         self.operations_in_flight.set(operations)
+
+    def health_connection_refused(self, reason: Refused) -> None:
+        self.health_refused.labels(reason.value).inc()
 
     def forget_partition(self, topic: str, partition: int) -> None:
         """Stop reporting a partition this replica no longer owns."""
