@@ -210,3 +210,13 @@ def test_the_servers_own_errors_are_one_json_line_each_never_a_traceback(
     assert errors[0]["error"] == "RuntimeError" and "the exposition broke" in errors[0]["exception"]
     reasons = {e.get("reason") for e in events if e["event"] == "health_request_refused"}
     assert reasons == {"bad_request", "too_large", "timed_out"}
+
+
+def test_a_server_that_never_started_closes_at_once():
+    """A start-up that fails between binding the port and starting the thread still exits:
+    closing the server does not wait for a serve loop that never ran."""
+    server = HealthServer(Health(liveness_timeout_s=60), "127.0.0.1", 0)
+    closing = threading.Thread(target=server.close, daemon=True)
+    closing.start()
+    closing.join(10)
+    assert not closing.is_alive(), "close() hung on a server that was never started"

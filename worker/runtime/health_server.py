@@ -31,6 +31,7 @@ import contextlib
 import io
 import json
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -260,6 +261,13 @@ class _ProbeServer(HTTPServer):
         self._full_since_logged = {Refused.EVICTED: 0, Refused.FULL: 0}
         super().__init__(address, _Handler)
 
+    def server_bind(self) -> None:
+        # HTTPServer's own asks DNS for the host's full name (socket.getfqdn): a start-up that
+        # waits on a resolver for a name nothing here uses.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
     def process_request(self, request: Any, client_address: Any) -> None:
         conn = cast(socket.socket, request)
         admitted, cut = self.slots.admit(conn, self._room_wait_s)
@@ -356,6 +364,7 @@ class HealthServer:
         self._thread.start()
 
     def close(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for a serve_forever that never ran
+            self._server.shutdown()
         self._server.server_close()
         self._server.slots.cut_all(_ROOM_WAIT_S)
