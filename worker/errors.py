@@ -58,6 +58,8 @@ class DeadLetterCode(StrEnum):
     AMBIGUOUS_SCHEMA_ID = "ambiguous_schema_id"  # no registry: plain Avro, and under a declared id
     UNKNOWN_SCHEMA_ID = "unknown_schema_id"  # the registry says it has no such schema id
     BAD_WRITER_SCHEMA = "bad_writer_schema"  # the registry's schema for the id is not Avro
+    RECURSIVE_SCHEMA = "recursive_schema"  # the writer schema's named types refer to themselves
+    SCHEMA_TOO_DEEP = "schema_too_deep"  # the writer schema nests deeper than nesting.MAX_DEPTH
     UNDECODABLE = "undecodable"  # the bytes are not Avro of the schema they claim
     # -- a Debezium change event the field mapping cannot read (``worker.events.debezium``)
     MAPPED_COLUMN_MISSING = "mapped_column_missing"  # the table lacks a column FIELD_MAPPING maps

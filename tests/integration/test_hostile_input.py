@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes.avro import SCHEMA, encode, event
+from tests.fakes.avro import RECURSIVE_WRITER_SCHEMA, SCHEMA, encode, event, nested_nodes
 from tests.integration.oracle import fold_events, random_events
+from tests.integration.registry import Registry
+from tests.integration.test_end_to_end import _assert_sandbox_holds
 from tests.integration.worker_process import wait_until
+from worker.events.decode import load_reader_schema
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +94,43 @@ def test_bad_events_reach_the_dlq_alone_and_every_good_change_is_imported(
     assert codes == {key: code for key, (_, code) in BAD.items()}
     assert {m.key(): m.value() for m in letters} == {key: value for key, (value, _) in BAD.items()}
     assert worker.terminate() == 0
+
+
+def test_a_recursive_writer_schema_is_dead_lettered_and_the_records_around_it_imported(
+    broker, sandbox, stream, start_worker
+):
+    """Issue 18: the registry serves the reader schema plus ``junk: ["null", "Node"]``,
+    ``Node`` holding an optional ``Node``, and one 20 KB value nests ``Node`` 20,000 deep.
+    fastavro's compiled reader recursed in C and the worker died with SIGSEGV on every start,
+    committing nothing, not even the good record before it. Now the schema is refused when
+    fetched: that record is dead-lettered as ``recursive_schema``, the good records before and
+    after it are imported, the group commits past all three and the worker exits 0 when
+    asked."""
+    topic, dlq, group = stream(1)
+    bomb = nested_nodes(event("bomb"), 20_000, schema_id=2)
+    assert len(bomb) > 20_000
+    good = [event("good-1", display_name="One"), event("good-2", email="two@x.io")]
+    with Registry() as registry:
+        registry.register(1, load_reader_schema())
+        registry.register(2, RECURSIVE_WRITER_SCHEMA)
+        broker.produce(
+            topic,
+            [
+                (b"good-1", encode(good[0], schema_id=1)),
+                (b"bomb", bomb),
+                (b"good-2", encode(good[1], schema_id=1)),
+            ],
+        )
+        worker = start_worker(topic, dlq, group, SCHEMA_REGISTRY_URL=registry.url)
+        end = broker.end_offsets(topic)
+
+        def acknowledged() -> bool:
+            assert worker.proc.poll() is None, f"the worker died: {worker.proc.returncode}"
+            return broker.committed(group, topic) == end
+
+        wait_until(acknowledged, 60, "all three acknowledged")
+        assert worker.terminate() == 0
+    _assert_sandbox_holds(sandbox, good)
+    letters = broker.read_all(dlq, expected=1)
+    assert [(m.key(), m.value()) for m in letters] == [(b"bomb", bomb)]
+    assert dict(letters[0].headers())["dlq.error.code"] == b"recursive_schema"

@@ -98,8 +98,8 @@ class DebeziumDecoder:
             )
         _, schema_id = _HEADER.unpack_from(value)
         shape = self._shape(schema_id, self._writer_schema(schema_id))
-        if shape.problem is not None:
-            raise shape.problem
+        if shape.problem is not None:  # a new exception a record: a raised one keeps its frames
+            raise InvalidRecord(shape.problem.code, shape.problem.message)
         try:
             datum = shape.read(value[_HEADER.size :])
         except Exception as exc:  # fastavro raises many types on bad bytes

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -309,6 +311,21 @@ def test_a_missing_column_is_reported_once_and_every_record_of_its_schema_is_ref
         ReaderChoice(Reader.FASTAVRO, Why.TABLE_SCHEMA, ENVELOPE_ID),
         ReaderChoice(Reader.FASTAVRO, Why.TABLE_SCHEMA, 21),
     ]
+
+
+def test_refusing_a_schemas_records_holds_no_more_memory_with_each_record() -> None:
+    """Every record of a schema the mapping cannot read is refused with its own exception: a
+    stored one raised again would keep each raise's frames, growing without end."""
+    with_avatar = envelope_schema([*COLUMNS, column("avatar", "bytes")])
+    decode = decoder({"uid": "id", "properties": {"avatar": "avatar"}}, {5: with_avatar})
+    value = wire(with_avatar, 5, change_event("c", None, user_row(avatar=b"\x89PNG")))
+    first = refused(decode, value)
+    for _ in range(50):
+        last = refused(decode, value)
+    assert last is not first
+    assert len(traceback.extract_tb(last.__traceback__)) == len(
+        traceback.extract_tb(first.__traceback__)
+    )
 
 
 def test_a_column_of_a_type_fullstory_cannot_take_is_refused() -> None:
