@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import traceback
-
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
