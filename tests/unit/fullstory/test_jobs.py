@@ -410,3 +410,32 @@ def test_a_job_past_its_limit_is_still_followed_and_shows_until_it_ends():
     assert outcome.failures == {} and outcome.job_ids == ["j1"]
     assert seen_overdue[0] == 0 and seen_overdue[-1] == 1
     assert metrics.registry.get_sample_value("fsus_jobs_overdue") == 0
+
+
+
+def test_a_job_ending_after_its_limit_still_dead_letters_the_users_it_rejected():
+    """Overdue is a signal, not an end: a job still PROCESSING past JOB_MAX_WAIT_S is polled
+    until FullStory says it ended, and when it ends FAILED the users it rejected are failures
+    (dead-lettered), never taken for imported because the wait was long."""
+    clock = FakeClock(start=0.0)
+
+    def processing_past_the_limit(request: httpx.Request) -> httpx.Response:
+        clock.advance(61)
+        return PROCESSING(request)
+
+    script = Script(
+        {
+            "POST /v2/users/batch": [JOB],
+            "GET /v2/users/batch/j1": [
+                *[processing_past_the_limit] * 3,
+                status_answer("FAILED", errors=1),
+            ],
+            "GET /v2/users/batch/j1/errors": [error_pages(["b"])],
+        }
+    )
+    watch = JobWatch(max_wait_s=60, clock=clock)
+    outcome = importer_on(script, watch=watch).run(users_of("a", "b"))
+    statuses = [r for r in script.requests if r.url.path == "/v2/users/batch/j1"]
+    assert len(statuses) == 4, "followed until FullStory said FAILED"
+    assert set(outcome.failures) == {"b"}
+    assert watch.overdue() == []
