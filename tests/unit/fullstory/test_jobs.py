@@ -412,7 +412,6 @@ def test_a_job_past_its_limit_is_still_followed_and_shows_until_it_ends():
     assert metrics.registry.get_sample_value("fsus_jobs_overdue") == 0
 
 
-
 def test_a_job_ending_after_its_limit_still_dead_letters_the_users_it_rejected():
     """Overdue is a signal, not an end: a job still PROCESSING past JOB_MAX_WAIT_S is polled
     until FullStory says it ended, and when it ends FAILED the users it rejected are failures
