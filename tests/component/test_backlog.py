@@ -48,3 +48,24 @@ def test_a_backlog_larger_than_the_pending_bound_still_drains(make_loop, kafka, 
         for uid, request in job.users.items():
             sent_last[uid] = request["properties"]["visits"]
     assert sent_last == last_visits
+
+
+def test_while_the_backlog_holds_users_back_the_pending_bound_still_holds(
+    make_loop, kafka, fullstory
+):
+    """The hold keeps users merging, but never past MAX_PENDING_USERS: users pile up to the
+    bound (the hold is on), the partitions pause there, and however long the backlog, no
+    more users wait than the bound plus one poll's records (the worker's memory)."""
+    _backlog(kafka, 5_000, 400)
+    fullstory.complete_on_poll = 1
+    loop = make_loop(max_users=50, max_pending=100, backlog_lag=500, consume_max_records=20)
+    loop.source.assign([0, 1])
+    pending: list[float] = []
+
+    def drained() -> bool:
+        pending.append(loop.metric("fsus_pending_users"))
+        return kafka.committed_to_end()
+
+    loop.turn_until(drained, "both partitions committed to their end")
+    assert max(pending) >= 100, "the hold never let users merge up to the bound"
+    assert max(pending) < 100 + 20
