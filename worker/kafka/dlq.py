@@ -10,7 +10,6 @@ pause, never dropped. Callbacks run on the thread that calls ``poll``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from structlog.typing import FilteringBoundLogger
 
 from worker.errors import DeadLetterCode
 from worker.records import SourceRecord
+from worker.runtime.clock import Clock, SystemClock
 
 log: FilteringBoundLogger = structlog.get_logger(__name__)
 _RESEND_AFTER_S = 1.0
@@ -87,9 +87,10 @@ class KafkaDeadLetters:
         config: dict[str, Any],
         topic: str,
         on_error: Callable[[KafkaError], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         """``on_error`` gets the producer's errors (it counts them and logs once per outage);
-        without it each is logged."""
+        without it each is logged. ``clock``: when a resend is due."""
 
         def error_cb(err: KafkaError) -> None:
             if on_error is None:
@@ -98,6 +99,7 @@ class KafkaDeadLetters:
                 on_error(err)
 
         self._topic = topic
+        self._clock = clock or SystemClock()
         shared = {k: v for k, v in config.items() if not k.startswith(_CONSUMER_ONLY)}
         self._producer = Producer(
             {
@@ -146,7 +148,7 @@ class KafkaDeadLetters:
                 # Never drop the letter: keep its key, headers and source coordinates.
                 headers.append(("dlq.value.omitted", f"{len(value)} bytes: too large".encode()))
                 value, delay = None, 0.0
-            self._resend.append((time.monotonic() + delay, (produce, failed)))
+            self._resend.append((self._clock.monotonic() + delay, (produce, failed)))
 
         def delivered(err: KafkaError | None, _msg: Any) -> None:
             self._in_flight -= 1
@@ -173,7 +175,7 @@ class KafkaDeadLetters:
             produce()
         except BufferError:
             self._in_flight -= 1
-            self._resend.append((time.monotonic() + 0.1, (produce, failed)))
+            self._resend.append((self._clock.monotonic() + 0.1, (produce, failed)))
         except KafkaException as exc:
             self._in_flight -= 1
             failed(exc.args[0])
@@ -182,7 +184,7 @@ class KafkaDeadLetters:
         self._producer.poll(timeout)
         if not self._resend:
             return
-        now = time.monotonic()
+        now = self._clock.monotonic()
         due = [attempt for at, attempt in self._resend if at <= now]
         self._resend = [(at, attempt) for at, attempt in self._resend if at > now]
         for produce, failed in due:
