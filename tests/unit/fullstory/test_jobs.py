@@ -4,9 +4,11 @@ pages, against FullStory answers scripted with httpx.MockTransport."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import httpx
 import pytest
+import structlog.testing
 
 from tests.fakes.clock import FakeClock
 from tests.fakes.fullstory_script import (
@@ -438,3 +440,75 @@ def test_a_job_ending_after_its_limit_still_dead_letters_the_users_it_rejected()
     assert len(statuses) == 4, "followed until FullStory said FAILED"
     assert set(outcome.failures) == {"b"}
     assert watch.overdue() == []
+
+
+def _job_log_events(statuses: list[Any], clock: FakeClock) -> list[str]:
+    """The job-stage log events of one job answered ``statuses`` in turn, under a
+    JOB_MAX_WAIT_S of 60 s on ``clock``."""
+    script = Script({"POST /v2/users/batch": [JOB], "GET /v2/users/batch/j1": statuses})
+    with structlog.testing.capture_logs() as logs:
+        importer_on(script, watch=JobWatch(max_wait_s=60, clock=clock)).run(users_of("a"))
+    return [e["event"] for e in logs if e["event"].startswith("job_overdue")]
+
+
+def test_an_overdue_job_is_reported_once_and_a_prompt_one_never():
+    """What an operator sees: a job past JOB_MAX_WAIT_S is reported once however long it
+    stays overdue, then once more when it ends; a job that ends in time reports nothing."""
+    clock = FakeClock(start=0.0)
+
+    def late(request: httpx.Request) -> httpx.Response:
+        clock.advance(61)
+        return PROCESSING(request)
+
+    assert _job_log_events([late, late, late, DONE], clock) == [
+        "job_overdue",
+        "job_overdue_ended",
+    ]
+    assert _job_log_events([PROCESSING, PROCESSING, DONE], clock) == []
+
+
+def test_retried_status_and_error_reads_are_counted_under_their_own_call():
+    """fsus_fullstory_retries names the call retried: a 503 on the job status is
+    `job_status`, an error listing naming a stranger or more errors than users is
+    `job_errors` (both read again, never acted on)."""
+    metrics = Metrics()
+    script = Script(
+        {
+            "POST /v2/users/batch": [JOB],
+            "GET /v2/users/batch/j1": [httpx.Response(503), status_answer("FAILED", errors=1)],
+            "GET /v2/users/batch/j1/errors": [
+                error_pages(["stranger"]),
+                error_pages(["a", "b", "a"]),
+                error_pages(["b"]),
+            ],
+        }
+    )
+    outcome = importer_on(script, metrics=metrics).run(users_of("a", "b"))
+    assert set(outcome.failures) == {"b"}
+
+    def retries(call: str, reason: str) -> float | None:
+        labels = {"call": call, "reason": reason}
+        return metrics.registry.get_sample_value("fsus_fullstory_retries_total", labels)
+
+    assert retries("job_status", "server_error") == 1
+    assert retries("job_errors", "bad_answer") == 2
+
+
+def test_an_error_listing_short_for_good_is_read_five_times_then_reported_once():
+    """A FAILED job listing fewer errors than it counts is read five times in all, then
+    believed (the users not listed count as imported) and reported as `job_errors_missing`;
+    a complete listing is never reported."""
+    for listed, expected, reads, missing in ((["b"], 2, 5, 1), (["b"], 1, 1, 0)):
+        script = Script(
+            {
+                "POST /v2/users/batch": [JOB],
+                "GET /v2/users/batch/j1": [status_answer("FAILED", errors=expected)],
+                "GET /v2/users/batch/j1/errors": [error_pages(listed)],
+            }
+        )
+        with structlog.testing.capture_logs() as logs:
+            outcome = importer_on(script).run(users_of("a", "b"))
+        assert set(outcome.failures) == {"b"}
+        listings = [r for r in script.requests if r.url.path.endswith("/errors")]
+        assert len(listings) == reads
+        assert [e["event"] for e in logs].count("job_errors_missing") == missing
