@@ -469,9 +469,14 @@ def test_an_overdue_job_is_reported_once_and_a_prompt_one_never():
 
 def test_retried_status_and_error_reads_are_counted_under_their_own_call():
     """fsus_fullstory_retries names the call retried: a 503 on the job status is
-    `job_status`, an error listing naming a stranger or more errors than users is
-    `job_errors` (both read again, never acted on)."""
+    `job_status`; an error listing naming a stranger, listing more errors than users or
+    never ending is `job_errors`; each is read again, never acted on, and the log says
+    what was wrong with it."""
     metrics = Metrics()
+
+    def endless(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"results": [], "next_page_token": "again"})
+
     script = Script(
         {
             "POST /v2/users/batch": [JOB],
@@ -479,11 +484,14 @@ def test_retried_status_and_error_reads_are_counted_under_their_own_call():
             "GET /v2/users/batch/j1/errors": [
                 error_pages(["stranger"]),
                 error_pages(["a", "b", "a"]),
+                endless,
+                endless,
                 error_pages(["b"]),
             ],
         }
     )
-    outcome = importer_on(script, metrics=metrics).run(users_of("a", "b"))
+    with structlog.testing.capture_logs() as logs:
+        outcome = importer_on(script, metrics=metrics).run(users_of("a", "b"))
     assert set(outcome.failures) == {"b"}
 
     def retries(call: str, reason: str) -> float | None:
@@ -491,7 +499,14 @@ def test_retried_status_and_error_reads_are_counted_under_their_own_call():
         return metrics.registry.get_sample_value("fsus_fullstory_retries_total", labels)
 
     assert retries("job_status", "server_error") == 1
-    assert retries("job_errors", "bad_answer") == 2
+    assert retries("job_errors", "bad_answer") == 3
+    retried = [e for e in logs if e["event"] == "fullstory_retry"]
+    why = [e["error"] for e in retried if e["call"] == "job_errors"]
+    assert why == [
+        "job errors: 1 name a uid the job did not carry",
+        "job errors: more errors than the job's 2 users",
+        "job errors: the listing does not end (2 pages)",
+    ]
 
 
 def test_an_error_listing_short_for_good_is_read_five_times_then_reported_once():

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+import structlog.testing
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 import worker.kafka.dlq as dlq
 from tests.fakes.clock import FakeClock
@@ -205,10 +206,13 @@ def test_letters_in_flight_each_count_until_kafka_confirmed_them(producer):
 
 def test_a_letter_names_its_job_and_fullstorys_code(producer):
     """A user FullStory refused: its letter names the job, FullStory's own code and its
-    message, so `dlq inspect` shows why and where."""
+    message, so `dlq inspect` shows why and where; so does the worker's log line."""
     sink = Sink()
-    sink.send(job_id="j7", fullstory_code="invalid_uid")
+    with structlog.testing.capture_logs() as logs:
+        sink.send(job_id="j7", fullstory_code="invalid_uid")
     headers = sink.producer.produced[0]["headers"]
+    [logged] = [e for e in logs if e["event"] == "dead_lettered"]
+    assert logged["fullstory_code"] == "invalid_uid" and logged["job_id"] == "j7"
     assert ("dlq.job.id", b"j7") in headers
     assert ("dlq.fullstory.code", b"invalid_uid") in headers
     assert ("dlq.error.message", b"refused") in headers
@@ -243,3 +247,13 @@ def test_the_producers_own_errors_reach_the_reachability_counter(producer):
     outage = KafkaError(KafkaError._ALL_BROKERS_DOWN)
     sink.producer.config["error_cb"](outage)
     assert sink.errors == [outage]
+
+
+def test_the_real_producer_accepts_every_setting_the_sink_gives_it(monkeypatch):
+    """librdkafka refuses a property it does not know when the producer is built: the
+    worker's own producer settings must all be ones it knows, or the worker cannot start.
+    (Built only: nothing is produced, and the address is never answered.)"""
+    monkeypatch.setattr(dlq, "Producer", Producer)
+    sink = dlq.KafkaDeadLetters({"bootstrap.servers": "127.0.0.1:9"}, "users.dlq")
+    assert sink.pending() == 0
+    assert sink.flush(0) == 0
