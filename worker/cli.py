@@ -20,6 +20,7 @@ from functools import partial
 from types import FrameType
 
 import structlog
+from confluent_kafka.admin import AdminClient
 from structlog.typing import FilteringBoundLogger
 
 from worker.bounded_http import Proxies, environment_proxies, route
@@ -38,11 +39,14 @@ from worker.fullstory.client import FullStoryClient
 from worker.fullstory.deleter import Deleter, check_may_delete
 from worker.fullstory.importer import Importer
 from worker.fullstory.jobs import JobWatch
-from worker.kafka.clients import kafka_client
+from worker.kafka import topic_watch
+from worker.kafka.clients import kafka_client, quiet_config
 from worker.kafka.dlq import KafkaDeadLetters
 from worker.kafka.reachability import KafkaReachability
 from worker.kafka.readback import KafkaRecordReader
 from worker.kafka.source import KafkaSource
+from worker.kafka.topic_watch import TopicWatch
+from worker.kafka.topics import find_topics, missing_dlq_advice
 from worker.loop.batch import Batcher
 from worker.loop.pipeline import Pipeline
 from worker.loop.stages import LoopSettings, build_stages
@@ -168,6 +172,31 @@ def _report_egress(settings: Settings, proxies: Proxies) -> None:
             log.info("egress_proxy", client=name, proxy=redact_url(proxy) if proxy else None)
 
 
+def _watch_topics(
+    settings: Settings, health: Health, metrics: Metrics, clock: SystemClock, stop: threading.Event
+) -> None:
+    """A DLQ topic that does not exist is a ConfigError (a dead letter would wait for it
+    forever, and its record's offset with it); a Kafka that does not answer within
+    ``topic_watch.TIMEOUT_S`` is waited for as before (readiness says so). Then every topic
+    read or written is watched (``kafka/topic_watch``)."""
+    kafka = settings.kafka
+    admin = kafka_client(kafka, lambda: AdminClient(quiet_config(kafka)))
+    find = partial(find_topics, admin, timeout_s=topic_watch.TIMEOUT_S)
+    topics = [settings.dlq_topic, *kafka.topics]
+    try:
+        found = find(topics)
+    except WorkerError as exc:
+        log.warning("dlq_topic_unchecked", topic=settings.dlq_topic, error=str(exc))
+    else:
+        if settings.dlq_topic in found.missing:
+            sources = [found.partitions[t] for t in kafka.topics if t in found.partitions]
+            advice = missing_dlq_advice(
+                settings.dlq_topic, kafka.bootstrap_servers, max(sources, default=None)
+            )
+            raise ConfigError("DLQ_TOPIC", advice)
+    TopicWatch(topics, find, health, metrics, clock).start(stop)
+
+
 def run(settings: Settings) -> int:
     limit_malloc_arenas()  # before the first thread (health server, librdkafka, jobs)
     stop = _stop_on_signals()
@@ -215,6 +244,7 @@ def run(settings: Settings) -> int:
         watch=watch,
         budget=budget,
     )
+    _watch_topics(settings, health, metrics, clock, stop)
     deleter = None
     if settings.on_delete is OnDelete.DELETE:
         if not check_may_delete(api, lambda s: _beating(health, stop, s)):
