@@ -1,6 +1,7 @@
 """``fullstory-user-sync run`` wires the real adapters and runs until SIGTERM/SIGINT;
-``replay`` moves the stopped group's offsets back; ``status`` shows the group's lag and
-members (``--watch``: rate and ETA); ``dlq inspect`` reads the dead letters.
+``check`` tries the settings and every peer; ``replay`` moves the stopped group's offsets
+back; ``status`` shows the group's lag and members (``--watch``: rate and ETA); ``dlq
+inspect`` reads the dead letters.
 
 Exit status: 0 after a clean drain, 2 for a bad configuration or arguments (one line on
 stderr naming the variable), 1 for an unexpected failure, a refused replay or an
@@ -50,7 +51,7 @@ from worker.kafka.topics import find_topics, missing_dlq_advice
 from worker.loop.batch import Batcher
 from worker.loop.pipeline import Pipeline
 from worker.loop.stages import LoopSettings, build_stages
-from worker.ops import dlq_inspect, status
+from worker.ops import check, dlq_inspect, status
 from worker.ops.replay import Target
 from worker.ops.replay import commit as replay_commit
 from worker.ops.replay import plan as replay_plan
@@ -389,6 +390,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     status.add_arguments(
         commands.add_parser("status", help="the group's lag per partition and its members")
     )
+    check.add_arguments(
+        commands.add_parser(
+            "check", help="try the settings and every peer (Kafka, topics, registry, FullStory)"
+        )
+    )
     letters = commands.add_parser("dlq", help="the dead-letter topic")
     dlq_commands = letters.add_subparsers(dest="dlq_command", required=True)
     dlq_inspect.add_arguments(
@@ -402,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status.main(args)
         if args.command == "dlq":
             return dlq_inspect.main(args)
+        if args.command == "check":
+            return check.main(args)
         settings = load_settings(os.environ)
         configure_logging(settings.log_level, settings.log_format)
         return run(settings)

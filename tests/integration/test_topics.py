@@ -35,6 +35,7 @@ def test_a_worker_without_its_dlq_topic_exits_2_naming_it_and_how_to_create_it(
     assert line.startswith(f"configuration error: DLQ_TOPIC: topic {missing} does not exist")
     command = f"kafka-topics.sh --bootstrap-server {broker.bootstrap} --create --topic {missing}"
     assert f"{command} --partitions 2 --config retention.ms=2592000000" in line
+    assert "`fullstory-user-sync check --create-dlq`" in line
     assert missing not in broker.admin().list_topics(timeout=10).topics
 
 

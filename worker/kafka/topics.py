@@ -10,10 +10,12 @@ Every call is bounded by its timeout; a Kafka that does not answer is a ``Worker
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
-from confluent_kafka.admin import AdminClient
+
+# NewTopic is re-exported without __all__, which mypy --strict does not count.
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from worker.errors import WorkerError
 from worker.kafka.clients import describe
@@ -25,10 +27,12 @@ DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
 @dataclass(frozen=True)
 class TopicsFound:
     """``partitions``: each existing topic's partition count; ``missing``: the rest, in the
-    order asked."""
+    order asked; ``operations``: what this client may do on each existing topic (``READ``,
+    ``WRITE``, ...), as the broker's authorizer says, None when the broker did not say."""
 
     partitions: dict[str, int]
     missing: tuple[str, ...]
+    operations: dict[str, frozenset[str] | None] = field(default_factory=dict)
 
 
 def find_topics(admin: AdminClient, topics: Iterable[str], timeout_s: float) -> TopicsFound:
@@ -37,10 +41,13 @@ def find_topics(admin: AdminClient, topics: Iterable[str], timeout_s: float) -> 
     "missing": the topic may well be there)."""
     names = list(dict.fromkeys(topics))
     try:
-        futures = admin.describe_topics(TopicCollection(names), request_timeout=timeout_s)
+        futures = admin.describe_topics(
+            TopicCollection(names), request_timeout=timeout_s, include_authorized_operations=True
+        )
     except KafkaException as exc:
         raise WorkerError(f"Kafka refused to describe topics: {describe(exc)}") from exc
     partitions: dict[str, int] = {}
+    operations: dict[str, frozenset[str] | None] = {}
     missing: list[str] = []
     for name in names:
         try:
@@ -54,7 +61,9 @@ def find_topics(admin: AdminClient, topics: Iterable[str], timeout_s: float) -> 
         except TimeoutError:
             raise WorkerError(f"Kafka did not answer within {timeout_s:g} s") from None
         partitions[name] = len(found.partitions)
-    return TopicsFound(partitions, tuple(missing))
+        allowed = found.authorized_operations
+        operations[name] = None if allowed is None else frozenset(op.name for op in allowed)
+    return TopicsFound(partitions, tuple(missing), operations)
 
 
 def create_dlq_command(topic: str, bootstrap: str, partitions: int | None = None) -> str:
@@ -71,5 +80,24 @@ def missing_dlq_advice(topic: str, bootstrap: str, partitions: int | None = None
     """One line: ``topic`` (the DLQ) does not exist, and the commands that create it."""
     return (
         f"topic {topic} does not exist on {bootstrap}: create it with"
+        f" `fullstory-user-sync check --create-dlq` (same settings), or"
         f" `{create_dlq_command(topic, bootstrap, partitions)}`"
     )
+
+
+def create_dlq(admin: AdminClient, topic: str, partitions: int, timeout_s: float) -> None:
+    """Create ``topic`` as a DLQ: ``partitions``, 30 days' retention, the cluster's default
+    replication factor. Raises ``WorkerError`` when Kafka refused or did not answer."""
+    new = NewTopic(
+        topic,
+        num_partitions=partitions,
+        replication_factor=-1,  # the broker's default.replication.factor
+        config={"retention.ms": str(DLQ_RETENTION_MS)},
+    )
+    futures = admin.create_topics([new], request_timeout=timeout_s)
+    try:
+        futures[topic].result(timeout=timeout_s + 1)
+    except KafkaException as exc:
+        raise WorkerError(f"Kafka refused to create {topic}: {describe(exc)}") from exc
+    except TimeoutError:
+        raise WorkerError(f"Kafka did not answer within {timeout_s:g} s") from None
