@@ -184,6 +184,7 @@ def _watch_topics(
     admin = kafka_client(kafka, lambda: AdminClient(quiet_config(kafka)))
     find = partial(find_topics, admin, timeout_s=topic_watch.TIMEOUT_S)
     topics = [settings.dlq_topic, *kafka.topics]
+    health.beat()
     try:
         found = find(topics)
     except WorkerError as exc:
@@ -195,6 +196,8 @@ def _watch_topics(
                 settings.dlq_topic, kafka.bootstrap_servers, max(sources, default=None)
             )
             raise ConfigError("DLQ_TOPIC", advice)
+    finally:
+        health.beat()  # the loop has not started: the time spent asking is no stuck loop
     TopicWatch(topics, find, health, metrics, clock).start(stop)
 
 

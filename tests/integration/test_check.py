@@ -145,3 +145,15 @@ def test_a_key_that_may_not_delete_fails_with_on_delete_delete(setup):
     assert _line(done, "fullstory key").startswith("ok  ")
     role = _line(done, "fullstory delete role")
     assert role.startswith("FAIL") and "Admin or Architect" in role
+
+
+def test_an_unreachable_broker_fails_kafka_and_leaves_its_items_unchecked(setup):
+    """No broker at the address: the kafka line fails naming it and what to check, the
+    topics and the group say they were not checked, FullStory is still tried; exit 1."""
+    done = _check({**setup, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"})
+    assert done.returncode == 1
+    kafka = _line(done, "kafka")
+    assert kafka.startswith("FAIL") and "check KAFKA_BOOTSTRAP_SERVERS" in kafka
+    for name in (f"dlq topic {setup['DLQ_TOPIC']}", f"group {setup['KAFKA_GROUP_ID']}"):
+        assert "not checked: Kafka did not answer" in _line(done, name)
+    assert _line(done, "fullstory key").startswith("ok  ")
