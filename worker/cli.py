@@ -1,6 +1,7 @@
 """``fullstory-user-sync run`` wires the real adapters and runs until SIGTERM/SIGINT;
-``replay`` moves the stopped group's offsets back; ``status`` shows the group's lag and
-members (``--watch``: rate and ETA); ``dlq inspect`` reads the dead letters.
+``check`` tries the settings and every peer; ``replay`` moves the stopped group's offsets
+back; ``status`` shows the group's lag and members (``--watch``: rate and ETA); ``dlq
+inspect`` reads the dead letters.
 
 Exit status: 0 after a clean drain, 2 for a bad configuration or arguments (one line on
 stderr naming the variable), 1 for an unexpected failure, a refused replay or an
@@ -20,6 +21,7 @@ from functools import partial
 from types import FrameType
 
 import structlog
+from confluent_kafka.admin import AdminClient
 from structlog.typing import FilteringBoundLogger
 
 from worker.bounded_http import Proxies, environment_proxies, route
@@ -38,15 +40,18 @@ from worker.fullstory.client import FullStoryClient
 from worker.fullstory.deleter import Deleter, check_may_delete
 from worker.fullstory.importer import Importer
 from worker.fullstory.jobs import JobWatch
-from worker.kafka.clients import kafka_client
+from worker.kafka import topic_watch
+from worker.kafka.clients import kafka_client, quiet_config
 from worker.kafka.dlq import KafkaDeadLetters
 from worker.kafka.reachability import KafkaReachability
 from worker.kafka.readback import KafkaRecordReader
 from worker.kafka.source import KafkaSource
+from worker.kafka.topic_watch import TopicWatch
+from worker.kafka.topics import find_topics, missing_dlq_advice
 from worker.loop.batch import Batcher
 from worker.loop.pipeline import Pipeline
 from worker.loop.stages import LoopSettings, build_stages
-from worker.ops import dlq_inspect, status
+from worker.ops import check, dlq_inspect, status
 from worker.ops.replay import Target
 from worker.ops.replay import commit as replay_commit
 from worker.ops.replay import plan as replay_plan
@@ -168,6 +173,34 @@ def _report_egress(settings: Settings, proxies: Proxies) -> None:
             log.info("egress_proxy", client=name, proxy=redact_url(proxy) if proxy else None)
 
 
+def _watch_topics(
+    settings: Settings, health: Health, metrics: Metrics, clock: SystemClock, stop: threading.Event
+) -> None:
+    """A DLQ topic that does not exist is a ConfigError (a dead letter would wait for it
+    forever, and its record's offset with it); a Kafka that does not answer within
+    ``topic_watch.TIMEOUT_S`` is waited for as before (readiness says so). Then every topic
+    read or written is watched (``kafka/topic_watch``)."""
+    kafka = settings.kafka
+    admin = kafka_client(kafka, lambda: AdminClient(quiet_config(kafka)))
+    find = partial(find_topics, admin, timeout_s=topic_watch.TIMEOUT_S)
+    topics = [settings.dlq_topic, *kafka.topics]
+    health.beat()
+    try:
+        found = find(topics)
+    except WorkerError as exc:
+        log.warning("dlq_topic_unchecked", topic=settings.dlq_topic, error=str(exc))
+    else:
+        if settings.dlq_topic in found.missing:
+            sources = [found.partitions[t] for t in kafka.topics if t in found.partitions]
+            advice = missing_dlq_advice(
+                settings.dlq_topic, kafka.bootstrap_servers, max(sources, default=None)
+            )
+            raise ConfigError("DLQ_TOPIC", advice)
+    finally:
+        health.beat()  # the loop has not started: the time spent asking is no stuck loop
+    TopicWatch(topics, find, health, metrics, clock).start(stop)
+
+
 def run(settings: Settings) -> int:
     limit_malloc_arenas()  # before the first thread (health server, librdkafka, jobs)
     stop = _stop_on_signals()
@@ -215,6 +248,7 @@ def run(settings: Settings) -> int:
         watch=watch,
         budget=budget,
     )
+    _watch_topics(settings, health, metrics, clock, stop)
     deleter = None
     if settings.on_delete is OnDelete.DELETE:
         if not check_may_delete(api, lambda s: _beating(health, stop, s)):
@@ -359,6 +393,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     status.add_arguments(
         commands.add_parser("status", help="the group's lag per partition and its members")
     )
+    check.add_arguments(
+        commands.add_parser(
+            "check", help="try the settings and every peer (Kafka, topics, registry, FullStory)"
+        )
+    )
     letters = commands.add_parser("dlq", help="the dead-letter topic")
     dlq_commands = letters.add_subparsers(dest="dlq_command", required=True)
     dlq_inspect.add_arguments(
@@ -372,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status.main(args)
         if args.command == "dlq":
             return dlq_inspect.main(args)
+        if args.command == "check":
+            return check.main(args)
         settings = load_settings(os.environ)
         configure_logging(settings.log_level, settings.log_format)
         return run(settings)

@@ -66,6 +66,9 @@ class Registry:
                     return
                 if path.startswith(_CCOMPAT + "/"):
                     path = path[len(_CCOMPAT) :]
+                if path == "/subjects":
+                    _send_json(self, 200, sorted({a.artifact_id for a in registry.artifacts}))
+                    return
                 match = re.fullmatch(r"/schemas/ids/(\d+)", path)
                 schema = registry.schemas.get(int(match.group(1))) if match else None
                 registry.fetches += 1
@@ -177,7 +180,7 @@ def _metadata(artifact: Artifact) -> dict[str, Any]:
     }
 
 
-def _send_json(handler: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
+def _send_json(handler: BaseHTTPRequestHandler, status: int, body: Any) -> None:
     _send(handler, status, json.dumps(body).encode(), _CONFLUENT_JSON)
 
 

@@ -24,7 +24,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "fullstory": {"errors", "config", "runtime", "bounded_http", "events"},
     "kafka": {"errors", "config", "records", "runtime"},
     "loop": {"errors", "records", "runtime", "events", "fullstory"},
-    "ops": {"errors", "config", "runtime", "kafka", "bounded_http"},
+    "ops": {"errors", "config", "runtime", "kafka", "bounded_http", "events", "fullstory"},
 }
 TOP_LEVEL = {"__init__", "__main__", "cli", *LEAVES}
 

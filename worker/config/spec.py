@@ -105,8 +105,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "DLQ_TOPIC",
         "str",
-        "dead-letter topic (create it beforehand); refused if it is one of `KAFKA_TOPICS` "
-        "(dead letters would loop forever)",
+        "dead-letter topic: it must exist (`run` exits 2 naming the command that creates it); "
+        "refused if it is one of `KAFKA_TOPICS` (dead letters would loop forever)",
         "fullstory-user-sync-dlq",
     ),
     Setting(
@@ -170,7 +170,8 @@ SETTINGS: tuple[Setting, ...] = (
         "HTTP_PORT",
         "int",
         "`/healthz` (liveness: the poll loop turns) and `/readyz` (joined the group, Kafka "
-        "reachable, records decode, FullStory answering, no job overdue); `0` disables",
+        "reachable, its topics exist, records decode, FullStory answering, no job overdue); "
+        "`0` disables",
         8080,
         minimum=0,
         maximum=65535,

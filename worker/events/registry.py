@@ -158,6 +158,33 @@ class SchemaRegistry:
             # A maintenance page, a proxy's answer: the registry is not answering yet.
             raise RegistryUnavailable("schema registry answer is not a schema") from exc
 
+    def subjects(self) -> list[str]:
+        """``GET /subjects``: the subjects the registry holds (``check``: it answers, and
+        what it holds), within the same deadline and size cap as a schema fetch."""
+        try:
+            response = fetch(
+                self._client,
+                "GET",
+                "/subjects",
+                max_bytes=ANSWER_MAX_BYTES,
+                deadline_s=self._timeout_s,
+            )
+        except AnswerTooLarge as exc:
+            raise RegistryUnavailable(f"schema registry: {exc}", status=exc.status) from exc
+        except httpx.HTTPError as exc:
+            raise RegistryUnavailable(f"schema registry unreachable: {type(exc).__name__}") from exc
+        if response.status != 200:
+            raise RegistryUnavailable(
+                f"schema registry answered {response.status}", status=response.status
+            )
+        try:
+            subjects = _json(response)
+        except (ValueError, RecursionError) as exc:
+            raise RegistryUnavailable("schema registry answer is not JSON") from exc
+        if not isinstance(subjects, list):
+            raise RegistryUnavailable("schema registry answer is not a list of subjects")
+        return [str(subject) for subject in subjects]
+
     def _remember_unknown(self, schema_id: int) -> None:
         """Believe the registry's "no such schema" for ``schema_id`` for one window, forgetting
         expired ids and, past ``unknown_ids_max``, the oldest."""

@@ -3,9 +3,9 @@
 Each dead letter keeps the original key, value and headers, and adds headers naming the
 error and the source (``dlq.error.code``, a ``DeadLetterCode``; ``dlq.error.message``;
 ``dlq.fullstory.code``, FullStory's own code for a user it refused; ``dlq.source.topic``,
-``dlq.source.partition``, ``dlq.source.offset``, ``dlq.job.id``). ``on_delivered`` runs
-only once Kafka acknowledged the write (acks=all); a failed write is sent again after a
-pause, never dropped. Callbacks run on the thread that calls ``poll``.
+``dlq.source.partition``, ``dlq.source.offset``, ``dlq.job.id``). ``on_delivered`` runs,
+and ``dead_lettered`` is logged, only once Kafka acknowledged the write (acks=all); a failed
+write is sent again after a pause, never dropped. Callbacks run on the thread that calls ``poll``.
 """
 
 from __future__ import annotations
@@ -150,23 +150,25 @@ class KafkaDeadLetters:
                 value, delay = None, 0.0
             self._resend.append((self._clock.monotonic() + delay, (produce, failed)))
 
+        shown = None if fullstory_code is None else fullstory_code[:FULLSTORY_CODE_MAX_BYTES]
+
         def delivered(err: KafkaError | None, _msg: Any) -> None:
             self._in_flight -= 1
-            if err is None:
-                on_delivered()
-            else:
+            if err is not None:
                 failed(err)
+                return
+            # Only now: logged at send, a letter Kafka never took read like one written.
+            log.warning(
+                "dead_lettered",
+                code=code,
+                fullstory_code=shown,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                job_id=job_id,
+            )
+            on_delivered()
 
-        shown = None if fullstory_code is None else fullstory_code[:FULLSTORY_CODE_MAX_BYTES]
-        log.warning(
-            "dead_lettered",
-            code=code,
-            fullstory_code=shown,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            job_id=job_id,
-        )
         self._attempt(produce, failed)
 
     def _attempt(self, produce: Callable[[], None], failed: Callable[[KafkaError], None]) -> None:

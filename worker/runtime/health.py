@@ -16,6 +16,9 @@ not help, and the loop keeps turning through both).
   lacking a mapped column, or with one of a type FullStory cannot take, has its records
   dead-lettered; the answer names the schema and the column (``mapping_problems``, the
   latest five) until the worker restarts with a mapping that fits;
+* every topic it reads and writes exists (``missing_topics`` names the ones that do not: a
+  mistyped ``KAFKA_TOPICS`` entry, or a DLQ topic deleted after start-up; looked up by
+  ``kafka/topic_watch``);
 * no import job is overdue (``overdue_jobs``: unfinished past ``JOB_MAX_WAIT_S``; the answer
   names up to five). Its records stay unacknowledged and the partition's commit stuck behind
   them, which a restart would not mend (the next owner waits for the same job): not ready
@@ -49,10 +52,15 @@ class Health:
         self._decoding_ok = True
         self._api_failing_since: float | None = None
         self._mapping_problems: list[str] = []
+        self._missing_topics: list[str] = []
 
     def mapping_problem(self, message: str) -> None:
         """A table schema the field mapping cannot read (its records are dead-lettered)."""
         self._mapping_problems = [*self._mapping_problems[-4:], message]
+
+    def topics_missing(self, topics: list[str]) -> None:
+        """The topics found missing at the latest look (empty: all exist)."""
+        self._missing_topics = list(topics)
 
     def beat(self) -> None:
         self._last_beat = self._clock.monotonic()
@@ -96,10 +104,13 @@ class Health:
             "fullstory_answering": api_ok,
             "jobs_within_limit": not overdue,
             "mapping_fits": not self._mapping_problems,
+            "topics_exist": not self._missing_topics,
         }
         detail: dict[str, object] = dict(checks)
         if self._mapping_problems:
             detail["mapping_problems"] = list(self._mapping_problems)
+        if self._missing_topics:
+            detail["missing_topics"] = list(self._missing_topics)
         if overdue:
             detail["overdue_jobs"] = overdue[:5]
         return all(checks.values()), detail

@@ -156,6 +156,13 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.topic_missing = Gauge(
+            "fsus_topic_missing",
+            "1 while a topic the worker reads (KAFKA_TOPICS) or writes (DLQ_TOPIC) does not"
+            " exist, 0 once it was seen; looked up every 10 s.",
+            ["topic"],
+            registry=r,
+        )
         self.avro_schemas = Gauge(
             "fsus_avro_schemas",
             "Avro schemas records are read with, by reader: the local schema and, with a"

@@ -137,3 +137,25 @@ def test_a_debezium_table_schema_with_a_recursive_column_type_is_refused():
     with pytest.raises(InvalidRecord) as refused:
         decoder.read(FakeMessage(SourceRecord("shop.public.users", 0, 7, b"k", value, ())))
     assert refused.value.code == "recursive_schema"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(401, json={"error_code": 401, "message": "Unauthorized"}),
+        httpx.Response(200, text="<html>maintenance</html>"),
+        httpx.Response(200, json={"subjects": ["users-value"]}),
+    ],
+    ids=["refused", "not-json", "not-a-list"],
+)
+def test_subjects_a_registry_does_not_list_is_an_outage_for_check(answer):
+    """`check` lists the registry's subjects: anything but a JSON list of them (a refusal, a
+    maintenance page, another shape) says the registry is not answering as one."""
+    with pytest.raises(RegistryUnavailable):
+        _registry(answer).subjects()
+
+
+def test_subjects_are_the_registrys_list():
+    """A registry answering ``GET /subjects`` with its list: those subjects, as text."""
+    answer = httpx.Response(200, json=["users-value", "orders-value"])
+    assert _registry(answer).subjects() == ["users-value", "orders-value"]

@@ -210,12 +210,30 @@ def test_a_letter_names_its_job_and_fullstorys_code(producer):
     sink = Sink()
     with structlog.testing.capture_logs() as logs:
         sink.send(job_id="j7", fullstory_code="invalid_uid")
+        sink.poll()
     headers = sink.producer.produced[0]["headers"]
     [logged] = [e for e in logs if e["event"] == "dead_lettered"]
     assert logged["fullstory_code"] == "invalid_uid" and logged["job_id"] == "j7"
     assert ("dlq.job.id", b"j7") in headers
     assert ("dlq.fullstory.code", b"invalid_uid") in headers
     assert ("dlq.error.message", b"refused") in headers
+
+
+def test_dead_lettered_is_logged_only_once_kafka_confirmed_the_letter(producer):
+    """``dead_lettered`` reads as "the letter is in the DLQ": it is not logged when the letter
+    is handed to the producer, nor when Kafka reports its delivery failed (the DLQ topic
+    missing, a timeout), only when Kafka confirmed it, and once."""
+    producer.reports.append(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+    sink = Sink()
+    with structlog.testing.capture_logs() as logs:
+        sink.send()
+        assert [e for e in logs if e["event"] == "dead_lettered"] == [], "logged at send"
+        sink.poll()  # Kafka: the delivery failed
+        assert [e for e in logs if e["event"] == "dead_lettered"] == [], "logged on a failure"
+        sink.poll(dlq._RESEND_AFTER_S)  # written again
+        sink.poll()  # confirmed
+    [logged] = [e for e in logs if e["event"] == "dead_lettered"]
+    assert logged["offset"] == RECORD.offset and sink.acknowledged == [0]
 
 
 def test_the_loop_polls_and_flushes_the_producer_within_the_time_it_gives(producer):
