@@ -57,8 +57,7 @@ def records_at(
         log.error("readback_records_missing", partition=tp, offsets=len(missing))
     topic, partition = tp
     return [
-        found.get(o) or SourceRecord(topic, partition, o, None, None, omitted=GONE)
-        for o in offsets
+        found.get(o) or SourceRecord(topic, partition, o, None, None, omitted=GONE) for o in offsets
     ]
 
 
