@@ -138,6 +138,8 @@ class ScriptedConsumer:
         self, partition: KafkaTopicPartition, timeout: float | None = None, cached: bool = False
     ) -> tuple[int, int]:
         self._call()
+        if not isinstance(cached, int):
+            raise TypeError(f"{type(cached).__name__!r} object cannot be interpreted as an integer")
         if (partition.topic, partition.partition) != TP:
             raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
         if cached:
@@ -181,6 +183,8 @@ class ScriptedConsumer:
             del self._queue[:want]
             if len(taken) >= num_messages or self._next_fetch > end:
                 break
+            if end == math.inf and (self._next_fetch == math.inf or self._drained()):
+                raise AssertionError("consume() would wait for ever")
             self.clock.advance(self._next_fetch - self.clock.monotonic())
         if len(taken) < num_messages:
             if end == math.inf:
@@ -200,6 +204,10 @@ class ScriptedConsumer:
         self.calls += 1
         assert self.calls <= MAX_CALLS, "the reader calls the consumer in a busy loop"
         self.clock.advance(CALL_S)
+
+    def _drained(self) -> bool:
+        """Every record was fetched and its end reported: nothing more will come."""
+        return self._at_end_since is not None and not self._queue
 
     def _reset(self) -> int:
         how = self.config.get("auto.offset.reset", "largest").lower()
