@@ -14,9 +14,8 @@ and in the bytes it keeps.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
@@ -24,6 +23,7 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 from worker.errors import ReadBackFailed
 from worker.kafka.readback_plan import Budget, Span, present, spans
 from worker.records import Message, SourceRecord, TopicPartition, source_record
+from worker.runtime.clock import Clock, SystemClock
 
 _READ_TIMEOUT_S = 60.0  # a whole pass
 _WATERMARKS_TIMEOUT_S = 10.0
@@ -36,17 +36,36 @@ RECORD_MAX_BYTES = 8 * 1024 * 1024
 PASS_MAX_BYTES = 64 * 1024 * 1024
 
 
+class PassConsumer(Protocol):
+    """What a pass asks of its consumer (``confluent_kafka.Consumer``'s methods)."""
+
+    def get_watermark_offsets(
+        self, partition: KafkaTopicPartition, timeout: float, cached: bool
+    ) -> tuple[int, int]: ...
+    def assign(self, partitions: list[KafkaTopicPartition]) -> None: ...
+    def consume(self, num_messages: int, timeout: float) -> list[Any]: ...
+    def close(self) -> None: ...
+
+
 class KafkaRecordReader:
     """The loop's ``RecordReader`` (``worker.loop.ports``): a group-less consumer per pass
     (passes are rare: only for rejected users, one per partition of a failed job)."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        consumer: Callable[[dict[str, Any]], PassConsumer] = Consumer,
+        clock: Clock | None = None,
+    ) -> None:
+        """``consumer`` builds a pass's consumer from its settings; ``clock`` times a pass."""
         self._config = {
             k: v for k, v in config.items() if not k.startswith(("group.", "enable.auto."))
         }
+        self._consumer = consumer
+        self._clock = clock or SystemClock()
 
     def read(self, tp: TopicPartition, offsets: Sequence[int]) -> dict[int, SourceRecord]:
-        consumer = Consumer(
+        consumer = self._consumer(
             {
                 **self._config,
                 "group.id": "fullstory-user-sync-readback",
@@ -59,7 +78,7 @@ class KafkaRecordReader:
                 "fetch.wait.max.ms": 50,
             }
         )
-        deadline = time.monotonic() + _READ_TIMEOUT_S
+        deadline = self._clock.monotonic() + _READ_TIMEOUT_S
         found: dict[int, SourceRecord] = {}
         try:
             low, high = consumer.get_watermark_offsets(
@@ -68,7 +87,7 @@ class KafkaRecordReader:
             wanted = present(offsets, low, high)
             budget = Budget(RECORD_MAX_BYTES, PASS_MAX_BYTES)
             for span in spans(wanted, _MAX_GAP):
-                _read_span(consumer, tp, span, set(wanted), budget, found, deadline)
+                _read_span(consumer, tp, span, set(wanted), budget, found, deadline, self._clock)
         except KafkaException as exc:
             raise ReadBackFailed(f"reading back {tp}: {exc.args[0]}") from exc
         finally:
@@ -77,19 +96,20 @@ class KafkaRecordReader:
 
 
 def _read_span(
-    consumer: Consumer,
+    consumer: PassConsumer,
     tp: TopicPartition,
     span: Span,
     wanted: set[int],
     budget: Budget,
     found: dict[int, SourceRecord],
     deadline: float,
+    clock: Clock,
 ) -> None:
     """Adds to ``found`` the wanted records of ``span``; returns at its last offset or at
     the partition's end (the rest is gone). Takes what the consumer holds without waiting,
     and waits only while it holds nothing, for the first record to arrive."""
     consumer.assign([KafkaTopicPartition(tp[0], tp[1], span.first)])
-    while (left := deadline - time.monotonic()) > 0:
+    while (left := deadline - clock.monotonic()) > 0:
         messages = consumer.consume(_BATCH, 0) or consumer.consume(1, min(left, 1.0))
         for message in messages:
             error = message.error()
