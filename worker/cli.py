@@ -1,5 +1,6 @@
 """``fullstory-user-sync run`` wires the real adapters and runs until SIGTERM/SIGINT;
-``check`` tries the settings and every peer; ``replay`` moves the stopped group's offsets
+``check`` tries the settings and every peer; ``preview`` shows the users ``run`` would send
+for the records in the topics; ``replay`` moves the stopped group's offsets
 back; ``status`` shows the group's lag and members (``--watch``: rate and ETA); ``dlq
 inspect`` reads the dead letters.
 
@@ -25,16 +26,15 @@ from confluent_kafka.admin import AdminClient
 from structlog.typing import FilteringBoundLogger
 
 from worker.bounded_http import Proxies, environment_proxies, route
-from worker.config.choices import OnDelete, SourceFormat
+from worker.config.choices import OnDelete
 from worker.config.redact import redact_url
 from worker.config.settings import Settings, load_kafka_settings, load_settings
 from worker.errors import ConfigError, WorkerError
 from worker.events.debezium import DebeziumDecoder
-from worker.events.decode import Decoder, load_reader_schema
-from worker.events.mapping import load_mapping
+from worker.events.decode import Decoder
+from worker.events.decoders import decoder_for
 from worker.events.readers import ReaderChoice
 from worker.events.registry import SchemaRegistry
-from worker.events.rules import Rules
 from worker.fullstory.budget import OrgBudget
 from worker.fullstory.client import FullStoryClient
 from worker.fullstory.deleter import Deleter, check_may_delete
@@ -51,7 +51,7 @@ from worker.kafka.topics import find_topics, missing_dlq_advice
 from worker.loop.batch import Batcher
 from worker.loop.pipeline import Pipeline
 from worker.loop.stages import LoopSettings, build_stages
-from worker.ops import check, dlq_inspect, status
+from worker.ops import check, dlq_inspect, preview, status
 from worker.ops.replay import Target
 from worker.ops.replay import commit as replay_commit
 from worker.ops.replay import plan as replay_plan
@@ -124,31 +124,15 @@ def _report_local_reader(decoder: Decoder, metrics: Metrics) -> None:
 def _decoder(
     settings: Settings, registry: SchemaRegistry | None, health: Health, metrics: Metrics
 ) -> Decoder | DebeziumDecoder:
-    """The source format's decoder; a field mapping that cannot be read is a ConfigError."""
-    rules = Rules(
-        settings.property_types, allow_format_characters=settings.uid_allow_format_characters
-    )
-    if settings.source_format is SourceFormat.DEBEZIUM:
-        if settings.field_mapping is None or registry is None:  # load_settings requires both
-            raise ConfigError("FIELD_MAPPING", "is required with SOURCE_FORMAT=debezium")
+    """The source format's decoder (``events/decoders``), its problems on ``/readyz`` and
+    its readers in the log and ``fsus_avro_schemas``."""
 
-        def problem(schema_id: int, message: str) -> None:
-            log.error("mapping_does_not_fit", schema_id=schema_id, reason=message)
-            health.mapping_problem(message)
+    def problem(schema_id: int, message: str) -> None:
+        log.error("mapping_does_not_fit", schema_id=schema_id, reason=message)
+        health.mapping_problem(message)
 
-        return DebeziumDecoder(
-            load_mapping(settings.field_mapping, settings.property_types),
-            registry.writer_schema,
-            rules,
-            on_problem=problem,
-            on_reader=partial(_report_reader, metrics),
-        )
-    return Decoder(
-        load_reader_schema(),
-        registry.writer_schema if registry else None,
-        rules,
-        settings.local_schema_ids,
-        on_reader=partial(_report_reader, metrics),
+    return decoder_for(
+        settings, registry, on_problem=problem, on_reader=partial(_report_reader, metrics)
     )
 
 
@@ -398,6 +382,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "check", help="try the settings and every peer (Kafka, topics, registry, FullStory)"
         )
     )
+    preview.add_arguments(
+        commands.add_parser(
+            "preview", help="the users run would send for the records in the topics; sends nothing"
+        )
+    )
     letters = commands.add_parser("dlq", help="the dead-letter topic")
     dlq_commands = letters.add_subparsers(dest="dlq_command", required=True)
     dlq_inspect.add_arguments(
@@ -413,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return dlq_inspect.main(args)
         if args.command == "check":
             return check.main(args)
+        if args.command == "preview":
+            return preview.main(args)
         settings = load_settings(os.environ)
         configure_logging(settings.log_level, settings.log_format)
         return run(settings)

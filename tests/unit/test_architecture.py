@@ -24,7 +24,17 @@ MAY_IMPORT: dict[str, set[str]] = {
     "fullstory": {"errors", "config", "runtime", "bounded_http", "events"},
     "kafka": {"errors", "config", "records", "runtime"},
     "loop": {"errors", "records", "runtime", "events", "fullstory"},
-    "ops": {"errors", "config", "runtime", "kafka", "bounded_http", "events", "fullstory"},
+    "ops": {
+        "errors",
+        "config",
+        "records",
+        "runtime",
+        "kafka",
+        "bounded_http",
+        "events",
+        "fullstory",
+        "loop",
+    },
 }
 TOP_LEVEL = {"__init__", "__main__", "cli", *LEAVES}
 
