@@ -23,6 +23,7 @@ from typing import cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from worker.bounded_http import environment_proxies
 from worker.config.choices import OnDelete
 from worker.config.settings import Settings, load_settings
 from worker.errors import ConfigError, WorkerError
@@ -119,7 +120,11 @@ def read_runs(settings: Settings, args: argparse.Namespace) -> list[Fetched]:
 
 def _preview(settings: Settings, runs: list[Fetched]) -> preview_fold.Preview:
     registry = (
-        SchemaRegistry(settings.schema_registry_url, auth=settings.schema_registry_auth)
+        SchemaRegistry(
+            settings.schema_registry_url,
+            auth=settings.schema_registry_auth,
+            proxies=environment_proxies(),  # as run reaches it; a bad proxy exits 2
+        )
         if settings.schema_registry_url
         else None
     )
