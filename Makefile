@@ -56,6 +56,12 @@ sanitize: venv ## the compiled Avro reader built with ASan and UBSan outside the
 test-debezium: venv broker-start ## the Debezium stack: real PostgreSQL + Debezium connector in Kafka Connect, Avro in Confluent wire format
 	$(PY) -m pytest -q -p no:cacheprovider tests/integration/debezium
 
+# The real-broker tiers run as `make test` runs its suite: with the compiled Avro reader, and
+# without pytest's cache (the fixtures find the broker broker-start printed: tests/integration/conftest.py).
+SUITE := env -u FSUS_NO_EXTENSIONS $(PY) -m pytest -q -p no:cacheprovider
+test-integration: venv broker-start ## the integration tier alone on the real broker: end to end, operations, hand-over, the fault suite and the Debezium stack
+	$(SUITE) tests/integration
+
 test-faults: venv broker-start ## the fault suite alone: crashes, rebalances, broker restarts, API storms
 	$(PY) -m pytest -q -p no:cacheprovider tests/integration/faults
 
@@ -75,7 +81,7 @@ image-check: venv ## the image without a container engine: hadolint, locks in st
 
 # chart-check builds helm before `pytest tests` runs tests/chart, which need it.
 test: venv broker-start lint image-check chart-check test-unit-pure sanitize ## everything: lint, the image check, the chart, the fast tier without the compiled reader, the sanitizers, then unit, sandbox, integration and fault tests on the real broker
-	env -u FSUS_NO_EXTENSIONS $(PY) -m pytest -q -p no:cacheprovider tests
+	$(SUITE) tests
 
 clean: ## stop the broker, PostgreSQL and Connect and remove local state
 	-bash scripts/connect.sh stop
@@ -83,7 +89,7 @@ clean: ## stop the broker, PostgreSQL and Connect and remove local state
 	-bash scripts/kafka.sh stop
 	rm -rf $(VENV) .kafka .postgres .connect .demo sandbox/*.egg-info
 
-# Mutation testing: MUTATION_JOBS mutants at once (the machine is shared); MUTANTS='worker.loop.batch.*'
+# Mutation testing: MUTATION_JOBS mutants at once (each runs the fast tier); MUTANTS='worker.loop.batch.*'
 # re-tests only those on the last run's cache instead of starting again from scratch.
 MUTATION_JOBS ?= 2
 MUTANTS ?=

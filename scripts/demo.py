@@ -18,6 +18,7 @@ from demo_tools import left_running, log_file, start_broker
 
 from fullstory_sandbox import Sandbox
 from tests.fakes.avro import encode, event
+from tests.integration.kafka_tools import Broker
 from tests.integration.oracle import fold_events, random_events
 from tests.integration.worker_process import WorkerProcess, wait_until
 
@@ -32,6 +33,15 @@ def main() -> int:
     args = parser.parse_args()
 
     broker = start_broker()
+    try:
+        return demo(broker, args)
+    finally:
+        # Said last, also when the demo failed: the broker outlives it.
+        left_running({"Kafka broker": broker.bootstrap})
+
+
+def demo(broker: Broker, args: argparse.Namespace) -> int:
+    """Stream the sample users through the worker; 0 when FullStory holds their fold."""
     run_id = uuid.uuid4().hex[:6]
     topic = broker.create_topic(args.partitions, prefix=f"demo-user-changes-{run_id}")
     dlq = broker.create_topic(1, prefix=f"demo-dlq-{run_id}")
@@ -109,7 +119,6 @@ def main() -> int:
                 f"offset={headers.get('dlq.source.offset', b'').decode()}"
             )
     ok = status == 0 and matches == len(expected) and len(letters) == len(bad)
-    left_running({"Kafka broker": broker.bootstrap})
     print("==> OK" if ok else "==> MISMATCH (see .demo/worker.log)")
     return 0 if ok else 1
 

@@ -29,6 +29,7 @@ from worker.bounded_http import Proxies, environment_proxies, route
 from worker.config.choices import OnDelete
 from worker.config.redact import redact_url
 from worker.config.settings import Settings, load_kafka_settings, load_settings
+from worker.config.spec import run_help
 from worker.errors import ConfigError, WorkerError
 from worker.events.debezium import DebeziumDecoder
 from worker.events.decode import Decoder
@@ -360,9 +361,17 @@ def replay(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fullstory-user-sync", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="fullstory-user-sync", description=(__doc__ or "").replace("``", "")
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="consume, import into FullStory, commit; until SIGTERM")
+    commands.add_parser(
+        "run",
+        help="consume, import into FullStory, commit; until SIGTERM",
+        description="Consume, import into FullStory, commit; until SIGTERM or SIGINT.",
+        epilog=run_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     rewind = commands.add_parser(
         "replay", help="move the (stopped) group's committed offsets to replay events"
     )

@@ -1,6 +1,7 @@
 import io
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -12,8 +13,9 @@ import fastavro
 import pytest
 import structlog
 
-from worker.cli import _health_server, _report_local_reader, _report_reader
+from worker.cli import _health_server, _report_local_reader, _report_reader, main
 from worker.config.settings import load_settings
+from worker.config.spec import SETTINGS, SPEC, doc_table
 from worker.errors import ConfigError, InvalidRecord
 from worker.events.decode import Decoder, load_reader_schema, without_logical_types
 from worker.runtime.health import Health
@@ -216,3 +218,35 @@ def test_the_uid_opt_in_reaches_the_decoder(flag, imported):
         with pytest.raises(InvalidRecord) as refused:
             decoder.decode(value)  # type: ignore[union-attr]
         assert refused.value.code == "invalid_uid"
+
+
+def _help(capsys, *command: str) -> str:
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_run_help_lists_the_required_settings_and_points_to_the_settings_table(capsys):
+    """`run --help` is where a new user looks first: it names each setting `run` cannot start
+    without (from the spec, so a new required setting shows up), the dead-letter topic that
+    must exist and how to create it, and the README section holding every other setting."""
+    text = _help(capsys, "run")
+    for setting in SETTINGS:
+        if setting.required:
+            assert re.search(rf"^  {setting.name} +{re.escape(setting.description)}$", text, re.M)
+    assert f"DLQ_TOPIC (default {SPEC['DLQ_TOPIC'].default})" in text
+    assert "fullstory-user-sync check --create-dlq" in text
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(r'README\.md, "([^"]+)"', text)
+    assert section, text
+    heading = readme.index(f"\n### {section.group(1)}\n")
+    assert readme.index(doc_table()) > heading
+    assert "\n#" not in readme[heading + 1 : readme.index(doc_table())]  # the table is its own
+
+
+@pytest.mark.parametrize("command", [(), ("run",), ("check",), ("status",), ("replay",), ("dlq",)])
+def test_help_shows_no_restructured_text_markup(capsys, command):
+    """The help is read in a terminal: ``run`` is printed as run, not with the docstring's
+    reStructuredText backticks."""
+    assert "`" not in _help(capsys, *command)

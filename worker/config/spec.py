@@ -331,3 +331,25 @@ def doc_table() -> str:
         rows.append(f"| `{s.name}` | {shown_default(s)} | {meaning} |")
     rows += [f"| `{p.shown_as}` | | {p.description} |" for p in PREFIXES]
     return "\n".join(rows) + "\n"
+
+
+# Where the README's table (doc_table) stands, for help texts to point at.
+README_SETTINGS = 'README.md, "Settings"'
+
+
+def run_help() -> str:
+    """``run --help``'s closing text: the settings it cannot start without, from this spec,
+    and where the others are described."""
+    required = [s for s in SETTINGS if s.required]
+    width = max(len(s.name) for s in required)
+    dlq = SPEC["DLQ_TOPIC"]
+    lines = ["required settings (environment variables):"]
+    lines += [f"  {s.name:<{width}}  {s.description.replace('`', '')}" for s in required]
+    lines += [
+        "",
+        f"and the dead-letter topic, which must exist: {dlq.name} (default {dlq.default});",
+        "  fullstory-user-sync check --create-dlq creates it.",
+        "",
+        f"every setting, with its default and range: {README_SETTINGS}",
+    ]
+    return "\n".join(lines)
