@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from demo_tools import left_running, log_file, start_broker
+from demo_tools import left_running, log_file, start_broker, start_server
 
 from fullstory_sandbox import Sandbox
 from tests.integration.debezium.stack import (
@@ -33,7 +33,6 @@ from tests.integration.debezium.stack import (
     Connect,
     Connectors,
     Postgres,
-    start,
 )
 from tests.integration.debezium.stack import (
     USERS_MAPPING as MAPPING,
@@ -72,8 +71,8 @@ def main() -> int:
     print("==> starting PostgreSQL and Kafka Connect (first run: apt, then the jars)")
     connect_env = {**os.environ, "CONNECT_BOOTSTRAP_SERVERS": broker.bootstrap}
     with ThreadPoolExecutor(2) as pool:
-        pg_dsn = pool.submit(start, POSTGRES_SH)
-        connect_url = pool.submit(start, CONNECT_SH, connect_env)
+        pg_dsn = pool.submit(start_server, POSTGRES_SH)
+        connect_url = pool.submit(start_server, CONNECT_SH, connect_env)
         postgres, connect = Postgres(pg_dsn.result()), Connect(connect_url.result())
     print(f"    PostgreSQL {postgres.host}:{postgres.port}, Connect {connect.url}")
     stack_s = time.monotonic() - began

@@ -31,14 +31,16 @@ STOP = {
 }
 
 
-def start_server(script: Path) -> str:
+def start_server(script: Path, env: dict[str, str] | None = None) -> str:
     """``<script> start``: the address it prints last. Its progress and its errors reach the
     terminal as it writes them; when it fails the demo ends there, with the script's exit
-    status and its own message last on screen, not a traceback."""
+    status and its own message last on screen, not a traceback (from a worker thread too:
+    ``Future.result()`` raises its ``SystemExit`` again in the caller)."""
     try:
         done = subprocess.run(
             ["bash", str(script), "start"],
             stdout=subprocess.PIPE,
+            env=env,
             text=True,
             timeout=START_TIMEOUT_S,
             check=False,
