@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from worker.loop.commit.ledger import decode
+
 
 def test_a_new_job_is_named_at_once_even_when_no_offset_moves(make_loop, kafka, fullstory):
     """If the worker dies while a job runs, the next owner must know of the job to wait for
@@ -96,3 +98,31 @@ def test_what_a_job_acknowledged_is_committed_at_once_not_at_the_next_interval(
     fullstory.finish()
     loop.turn_until(lambda: kafka.committed_offset(0) == 1, "the record committed")
     assert loop.clock.monotonic() < 3_600
+
+
+def test_the_read_position_is_published_while_the_committed_offset_waits(
+    make_loop, kafka, fullstory
+):
+    """During a catch-up the records are read and merged long before their job ends: each
+    commit carries how far the partition was read, so ``status`` sees the drain move, but
+    the committed offset stays the acknowledged one until FullStory acknowledged."""
+    for i in range(3):
+        kafka.change(0, f"u{i}")
+    loop = make_loop()
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "the job")
+    job = fullstory.jobs()[0]
+    loop.turn_until(lambda: published(kafka).jobs == {job.id: 3}, "the job and its users")
+    assert published(kafka).read == 3
+    assert kafka.committed_offset(0) == 0
+    assert loop.metric("fsus_read_position", topic=kafka.topic, partition="0") == 3
+    kafka.change(0, "u3")
+    loop.turn_until(lambda: published(kafka).read == 4, "the new read position published")
+    assert kafka.committed_offset(0) == 0
+    fullstory.finish(job.id)
+    loop.turn_until(lambda: kafka.committed_offset(0) == 3, "the job's records committed")
+    assert published(kafka).read == 4
+
+
+def published(kafka):
+    return decode(kafka.committed[(kafka.topic, 0)][1])

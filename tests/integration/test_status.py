@@ -12,6 +12,8 @@ import time
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from tests.fakes.avro import event
+from tests.integration.test_end_to_end import _produce_events
 from tests.integration.worker_process import ROOT, wait_until
 from worker.errors import DeadLetterCode
 from worker.kafka.dlq import dead_letter_headers
@@ -104,7 +106,7 @@ def test_status_shows_committed_log_end_lag_and_members(broker, stream):
 
     text = _cli(broker.bootstrap, topic, group, "status")
     assert text.returncode == 0, text.stderr
-    assert re.search(rf"{topic}\s+2\s+-\s+5\s+5\s+log_start \*", text.stdout), text.stdout
+    assert re.search(rf"{topic}\s+2\s+-\s+5\s+5\s+0\s+5\s+log_start \*", text.stdout), text.stdout
     assert re.search(rf"{topic}\s+total\s+35\s+11", text.stdout), text.stdout
 
 
@@ -122,6 +124,91 @@ def test_watch_refreshes_count_times_with_a_progress_line(broker, stream):
     )
     shown = [json.loads(line) for line in lines.stdout.splitlines()]
     assert [s["progress"]["lag"] for s in shown] == [6, 6]
+
+
+def _status_json(broker, topic, group):
+    done = _cli(broker.bootstrap, topic, group, "status", "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _watch_until(broker, topic, group, then, moving, timeout=60):
+    """``status --watch 0.5 --json`` as an operator runs it: ``then()`` after its first
+    refresh, until a refresh shows ``moving(document)`` (then Ctrl-C's stand-in ends it);
+    every document it printed."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "FULLSTORY_"))}
+    env = {
+        **clean,
+        "PYTHONPATH": str(ROOT),
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "KAFKA_TOPICS": topic,
+        "KAFKA_GROUP_ID": group,
+    }
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "worker", "status", "--watch", "0.5", "--json"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    seen = []
+    try:
+        deadline = time.monotonic() + timeout
+        for line in watch.stdout:
+            seen.append(json.loads(line))
+            if len(seen) == 1:
+                then()
+            elif moving(seen[-1]) or time.monotonic() > deadline:
+                break
+    finally:
+        watch.kill()
+        watch.wait(10)
+    return seen
+
+
+def test_a_catch_up_with_its_jobs_still_running_shows_reading_not_committing(
+    broker, sandbox, stream, start_worker
+):
+    """FullStory holds every job open: nothing can be committed, yet ``status`` shows how
+    far each partition was read and merged, the jobs in flight with their users, and
+    ``--watch`` a nonzero rate while more records arrive, with the committed offsets
+    unmoved all along (the read position is information, never a commit)."""
+    topic, dlq, group = stream(2)
+    sandbox.set_faults(job_delay_ms=600_000)
+    first = [event(f"early-{i}") for i in range(12)]
+    _produce_events(broker, topic, first)
+    start_worker(topic, dlq, group, BATCH_MAX_WAIT_MS="50")
+    wait_until(lambda: sandbox.jobs(), 60, "a job held open by the sandbox")
+    ends = broker.end_offsets(topic)
+
+    def read_to_the_end(status):
+        parts = status["topics"][0]["partitions"]
+        return all(p["read"] == ends[p["partition"]] for p in parts) and status["jobs"]
+
+    wait_until(lambda: read_to_the_end(_status_json(broker, topic, group)), 60, "all read")
+    status = _status_json(broker, topic, group)
+    for p in status["topics"][0]["partitions"]:
+        assert p["read_published"] and p["read_lag"] == 0
+        assert p["committed"] in (None, 0) and p["lag"] == ends[p["partition"]]
+    assert status["lag"] == 12 and status["read_lag"] == 0
+    assert sum(job["users"] for job in status["jobs"]) == 12
+    assert {j["id"] for j in sandbox.jobs()} == {job["job_id"] for job in status["jobs"]}
+
+    late = [event(f"late-{i}") for i in range(12)]
+    seen = _watch_until(
+        broker,
+        topic,
+        group,
+        lambda: _produce_events(broker, topic, late),
+        lambda s: s["progress"]["rate"] > 0,
+    )
+    last = seen[-1]
+    assert last["progress"]["rate"] > 0 and last["progress"]["eta_s"] is not None, seen
+    assert last["progress"]["committed_rate"] == 0 and last["progress"]["done"] == 0
+    assert last["lag"] == 24
+    assert set(broker.committed(group, topic).values()) <= {0, -1001}  # nothing acknowledged
+    text = _cli(broker.bootstrap, topic, group, "status")
+    assert re.search(r"jobs in flight \(\d+, \d+ users\)", text.stdout), text.stdout
 
 
 def test_an_unreachable_broker_is_one_line_and_exit_1():

@@ -309,7 +309,8 @@ class Pipeline:
         """Name jobs FullStory accepted since the last turn; True if there were any."""
         created = self._jobs.created()
         for entry, job_id in created:
-            self._commits.job_started(entry.batch.partitions(), job_id)
+            batch = entry.batch
+            self._commits.job_started(batch.partitions(), job_id, len(batch.units))
         return bool(created)
 
     def _collect_finished(self) -> None:

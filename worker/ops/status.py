@@ -1,7 +1,9 @@
 """``fullstory-user-sync status``: the group's committed offsets against its topics' logs,
-and the group's members; ``--watch`` follows a replay or a catch-up until Ctrl-C; ``--worker
-URL`` adds what the replicas did (``activity``: deletes, skipped records), and exits 1 when a
-named replica does not answer.
+how far the replicas read and merged (published in the commit metadata), the jobs in flight
+with their users, and the group's members; ``--watch`` follows a replay or a catch-up until
+Ctrl-C, its rate and ETA measured on the read position; ``--worker URL`` adds what the
+replicas did (``activity``: deletes, skipped records), and exits 1 when a named replica does
+not answer.
 
 Read-only: it never joins the group or commits (AdminClient calls only), so it runs beside
 the replicas. Every Kafka call is bounded by ``TIMEOUT_S``; a broker that does not answer is
@@ -25,6 +27,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 from worker.config.settings import KafkaSettings, load_kafka_settings
 from worker.errors import WorkerError
 from worker.kafka.clients import describe, kafka_client, quiet_config, wait
+from worker.loop.commit.ledger import Published, decode
 from worker.ops import activity
 from worker.ops.progress import (
     GroupStatus,
@@ -60,10 +63,14 @@ class StatusReader:
         tps = self._partitions()
         request = [ConsumerGroupTopicPartitions(group, tps)]
         offsets = self._admin.list_consumer_group_offsets(request, request_timeout=timeout)
+        found = wait(offsets[group], timeout + 1, "the committed offsets").topic_partitions
         committed = {
             (tp.topic, tp.partition): None if tp.offset == _NOTHING_COMMITTED else tp.offset
-            for tp in wait(offsets[group], timeout + 1, "the committed offsets").topic_partitions
+            for tp in found
         }
+        # Each replica publishes its read position and jobs in the metadata of the partitions
+        # it commits (``worker.loop.commit.ledger`` says why there): read with the offsets.
+        published = {(tp.topic, tp.partition): decode(tp.metadata) for tp in found}
         starts = self._offsets(tps, _EARLIEST, "the log starts")
         ends = self._offsets(tps, _LATEST, "the log ends")
         described = self._admin.describe_consumer_groups([group], request_timeout=timeout)
@@ -76,6 +83,7 @@ class StatusReader:
                 starts[(tp.topic, tp.partition)],
                 ends[(tp.topic, tp.partition)],
                 self._reset,
+                *_read_and_jobs(published.get((tp.topic, tp.partition), Published())),
             )
             for tp in tps
         )
@@ -114,6 +122,12 @@ class StatusReader:
         }
 
 
+def _read_and_jobs(
+    published: Published,
+) -> tuple[int | None, tuple[tuple[str, int | None], ...]]:
+    return published.read, tuple(published.jobs.items())
+
+
 def watch(
     read: Callable[[], GroupStatus],
     emit: Callable[[GroupStatus, Progress], None],
@@ -128,7 +142,9 @@ def watch(
     while True:
         started = clock.monotonic()
         status = read()
-        emit(status, meter.add(Sample(clock.monotonic(), status.position, status.lag)))
+        at = clock.monotonic()
+        sample = Sample(at, status.position, status.lag, status.read, status.read_lag)
+        emit(status, meter.add(sample))
         done += 1
         if count is not None and done >= count:
             return

@@ -156,6 +156,13 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.read_position = Gauge(
+            "fsus_read_position",
+            "Per partition owned, 1 + the last offset read and merged (ahead of the committed"
+            " offset while the jobs holding those records run).",
+            ["topic", "partition"],
+            registry=r,
+        )
         self.topic_missing = Gauge(
             "fsus_topic_missing",
             "1 while a topic the worker reads (KAFKA_TOPICS) or writes (DLQ_TOPIC) does not"
@@ -221,8 +228,9 @@ class Metrics:
 
     def forget_partition(self, topic: str, partition: int) -> None:
         """Stop reporting a partition this replica no longer owns."""
-        with contextlib.suppress(KeyError):  # never reported
-            self.consumer_lag.remove(topic, str(partition))
+        for gauge in (self.consumer_lag, self.read_position):
+            with contextlib.suppress(KeyError):  # never reported
+                gauge.remove(topic, str(partition))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

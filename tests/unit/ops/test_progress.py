@@ -128,8 +128,8 @@ STATUS = GroupStatus(
     "sync",
     "STABLE",
     (
-        PartitionStatus("users", 0, 70, 0, 100),
-        PartitionStatus("users", 1, None, 20, 50),
+        PartitionStatus("users", 0, 70, 0, 100, published_read=95, jobs=(("job-a", 12),)),
+        PartitionStatus("users", 1, None, 20, 50, jobs=(("job-a", 12), ("job-b", None))),
         PartitionStatus("orders", 0, 5, 0, 5),
     ),
     (Member("rdkafka-1", "worker-a", "/10.0.0.7", (("users", 0), ("users", 1))),),
@@ -137,16 +137,23 @@ STATUS = GroupStatus(
 
 
 def test_table_shows_each_partition_a_total_per_topic_and_the_members():
-    """Committed, log end and lag per partition; a marked row where nothing is committed;
-    totals per topic; who holds which partition."""
+    """Committed, log end and lag per partition, then how far it was read and what is left
+    to read; a marked row where nothing is committed; totals per topic; the jobs in flight
+    with their users and partitions; who holds which partition."""
     lines = table(STATUS).splitlines()
-    assert lines[0] == "group sync  state STABLE  lag 60"
-    assert lines[2].startswith("topic") and lines[2].endswith("lag  lag from")
-    assert lines[3].split() == ["users", "0", "70", "100", "30"]
-    assert lines[4].split() == ["users", "1", "-", "50", "30", "log_start", "*"]
-    assert lines[5].split() == ["users", "total", "150", "60"]
-    assert lines[7].split() == ["orders", "total", "5", "0"]
+    assert lines[0] == "group sync  state STABLE  lag 60  read lag 35"
+    header = "topic  partition  committed  log end  lag  read  read lag  lag from"
+    assert " ".join(lines[2].split()) == " ".join(header.split())
+    assert lines[3].split() == ["users", "0", "70", "100", "30", "95", "5"]
+    assert lines[4].split() == ["users", "1", "-", "50", "30", "20", "30", "log_start", "*"]
+    assert lines[5].split() == ["users", "total", "150", "60", "35"]
+    assert lines[7].split() == ["orders", "total", "5", "0", "0"]
     assert lines[8].startswith("* nothing committed")
+    assert lines[10:13] == [
+        "jobs in flight (2, 12 users)",
+        "  job-a  users 12  users[0], users[1]",
+        "  job-b  users ?  users[1]",
+    ]
     assert "rdkafka-1  client worker-a  host /10.0.0.7  users[0], users[1]" in lines[-1]
 
 
@@ -169,12 +176,89 @@ def test_json_has_the_same_numbers():
         "log_end": 50,
         "lag": 30,
         "lag_from": "log_start",
+        "read": 20,
+        "read_published": False,
+        "read_lag": 30,
+    }
+    assert users["partitions"][0]["read"] == 95 and users["partitions"][0]["read_published"]
+    assert (out["read_lag"], users["read_lag"]) == (35, 35)
+    assert out["jobs"][1] == {
+        "job_id": "job-b",
+        "users": None,
+        "partitions": [{"topic": "users", "partition": 1}],
     }
     assert out["members"][0]["assignment"] == [
         {"topic": "users", "partition": 0},
         {"topic": "users", "partition": 1},
     ]
-    assert out["progress"] == {"lag": 60, "rate": 20.0, "eta_s": 3.0, "done": 0.4}
+    assert out["progress"] == {
+        "lag": 60,
+        "rate": 20.0,
+        "eta_s": 3.0,
+        "done": 0.4,
+        "read_lag": 60,
+        "read_done": 0.4,
+        "committed_rate": 20.0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("committed", "published", "read", "read_lag"),
+    [
+        (70, None, 70, 30),
+        (70, 90, 90, 10),
+        (70, 40, 70, 30),
+        (70, 500, 100, 0),
+        (None, 35, 35, 65),
+        (None, None, 10, 90),
+    ],
+    ids=[
+        "nothing-published-reads-from-the-commit",
+        "published-ahead",
+        "stale-behind-the-commit",
+        "past-the-log-end",
+        "nothing-committed-yet",
+        "neither",
+    ],
+)
+def test_the_read_position_is_never_behind_the_commit_nor_past_the_log_end(
+    committed, published, read, read_lag
+):
+    """What a replica published (log start 10, log end 100) is shown within what it can
+    mean: a stale one from before a hand-over never shows less than the commit."""
+    status = PartitionStatus("users", 0, committed, 10, 100, published_read=published)
+    assert (status.read, status.read_lag) == (read, read_lag)
+    assert status.position == (committed if committed is not None else 10)
+
+
+def test_a_catch_up_moves_on_the_read_position_while_nothing_is_committed():
+    """Jobs still running, nothing committed since the watch started: the read position
+    gives the rate and the ETA (1,000 read in 2 s, 2,000 left to read: 4 s), and the
+    committed line stays at 0% with its own rate of 0."""
+    meter = Meter()
+    meter.add(Sample(0.0, 0, 5_000, read=2_000, read_lag=3_000))
+    progress = meter.add(Sample(2.0, 0, 5_000, read=3_000, read_lag=2_000))
+    assert (progress.rate, progress.eta_s, progress.committed_rate) == (500.0, 4.0, 0.0)
+    assert (progress.lag, progress.done) == (5_000, 0.0)
+    assert (progress.read_lag, progress.read_done) == (2_000, pytest.approx(1_000 / 3_000))
+    read, committed = progress_line(progress).splitlines()
+    assert read.startswith("read      [") and "lag 2,000  rate 500.0/s  eta 4s" in read
+    assert committed.startswith("committed [") and "  0% lag 5,000  rate 0.0/s" in committed
+
+
+def test_watch_measures_on_the_read_position_it_reads():
+    """``watch`` feeds each status's read position to the meter, not its committed one."""
+    clock = FakeClock(0.0)
+    reads = iter([10, 50])
+    shown = []
+
+    def read() -> GroupStatus:
+        part = PartitionStatus("t", 0, 0, 0, 100, published_read=next(reads))
+        return GroupStatus("g", "STABLE", (part,))
+
+    watch(read, lambda s, p: shown.append(p), 2.0, 2, clock, clock.advance)
+    assert (shown[-1].rate, shown[-1].committed_rate, shown[-1].read_lag) == (20.0, 0.0, 50)
+    assert shown[-1].eta_s == 2.5
 
 
 def test_watch_refreshes_count_times_on_its_interval():
@@ -210,3 +294,9 @@ def test_whatever_joins_the_group_is_shown_escaped():
     text = table(status)
     assert all(line.isprintable() for line in text.splitlines()) and "\r" not in text
     assert text.count("\\x1b[2J") == 3
+    # A job id comes from the commit metadata, which any group member may write.
+    jobs = GroupStatus(
+        "sync", "STABLE", (PartitionStatus("users", 0, 1, 0, 5, jobs=((hostile, 1),)),)
+    )
+    text = table(jobs)
+    assert all(line.isprintable() for line in text.splitlines()) and "\x1b" not in text

@@ -3,8 +3,11 @@
 Its verbs, the loop's commit protocol: ``track`` (records taken in, and the spans they
 start), ``ack`` (a span's records were imported or dead-lettered: the one place a span is
 acknowledged), ``job_started`` / ``jobs_ended`` (FullStory jobs to name in the commits),
-``commit`` (the acknowledged prefix, with the jobs as metadata) and ``on_commit`` (Kafka's
-answer). Joins the offset watermark (``watermark``) and the in-flight job ledger
+``commit`` (the acknowledged prefix, with the jobs and the read position as metadata) and
+``on_commit`` (Kafka's answer). The read position rides along, never instead: a partition
+read further since its last commit is committed again at its unchanged watermark with the new
+position in its metadata (``ledger`` says why there), so ``status`` sees a catch-up move before
+its first job ended. Joins the offset watermark (``watermark``) and the in-flight job ledger
 (``ledger``); which partitions are this replica's is the ``Assignment``'s to say. Only the
 poll thread calls this.
 """
@@ -31,6 +34,7 @@ class Committer:
         self._ledger = JobLedger()
         self._metrics = metrics
         self._on_success = on_success
+        self._published: dict[TopicPartition, int] = {}  # read positions committed
 
     # -- partitions ---------------------------------------------------------------------
 
@@ -42,13 +46,16 @@ class Committer:
         """Partitions moved away: never commit for them again."""
         self._tracker.revoke(partitions)
         self._ledger.forget(partitions)
+        for tp in partitions:
+            self._published.pop(tp, None)
 
     # -- acknowledgements ---------------------------------------------------------------
 
     def track(self, tp: TopicPartition, first: int, end: int, spans: Iterable[Span]) -> None:
         """Decoded records ``first``..``end - 1`` of an owned partition, and the spans that
         start among them."""
-        self._tracker.track(tp, first, end, spans)
+        if self._tracker.track(tp, first, end, spans):
+            self._metrics.read_position.labels(tp[0], str(tp[1])).set(end)
 
     def ack(self, span: Span) -> None:
         """Every record of ``span`` was imported by FullStory or written to the DLQ: the
@@ -56,9 +63,13 @@ class Committer:
         so acknowledging it commits nothing."""
         span.acked = True
 
-    def job_started(self, partitions: Collection[TopicPartition], job_id: str) -> None:
-        """Name ``job_id`` in the next commits of the owned ``partitions``."""
-        self._ledger.started({tp for tp in partitions if self._assignment.owns(tp)}, job_id)
+    def job_started(
+        self, partitions: Collection[TopicPartition], job_id: str, users: int = 0
+    ) -> None:
+        """Name ``job_id`` (carrying ``users``) in the next commits of the owned
+        ``partitions``."""
+        owned = {tp for tp in partitions if self._assignment.owns(tp)}
+        self._ledger.started(owned, job_id, users)
 
     def jobs_ended(self, job_ids: Iterable[str]) -> None:
         self._ledger.ended(job_ids)
@@ -71,7 +82,9 @@ class Committer:
         partitions: Collection[TopicPartition] | None,
         wait: bool,
     ) -> None:
-        """Commit moved watermarks, and partitions whose in-flight job list changed.
+        """Commit moved watermarks, and partitions whose in-flight job list or read position
+        changed (at their unchanged watermark: the committed offset is always the acknowledged
+        prefix, the read position only its metadata).
 
         The loop's own commits do not wait (results come back through ``on_commit``), so an
         absent coordinator never stalls polling. Revoke and shutdown wait for the answer, and
@@ -82,7 +95,7 @@ class Committer:
         again = (
             (self._assignment.owned() if partitions is None else partitions)
             if wait
-            else self._ledger.dirty()
+            else self._ledger.dirty() | self._read_moved()
         )
         for tp in again:
             if tp not in offsets and (partitions is None or tp in partitions):
@@ -91,14 +104,24 @@ class Committer:
                     offsets[tp] = position
         if not offsets:
             return
-        metadata = {tp: self._ledger.metadata(tp) for tp in offsets}
+        reads = {tp: self._tracker.read(tp) for tp in offsets}
+        metadata = {tp: self._ledger.metadata(tp, reads[tp]) for tp in offsets}
         if not source.commit(offsets, metadata, wait=wait):
             self._metrics.commits.labels("failed").inc()
             return
+        self._published.update({tp: read for tp, read in reads.items() if read is not None})
         self._tracker.mark_committed(offsets)
         self._ledger.committed(offsets)
         if wait:
             self.on_commit(None, list(offsets))
+
+    def _read_moved(self) -> set[TopicPartition]:
+        moved = set()
+        for tp in self._tracker.owned():
+            read = self._tracker.read(tp)
+            if read is not None and read != self._published.get(tp):
+                moved.add(tp)
+        return moved
 
     def on_commit(self, error: object | None, partitions: list[TopicPartition]) -> None:
         """The result of a commit (librdkafka's callback, run inside ``consume``)."""
@@ -106,6 +129,8 @@ class Committer:
             self._metrics.commits.labels("failed").inc()
             self._tracker.uncommit(partitions)
             self._ledger.recommit(partitions)
+            for tp in partitions:
+                self._published.pop(tp, None)  # publish the read position again
             return
         self._on_success()
         self._metrics.commits.labels("ok").inc()

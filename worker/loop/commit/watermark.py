@@ -80,6 +80,11 @@ class OffsetTracker:
         state = self._parts.get(tp)
         return state.watermark() if state else None
 
+    def read(self, tp: TopicPartition) -> int | None:
+        """1 + the last offset of ``tp`` tracked (read and merged); None before the first."""
+        state = self._parts.get(tp)
+        return state.end if state else None
+
     def committable(
         self, partitions: Iterable[TopicPartition] | None = None
     ) -> dict[TopicPartition, int]:

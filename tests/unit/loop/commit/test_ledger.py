@@ -2,7 +2,15 @@ import json
 
 import pytest
 
-from worker.loop.commit.ledger import MAX_METADATA_BYTES, JobLedger, decode_jobs, encode_jobs
+from worker.loop.commit.ledger import (
+    MAX_METADATA_BYTES,
+    JobLedger,
+    Published,
+    decode,
+    decode_jobs,
+    encode,
+    encode_jobs,
+)
 
 TP = ("users", 0)
 
@@ -120,3 +128,38 @@ def test_a_forgotten_partition_names_no_jobs_and_is_never_due():
     assert ledger.dirty() == {P1}
     assert ledger.metadata(TP) == ""
     assert decode_jobs(ledger.metadata(P1)) == ["j1"]
+
+
+def test_the_read_position_and_the_users_travel_with_the_jobs():
+    """``status`` reads how far a partition was read and how many users each job carries
+    from the same metadata the next owner reads its fence from."""
+    text = encode(["j2", "j1"], read=1234, users={"j1": 5, "j2": 7})
+    assert decode(text) == Published(1234, {"j1": 5, "j2": 7})
+    assert decode_jobs(text) == ["j1", "j2"]
+    assert decode(encode([], read=0)) == Published(0, {})
+
+
+@pytest.mark.parametrize("jobs", [200, 2000], ids=["jobs-fill-it", "jobs-overflow-it"])
+def test_metadata_with_a_read_position_stays_within_kafkas_limit(jobs):
+    """Over the broker's offset.metadata.max.bytes the commit itself would fail: the users go
+    first, then the last jobs; the read position always stays."""
+    ids = [f"job-{i:040d}" for i in range(jobs)]
+    text = encode(ids, read=10**15, users={job: 50_000 for job in ids})
+    assert len(text.encode()) <= MAX_METADATA_BYTES
+    shown = decode(text)
+    assert shown.read == 10**15
+    assert len(shown.jobs) > 0 and list(shown.jobs) == sorted(ids)[: len(shown.jobs)]
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        '{"fsus":1,"jobs":["j1"],"read":-4,"users":[3,4]}',
+        '{"fsus":1,"jobs":["j1"],"read":"12","users":["3"]}',
+        '{"fsus":1,"jobs":["j1"],"read":true,"users":[true]}',
+    ],
+    ids=["negative-and-misaligned", "strings", "booleans"],
+)
+def test_a_read_position_or_users_not_as_written_are_absent(metadata):
+    """Metadata is a peer's word: what is not a count is not shown, never guessed at."""
+    assert decode(metadata) == Published(None, {"j1": None})
