@@ -105,6 +105,10 @@ def dashboard_queries(dashboard: dict) -> list[str]:
 
 
 def test_every_dashboard_query_is_promql_on_metrics_the_worker_exports(exported):
+    """A panel on a renamed or misspelt metric shows "No data" forever without an error:
+    each query parses and names only series the worker answers with, and the panels an
+    operator looks at first (lag, throughput, jobs, dead letters, retries, commit age,
+    budget share, health refusals) are there."""
     queries = dashboard_queries(json.loads(DASHBOARD.read_text()))
     assert len(queries) >= 20
     used: set[str] = set()
@@ -130,6 +134,8 @@ def test_committed_dashboard_is_what_the_script_builds():
 
 
 def test_chart_ships_the_dashboard_for_grafanas_sidecar(render):
+    """Enabled, a ConfigMap with kube-prometheus-stack's sidecar label carries exactly the
+    committed dashboard, with the annotations given (the sidecar's folder)."""
     rendered = render(FULL)
     configmaps = [
         d
@@ -145,6 +151,8 @@ def test_chart_ships_the_dashboard_for_grafanas_sidecar(render):
 
 
 def test_dashboard_is_off_by_default_and_its_label_and_namespace_follow_the_values(render):
+    """Off unless asked for; a Grafana whose sidecar watches another label or namespace gets
+    it there."""
     assert "ConfigMap" not in render(MINIMAL).kinds()
     rendered = render(
         MINIMAL,
@@ -162,6 +170,8 @@ def test_dashboard_is_off_by_default_and_its_label_and_namespace_follow_the_valu
 
 
 def test_every_alert_is_promql_on_metrics_the_worker_exports(render, exported):
+    """An alert on a metric the worker does not export never fires: each rule names only
+    the worker's series, besides Prometheus's up and kube-state-metrics' readiness."""
     rule = render(FULL).one("PrometheusRule")
     alerts = rule["spec"]["groups"][0]["rules"]
     assert alerts
