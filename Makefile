@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help venv demo demo-debezium bench test test-unit test-unit-pure sanitize test-debezium test-faults test-integration lint lock image-check chart-check broker-start broker-stop clean
+.PHONY: help venv demo demo-debezium bench test test-unit test-unit-pure sanitize test-debezium test-faults test-integration lint lock image-check chart-check alerts-check broker-start broker-stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ lock: venv ## regenerate requirements/*.lock (hashed, Python 3.11, linux x86_64 
 
 image-check: venv ## the image without a container engine: hadolint, locks in step, offline runtime install from the locks
 	PY=$(PY) PYTHON=$(PYTHON) bash scripts/check_image.sh
+
+alerts-check: venv ## the chart's alerts under `promtool test rules` (tests/chart/alerts): builds promtool once into .tools/
+	bash scripts/check_alerts.sh
 
 # chart-check builds helm before `pytest tests` runs tests/chart, which need it.
 test: venv broker-start lint image-check chart-check test-unit-pure sanitize ## everything: lint, the image check, the chart, the fast tier without the compiled reader, the sanitizers, then unit, sandbox, integration and fault tests on the real broker
