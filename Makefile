@@ -83,7 +83,7 @@ alerts-check: venv ## the chart's alerts under `promtool test rules` (tests/char
 	bash scripts/check_alerts.sh
 
 # chart-check builds helm before `pytest tests` runs tests/chart, which need it.
-test: venv broker-start lint image-check chart-check test-unit-pure sanitize ## everything: lint, the image check, the chart, the fast tier without the compiled reader, the sanitizers, then unit, sandbox, integration and fault tests on the real broker
+test: venv broker-start lint image-check chart-check alerts-check test-unit-pure sanitize ## everything: lint, the image check, the chart and its alerts, the fast tier without the compiled reader, the sanitizers, then unit, sandbox, integration and fault tests on the real broker
 	$(SUITE) tests
 
 clean: ## stop the broker, PostgreSQL and Connect and remove local state
