@@ -15,6 +15,13 @@ without a dot is looked up in the enclosing namespace first, then in the null na
 Every container is a level: a record, an array, a map, a union. A reference to a name the
 schema does not define is left to fastavro, which refuses it. Nothing here recurses: a schema
 nested as deep as its 1 MiB cap allows is walked with an explicit stack.
+
+The names must be the ones fastavro gives, or a cycle hides between the two readings: a named
+type whose ``name`` is not a text, or whose ``namespace`` is a truthy non-text (fastavro makes
+``"True.Node"`` of ``"namespace": true``), is refused (``bad_writer_schema``), and a falsy
+``namespace`` (``null``, ``""``, ``false``) means none, as fastavro takes it. So is a schema
+carrying fastavro's own markers (``__fastavro_parsed``, ``__named_schemas``): with them,
+fastavro takes named types from the marker instead of the schema's definitions.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from worker.errors import DeadLetterCode, InvalidRecord
 # is 4: record, union, row record, union). Like serde_json's 128 and protobuf's 100.
 MAX_DEPTH = 128
 _NAMED = frozenset({"record", "error", "enum", "fixed"})
+_FASTAVRO_MARKERS = ("__fastavro_parsed", "__named_schemas")
 _SHOWN_NAMES = 4  # names of a cycle shown in a letter's message
 _SHOWN_CHARS = 80  # characters of each
 
@@ -45,7 +53,7 @@ class _Node:
 def check_nesting(schema: Any, schema_id: int) -> None:
     """Raises ``InvalidRecord`` (``recursive_schema``, ``schema_too_deep``) when the values of
     ``schema`` (its JSON) can nest without end or deeper than ``MAX_DEPTH``."""
-    nodes = _graph(schema)
+    nodes = _graph(schema, schema_id)
     cycle = _cycle(nodes)
     if cycle is not None:
         shown = " -> ".join(name[:_SHOWN_CHARS] for name in cycle[:_SHOWN_NAMES])
@@ -66,7 +74,7 @@ def check_nesting(schema: Any, schema_id: int) -> None:
 _ROOT = ""  # the root's key among the nodes: no named type has an empty fullname
 
 
-def _graph(schema: Any) -> dict[str, _Node]:
+def _graph(schema: Any, schema_id: int) -> dict[str, _Node]:
     """The root and each named type, with the named types each holds and how deep."""
     nodes: dict[str, _Node] = {_ROOT: _Node()}
     references: list[tuple[str, int, str, str]] = []  # owner, levels, name, namespace
@@ -83,10 +91,15 @@ def _graph(schema: Any) -> dict[str, _Node]:
         elif isinstance(expr, dict):
             kind = expr.get("type")
             name = expr.get("name")
+            if any(marker in expr for marker in _FASTAVRO_MARKERS):
+                raise _unnamable(schema_id, "carries fastavro's own parse markers")
             if not isinstance(kind, str):  # {"type": {...}} or {"type": [...]}
                 stack.append((kind, namespace, owner, level))
-            elif kind in _NAMED and isinstance(name, str) and name:
-                fullname = _fullname(name, expr.get("namespace"), namespace)
+            elif kind in _NAMED and "name" in expr:
+                own = expr.get("namespace", namespace)
+                if not isinstance(name, str) or not name or (own and not isinstance(own, str)):
+                    raise _unnamable(schema_id, f"names a {kind} by a name that is not a text")
+                fullname = _fullname(name, own or "")
                 named = nodes.setdefault(fullname, _Node())
                 node.edges.append((fullname, level))
                 if kind in ("record", "error"):
@@ -116,10 +129,17 @@ def _field_types(record: dict[str, Any]) -> list[Any]:
     return [f.get("type") for f in fields if isinstance(f, dict)]
 
 
-def _fullname(name: str, own: Any, enclosing: str) -> str:
+def _unnamable(schema_id: int, why: str) -> InvalidRecord:
+    return InvalidRecord(
+        DeadLetterCode.BAD_WRITER_SCHEMA, f"schema id {schema_id} {why} (its names are unsure)"
+    )
+
+
+def _fullname(name: str, namespace: str) -> str:
+    """As fastavro's ``schema_name``: a dotted name is whole, else it is in ``namespace``
+    (the type's own, or the enclosing one when it has none)."""
     if "." in name:
         return name
-    namespace = own if isinstance(own, str) else enclosing
     return f"{namespace}.{name}" if namespace else name
 
 

@@ -76,6 +76,9 @@ RECURSIVE = {
             {"name": "n", "type": ["null", record("Node", ["null", "Node"], namespace="")]},
         ],
     },
+    "falsy-namespace-means-none-as-fastavro-reads-it": record(
+        "Outer", ["null", record("Node", ["null", "Node"], namespace=None)], namespace="a"
+    ),
     "deep-inside-a-debezium-row": envelope_schema(
         [{"name": "id", "type": "long"}, {"name": "tree", "type": record("T", ["null", "T"])}]
     ),
@@ -118,6 +121,41 @@ BOUNDED = {
     f"{MAX_DEPTH - 1}-levels-of-optional-records": _chain(MAX_DEPTH // 2 - 1, optional=True),
     "not-avro-at-all": {"type": {"type": [1, None, {"fields": 5}]}, "name": {}},
 }
+
+
+# Names fastavro would read otherwise than Avro's rules ("namespace": true is "True.Node" to
+# it), or fastavro's own markers, which make it take named types from elsewhere: a cycle could
+# hide between the two readings, so the schema is refused.
+UNNAMABLE = {
+    "truthy-non-text-namespace": _with_junk(
+        {
+            "type": "record",
+            "name": "Node",
+            "namespace": True,
+            "fields": [{"name": "n", "type": ["null", "True.Node"]}],
+        }
+    ),
+    "non-text-name": {
+        "type": "record",
+        "name": "R",
+        "namespace": "a",
+        "fields": [{"name": "n", "type": ["null", record(["x"], ["null", "a.['x']"])]}],  # type: ignore[arg-type]
+    },
+    "empty-name": record("", "int"),
+    "fastavro-parse-markers": {
+        **record("Top", ["null", "Node"]),
+        "__fastavro_parsed": True,
+        "__named_schemas": {"Node": record("Node", ["null", "Node"])},
+    },
+}
+
+
+@pytest.mark.parametrize("schema", UNNAMABLE.values(), ids=UNNAMABLE.keys())
+def test_a_schema_whose_names_fastavro_would_read_otherwise_is_refused(schema):
+    with pytest.raises(InvalidRecord) as caught:
+        check_nesting(schema, 9)
+    assert caught.value.code == "bad_writer_schema"
+    assert "schema id 9" in caught.value.message
 
 
 @pytest.mark.parametrize("schema", BOUNDED.values(), ids=BOUNDED.keys())
