@@ -243,9 +243,7 @@ _JOBS_SHOWN = 20  # the table lists this many jobs in flight; --json lists them 
 def table(status: GroupStatus) -> str:
     """Per partition committed / log end / lag and read / read lag, a total per topic, the
     jobs in flight with their users, then the members."""
-    rows = [
-        ["topic", "partition", "committed", "log end", "lag", "read", "read lag", "lag from"]
-    ]
+    rows = [["topic", "partition", "committed", "log end", "lag", "read", "read lag", "lag from"]]
     marked = False
     for topic, parts in status.topics().items():
         for p in parts:
