@@ -30,6 +30,7 @@ committed).
 from __future__ import annotations
 
 from enum import StrEnum, unique
+from typing import Any
 
 
 class WorkerError(Exception):
@@ -152,7 +153,13 @@ class RegistryUnavailable(RetriableError):
 
 class ReadBackFailed(RetriableError):
     """Reading a rejected user's records back from Kafka failed or got no answer in time;
-    the job thread reads them again (their dead letters wait, nothing is acknowledged)."""
+    the job thread reads them again (their dead letters wait, nothing is acknowledged).
+    ``found``: the records the failed pass did read (offset -> record), so the next pass
+    reads only the rest: a pass too long for its deadline still ends after a few."""
+
+    def __init__(self, message: str, found: dict[int, Any] | None = None) -> None:
+        super().__init__(message)
+        self.found: dict[int, Any] = found or {}
 
 
 class RejectedRequest(WorkerError):

@@ -209,6 +209,23 @@ class _FlakyReader:
         return self.kafka.read(tp, offsets)
 
 
+class _PartialReader:
+    """Each pass reads at most ``per_pass`` of its offsets, then fails as a pass past its
+    deadline does, handing what it read."""
+
+    def __init__(self, kafka: FakeKafka, per_pass: int) -> None:
+        self.kafka = kafka
+        self.per_pass = per_pass
+        self.passes: list[list[int]] = []
+
+    def read(self, tp: TopicPartition, offsets: Sequence[int]) -> dict[int, SourceRecord]:
+        self.passes.append(list(offsets))
+        found = self.kafka.read(tp, offsets[: self.per_pass])
+        if len(offsets) > self.per_pass:
+            raise ReadBackFailed("reading back: no answer in 60s", found)
+        return found
+
+
 class _CountingReader:
     """Reads records back from ``kafka``, noting each pass (partition, offsets)."""
 
@@ -242,6 +259,25 @@ def test_the_rejected_users_of_a_job_are_read_back_in_one_pass_per_partition(mak
         (0, 0, "invalid_user"), (0, 1, "invalid_email"), (0, 3, "invalid_user"),
         (0, 4, "invalid_email"), (1, 0, "invalid_user"), (1, 1, "invalid_user"),
     ]  # fmt: skip
+    for letter in loop.dlq.letters:
+        assert letter.record == kafka.logs[letter.record.tp][letter.record.offset]
+
+
+def test_a_read_back_too_long_for_its_deadline_ends_by_reading_only_what_is_left(make_loop, kafka):
+    """A pass that runs out of time after reading part of its offsets keeps that part: the
+    next pass asks only for the rest, so a job whose rejected records take longer than one
+    pass's deadline still gets its letters, each with its original record."""
+    fullstory = ScriptedFullStory()
+    for i in range(6):
+        kafka.change(0, f"bad{i}")
+    reader = _PartialReader(kafka, per_pass=2)
+    loop = make_loop(fullstory=fullstory, reader=reader)
+    loop.source.assign([0])
+    loop.turn_until(lambda: fullstory.jobs(), "one job")
+    failed = {f"bad{i}": "invalid_user" for i in range(6)}
+    fullstory.finish(fullstory.jobs()[0].id, failed=failed)
+    loop.turn_until(lambda: len(loop.dlq.letters) == 6, "six dead letters")
+    assert reader.passes == [[0, 1, 2, 3, 4, 5], [2, 3, 4, 5], [4, 5]]
     for letter in loop.dlq.letters:
         assert letter.record == kafka.logs[letter.record.tp][letter.record.offset]
 

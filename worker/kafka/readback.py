@@ -86,10 +86,11 @@ class KafkaRecordReader:
             )
             wanted = present(offsets, low, high)
             budget = Budget(RECORD_MAX_BYTES, PASS_MAX_BYTES)
+            wanted_set = set(wanted)
             for span in spans(wanted, _MAX_GAP):
-                _read_span(consumer, tp, span, set(wanted), budget, found, deadline, self._clock)
+                _read_span(consumer, tp, span, wanted_set, budget, found, deadline, self._clock)
         except KafkaException as exc:
-            raise ReadBackFailed(f"reading back {tp}: {exc.args[0]}") from exc
+            raise ReadBackFailed(f"reading back {tp}: {exc.args[0]}", found) from exc
         finally:
             consumer.close()
         return found
@@ -122,4 +123,4 @@ def _read_span(
                 found[offset] = budget.keep(source_record(tp, offset, cast(Message, message)))
             if offset >= span.last:
                 return
-    raise ReadBackFailed(f"reading back {tp}: no answer in {_READ_TIMEOUT_S:.0f}s")
+    raise ReadBackFailed(f"reading back {tp}: no answer in {_READ_TIMEOUT_S:.0f}s", found)

@@ -193,14 +193,18 @@ class Dispatcher:
         backoff = Backoff(cap_s=10.0)
         for tp, offsets in wanted.items():
             offsets.sort()
+            got: dict[int, SourceRecord] = {}
             while True:
+                rest = [o for o in offsets if o not in got]
                 try:
-                    read[tp] = {r.offset: r for r in records_at(self._reader, tp, offsets)}
+                    got.update((r.offset, r) for r in records_at(self._reader, tp, rest))
                     break
                 except ReadBackFailed as exc:
-                    log.warning("readback_retry", error=str(exc), batch_id=batch.id)
+                    got.update(exc.found)  # the next pass reads only what this one did not
+                    log.warning("readback_retry", error=str(exc), batch_id=batch.id, left=len(rest))
                     if cancel.wait(backoff.next_delay(exc)) or self._abandon.is_set():
                         raise Abandoned("cancelled while reading back records") from exc
+            read[tp] = got
         rejected: dict[str, list[SourceRecord]] = {}
         for uid in uids:
             unit = batch.units[uid]

@@ -408,10 +408,11 @@ def test_a_pass_that_trickles_still_ends_at_its_deadline():
     """Records keep coming, one every 0.9 s: a span of 200 would take three minutes, and the
     pass still ends at its deadline (the job thread tries again), never past it."""
     reader = Reader(Partition(high=1_000), fetch_s=0.9, fetch_records=1)
-    with pytest.raises(ReadBackFailed):
+    with pytest.raises(ReadBackFailed) as failed:
         reader.read([0, 199])
     assert reader.clock.monotonic() == pytest.approx(readback._READ_TIMEOUT_S, abs=0.01)
     assert reader.consumer.closed == 1
+    assert list(failed.value.found) == [0], "what the pass read goes back with its failure"
 
 
 def test_a_broker_that_never_answers_the_watermarks_fails_the_pass_in_bounded_time():
