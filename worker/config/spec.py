@@ -237,9 +237,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "UID_ALLOW_FORMAT_CHARACTERS",
         "bool",
-        "let uids hold Unicode format characters (zero-width spaces and joiners, bidi "
-        "controls, BOM); refused by default (`invalid_uid`), as they make distinct users look "
-        "alike in FullStory. See [The event](#the-event)",
+        "let new users' uids hold Unicode format characters (zero-width spaces and joiners, "
+        "bidi controls, BOM) or characters shown as nothing (Hangul fillers, variation "
+        "selectors); refused by default (`invalid_uid`), as they make distinct users look "
+        "alike in FullStory; deletes are never refused for them. See [The event](#the-event)",
         False,
     ),
     Setting(

@@ -166,7 +166,7 @@ class DebeziumDecoder:
                 f"a delete whose before image has no uid ({exc.message}): map uid to the "
                 "primary key, or set REPLICA IDENTITY FULL on the table",
             ) from exc
-        return self._rules.check_uid(uid)
+        return self._rules.check_uid(uid, deleting=True)
 
     def _shape(self, schema_id: int, writer: Any) -> _Shape:
         known = self._shapes.get(schema_id)

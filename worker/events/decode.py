@@ -139,7 +139,7 @@ class Decoder:
         if not uid or uid.isspace():
             raise InvalidRecord(DeadLetterCode.TOMBSTONE, "record has no value and no uid key")
         try:
-            self._rules.check_uid(uid)
+            self._rules.check_uid(uid, deleting=True)
         except InvalidRecord as exc:
             raise InvalidRecord(
                 DeadLetterCode.TOMBSTONE,

@@ -51,6 +51,13 @@ PROPERTY_VALUE_MAX_BYTES = 8192
 
 _PROPERTY_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Printable characters that show as nothing (Unicode's default-ignorable letters and marks,
+# beside the format characters): the combining grapheme joiner, Hangul fillers, Khmer
+# inherent vowels, Mongolian and other variation selectors. ``u\u31641`` looks like ``u1``.
+_INVISIBLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180d\u180f\u3164\ufe00-\ufe0f\uffa0"
+    "\U000e0100-\U000e01ef]"
+)
 _SINGULAR = ("str", "int", "real", "bool", "date")
 _SUFFIXES = frozenset(_SINGULAR) | frozenset(t + "s" for t in _SINGULAR)
 # Characters a string can hold and still be under the value limit whatever they are: a
@@ -139,18 +146,24 @@ class Rules:
                 change["properties"] = checked
         return change
 
-    def check_uid(self, uid: str) -> str:
-        """The uid, when FullStory takes it (a delete's, a tombstone key's, any change's): the
-        same rule for all, so a delete never targets a user no upsert could create."""
+    def check_uid(self, uid: str, *, deleting: bool = False) -> str:
+        """The uid, when FullStory takes it (a delete's, a tombstone key's, any change's).
+        A look-alike uid (format or invisible characters) is refused for an upsert, so no
+        such user is created; a delete of one goes through (``deleting``): deleting a user
+        that looks like another creates nothing, and one imported before the rule (or while
+        the operator allowed them) can still be deleted."""
         if len(uid) > UID_MAX_CHARS:
             raise InvalidRecord(
                 DeadLetterCode.INVALID_UID, f"uid is longer than {UID_MAX_CHARS} characters"
             )
+        checked = not (deleting or self.allow_format_characters)
         if not uid.isprintable():  # every character below is one isprintable refuses
             if _CONTROL.search(uid):
                 raise InvalidRecord(DeadLetterCode.INVALID_UID, "uid holds a control character")
-            if not self.allow_format_characters:
+            if checked:
                 _check_format_characters(uid)
+        if checked and (invisible := _INVISIBLE.search(uid)):
+            raise _look_alike(invisible.group(), "the invisible character")
         return uid
 
     def _properties(self, properties: dict[str, PropertyValue]) -> dict[str, PropertyValue]:
@@ -220,11 +233,15 @@ def _check_format_characters(uid: str) -> None:
     shown as ``adminexe.png``."""
     for char in uid:
         if unicodedata.category(char) == "Cf":
-            raise InvalidRecord(
-                DeadLetterCode.INVALID_UID,
-                f"uid holds the format character U+{ord(char):04X}, which changes how it is "
-                "shown (UID_ALLOW_FORMAT_CHARACTERS=true lets it through)",
-            )
+            raise _look_alike(char, "the format character")
+
+
+def _look_alike(char: str, kind: str) -> InvalidRecord:
+    return InvalidRecord(
+        DeadLetterCode.INVALID_UID,
+        f"uid holds {kind} U+{ord(char):04X}, which changes how it is shown "
+        "(UID_ALLOW_FORMAT_CHARACTERS=true lets it through)",
+    )
 
 
 def _plain(name: str, value: Value) -> Value:

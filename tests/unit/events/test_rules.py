@@ -235,6 +235,10 @@ LOOK_ALIKES = {
     "soft-hyphen": ("u\u00ad1", "U+00AD"),
     "word-joiner": ("u\u20601", "U+2060"),
     "tag-character": ("u1\U000e0041", "U+E0041"),
+    # printable, yet shown as nothing
+    "hangul-filler": ("\u3164u1", "U+3164"),
+    "variation-selector": ("u1\ufe0f", "U+FE0F"),
+    "combining-grapheme-joiner": ("u\u034f1", "U+034F"),
 }
 
 
