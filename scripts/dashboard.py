@@ -122,7 +122,7 @@ def build() -> Dashboard:
                 "Topics missing",
                 "Topics the worker reads or writes (the DLQ) that do not exist.",
                 "short",
-                f"sum(fsus_topic_missing{{{SEL}}})",
+                f"count(max by (topic) (fsus_topic_missing{{{SEL}}}) == 1) or vector(0)",
             )
         )
         .with_row(Row("Flow"))

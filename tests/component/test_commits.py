@@ -113,15 +113,21 @@ def test_the_read_position_is_published_while_the_committed_offset_waits(
     loop.turn_until(lambda: fullstory.jobs(), "the job")
     job = fullstory.jobs()[0]
     loop.turn_until(lambda: published(kafka).jobs == {job.id: 3}, "the job and its users")
+    last_progress = loop.metric("fsus_last_commit_timestamp_seconds")
     assert published(kafka).read == 3
     assert kafka.committed_offset(0) == 0
     assert loop.metric("fsus_read_position", topic=kafka.topic, partition="0") == 3
     kafka.change(0, "u3")
     loop.turn_until(lambda: published(kafka).read == 4, "the new read position published")
     assert kafka.committed_offset(0) == 0
+    # Commits that carry only a read position or a job list are no progress: the gauge the
+    # no-progress alert reads stays where it was while FullStory holds the job.
+    assert loop.metric("fsus_last_commit_timestamp_seconds") == last_progress
     fullstory.finish(job.id)
     loop.turn_until(lambda: kafka.committed_offset(0) == 3, "the job's records committed")
     assert published(kafka).read == 4
+    loop.turn(5)  # Kafka's answer to the commit comes with a later poll
+    assert loop.metric("fsus_last_commit_timestamp_seconds") > last_progress
 
 
 def published(kafka):

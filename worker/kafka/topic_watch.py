@@ -73,7 +73,10 @@ class TopicWatch:
     def start(self, stop: threading.Event) -> threading.Thread:
         def watch() -> None:
             while not stop.is_set():
-                self.look()
+                try:
+                    self.look()
+                except Exception:  # the watch informs; it never ends, whatever Kafka answers
+                    log.exception("topic_watch_failed")
                 stop.wait(CHECK_EVERY_S)
 
         thread = threading.Thread(target=watch, name="topic-watch", daemon=True)

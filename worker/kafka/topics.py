@@ -39,7 +39,15 @@ def find_topics(admin: AdminClient, topics: Iterable[str], timeout_s: float) -> 
     """Which of ``topics`` exist, within about ``timeout_s``. Raises ``WorkerError`` when
     Kafka did not answer, or refused to describe a topic (an authorization error is not
     "missing": the topic may well be there)."""
-    names = list(dict.fromkeys(topics))
+    try:
+        return _find(admin, list(dict.fromkeys(topics)), timeout_s)
+    finally:
+        # The client's logs and errors wait on its queue until polled: a long-lived one that
+        # is never polled (the topic watch's) would hold them all, growing while Kafka is away.
+        admin.poll(0)
+
+
+def _find(admin: AdminClient, names: list[str], timeout_s: float) -> TopicsFound:
     try:
         futures = admin.describe_topics(
             TopicCollection(names), request_timeout=timeout_s, include_authorized_operations=True

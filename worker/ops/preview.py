@@ -69,7 +69,9 @@ def read_runs(settings: Settings, args: argparse.Namespace) -> list[Fetched]:
     """Up to ``args.max_records`` records, one run per partition in offset order."""
     kafka, timeout_s = settings.kafka, args.timeout
     config = {
-        k: v for k, v in quiet_config(kafka).items() if not k.startswith(("group.", "enable."))
+        k: v
+        for k, v in quiet_config(kafka).items()
+        if not k.startswith(("group.", "enable.auto.", "enable.partition.eof"))
     }
     consumer = kafka_client(
         kafka,

@@ -123,7 +123,8 @@ class Metrics:
         )
         self.last_commit = Gauge(
             "fsus_last_commit_timestamp_seconds",
-            "Unix time of the last successful commit.",
+            "Unix time of the last successful commit that moved an offset (records "
+            "acknowledged); commits carrying only a read position or job list are not counted.",
             registry=r,
         )
         self.jobs_in_flight = Gauge(

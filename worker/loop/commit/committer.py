@@ -14,6 +14,8 @@ poll thread calls this.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Collection, Iterable
 
 from worker.loop.assignment import Assignment
@@ -23,12 +25,26 @@ from worker.loop.ports import Source
 from worker.records import TopicPartition
 from worker.runtime.metrics import Metrics
 
+# A read position alone is committed at most this often (a moved watermark at once): status
+# refreshes every few seconds, and each such commit is a write to __consumer_offsets.
+READ_PUBLISH_EVERY_S = 5.0
+
 
 class Committer:
     def __init__(
-        self, assignment: Assignment, metrics: Metrics, on_success: Callable[[], None]
+        self,
+        assignment: Assignment,
+        metrics: Metrics,
+        on_success: Callable[[], None],
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``on_success``: a commit Kafka stored (it proves the brokers reachable)."""
+        self._monotonic = monotonic
+        self._read_published_at = -math.inf
+        # Partitions whose commit on its way moves their offset: only such a commit is
+        # progress (fsus_last_commit_timestamp_seconds, which the no-progress alert reads);
+        # one that carries only a read position or a job list is not.
+        self._advancing: set[TopicPartition] = set()
         self._assignment = assignment
         self._tracker = OffsetTracker()
         self._ledger = JobLedger()
@@ -92,6 +108,7 @@ class Committer:
         must not be what the next owner reads.
         """
         offsets = self._tracker.committable(partitions)
+        advancing = set(offsets)
         again = (
             (self._assignment.owned() if partitions is None else partitions)
             if wait
@@ -106,7 +123,9 @@ class Committer:
             return
         reads = {tp: self._tracker.read(tp) for tp in offsets}
         metadata = {tp: self._ledger.metadata(tp, reads[tp]) for tp in offsets}
+        self._advancing |= advancing  # before: an answer may come inside commit()
         if not source.commit(offsets, metadata, wait=wait):
+            self._advancing -= advancing
             self._metrics.commits.labels("failed").inc()
             return
         self._published.update({tp: read for tp, read in reads.items() if read is not None})
@@ -116,11 +135,16 @@ class Committer:
             self.on_commit(None, list(offsets))
 
     def _read_moved(self) -> set[TopicPartition]:
+        now = self._monotonic()
+        if now - self._read_published_at < READ_PUBLISH_EVERY_S:
+            return set()
         moved = set()
         for tp in self._tracker.owned():
             read = self._tracker.read(tp)
             if read is not None and read != self._published.get(tp):
                 moved.add(tp)
+        if moved:
+            self._read_published_at = now
         return moved
 
     def on_commit(self, error: object | None, partitions: list[TopicPartition]) -> None:
@@ -131,7 +155,10 @@ class Committer:
             self._ledger.recommit(partitions)
             for tp in partitions:
                 self._published.pop(tp, None)  # publish the read position again
+            self._advancing.difference_update(partitions)  # the watermark is committed again
             return
         self._on_success()
         self._metrics.commits.labels("ok").inc()
-        self._metrics.last_commit.set_to_current_time()
+        if self._advancing.intersection(partitions):
+            self._advancing.difference_update(partitions)
+            self._metrics.last_commit.set_to_current_time()
