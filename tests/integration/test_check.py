@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 
 import pytest
@@ -15,20 +14,13 @@ from confluent_kafka.admin import ConfigResource, ResourceType
 from fullstory_sandbox import Sandbox
 from tests.integration.conftest import API_KEY
 from tests.integration.registry import Registry
-from tests.integration.worker_process import ROOT, free_port
+from tests.integration.worker_process import ROOT, free_port, run_command
 
 pytestmark = pytest.mark.integration
 
 
 def _check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker", "check", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_command(["check", *args], {**os.environ, "PYTHONPATH": str(ROOT), **env})
 
 
 @pytest.fixture

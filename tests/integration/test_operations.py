@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +15,7 @@ from tests.fakes.avro import encode, event
 from tests.integration.oracle import fold_events, random_events
 from tests.integration.registry import Registry
 from tests.integration.test_end_to_end import _assert_sandbox_holds, _drained, _produce_events
-from tests.integration.worker_process import ROOT, wait_until
+from tests.integration.worker_process import ROOT, run_command, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +39,7 @@ def _replay(broker, topic, group, *args):
         "KAFKA_TOPICS": topic,
         "KAFKA_GROUP_ID": group,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "worker", "replay", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_command(["replay", *args], env)
 
 
 @pytest.mark.parametrize("protocol", ["classic", "consumer"])

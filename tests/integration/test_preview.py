@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -14,7 +13,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.fakes.avro import encode, event
 from tests.integration.conftest import API_KEY
-from tests.integration.worker_process import ROOT, wait_until
+from tests.integration.worker_process import ROOT, run_command, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -22,14 +21,7 @@ T0 = 1_700_000_000_000  # the records' timestamps: T0, T0 + 1 s, ...
 
 
 def _preview(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker", "preview", *args],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_command(["preview", *args], {**os.environ, "PYTHONPATH": str(ROOT), **env})
 
 
 def _produce(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:

@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.fakes.avro import event
 from tests.integration.test_end_to_end import _produce_events
-from tests.integration.worker_process import ROOT, wait_until
+from tests.integration.worker_process import ROOT, run_command, wait_until
 from worker.errors import DeadLetterCode
 from worker.kafka.dlq import dead_letter_headers
 from worker.records import SourceRecord
@@ -35,14 +35,7 @@ def _cli(bootstrap, topic, group, *args, dlq=None, timeout=60):
         "KAFKA_GROUP_ID": group,
         **({"DLQ_TOPIC": dlq} if dlq else {}),
     }
-    return subprocess.run(
-        [sys.executable, "-m", "worker", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_command(list(args), env, timeout)
 
 
 def _produce(broker, topic, per_partition, headers=None):

@@ -15,6 +15,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def run_command(args: list[str], env: dict[str, str], timeout: float = 120):
+    """``python -m worker ARGS`` as an operator runs it, with exactly ``env`` (callers start
+    from ``os.environ`` and set ``PYTHONPATH``): the finished process, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
