@@ -17,23 +17,16 @@ CHART="$ROOT/helm/fullstory-user-sync"
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
 PY="${PYTHON:-$ROOT/.venv/bin/python}"
 
+# shellcheck source=scripts/go_tool.sh
+source "$ROOT/scripts/go_tool.sh"
+
 promtool_bin() {
     if [[ -n "${PROMTOOL:-}" ]]; then
         echo "$PROMTOOL"
-        return
+    else
+        go_tool check_alerts promtool github.com/prometheus/prometheus/cmd/promtool \
+            "$PROMETHEUS_VERSION"
     fi
-    local dir="$ROOT/.tools/promtool-$PROMETHEUS_VERSION"
-    if [[ ! -x "$dir/promtool" ]]; then
-        command -v go >/dev/null || { echo "check_alerts: go is needed to build promtool" >&2; exit 1; }
-        echo "check_alerts: building promtool $PROMETHEUS_VERSION into $dir, once; a cold build" \
-            "(modules downloaded and compiled) may take several minutes (GOPROXY=$(go env GOPROXY))" >&2
-        mkdir -p "$dir"
-        # As helm: one package at a time, at low priority; CGO off.
-        GOBIN="$dir" GOFLAGS=-p=1 CGO_ENABLED=0 nice -n 10 \
-            go install "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" >&2 \
-            || { echo "check_alerts: building promtool failed (go's message above)" >&2; exit 1; }
-    fi
-    echo "$dir/promtool"
 }
 
 PROMTOOL="$(promtool_bin)"

@@ -23,25 +23,15 @@ KV="${KUBERNETES_VALIDATE:-$ROOT/.venv/bin/kubernetes-validate}"
 # source (its field mapping's ConfigMap and mount), static membership (a StatefulSet).
 VALUES_FILES="minimal full debezium static"
 
+# shellcheck source=scripts/go_tool.sh
+source "$ROOT/scripts/go_tool.sh"
+
 helm_bin() {
     if [[ -n "${HELM:-}" ]]; then
         echo "$HELM"
-        return
+    else
+        go_tool check_chart helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
     fi
-    local dir="$ROOT/.tools/helm-$HELM_VERSION"
-    if [[ ! -x "$dir/helm" ]]; then
-        command -v go >/dev/null || { echo "check_chart: go is needed to build helm" >&2; exit 1; }
-        # Said first: go prints nothing between its last `go: downloading` and the end.
-        echo "check_chart: building helm $HELM_VERSION into $dir, once; a cold build (modules" \
-            "downloaded and compiled) may take a few minutes (GOPROXY=$(go env GOPROXY))" >&2
-        mkdir -p "$dir"
-        # One package at a time, at low priority, so the build leaves room for whatever runs
-        # beside it. CGO off: a static binary, no C toolchain.
-        GOBIN="$dir" GOFLAGS=-p=1 CGO_ENABLED=0 nice -n 10 \
-            go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2 \
-            || { echo "check_chart: building helm failed (go's message above)" >&2; exit 1; }
-    fi
-    echo "$dir/helm"
 }
 
 HELM="$(helm_bin)"

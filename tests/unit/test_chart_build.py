@@ -21,7 +21,8 @@ def test_a_cold_helm_build_says_first_it_may_take_minutes_and_a_failed_one_stops
     first that a cold build may take a few minutes; when go fails, the check stops there with
     go's message and exit 1 instead of going on with a helm that was never built."""
     (tmp_path / "scripts").mkdir()
-    shutil.copy(ROOT / "scripts" / "check_chart.sh", tmp_path / "scripts")
+    for script in ("check_chart.sh", "go_tool.sh"):
+        shutil.copy(ROOT / "scripts" / script, tmp_path / "scripts")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "go").write_text(GO)
