@@ -48,7 +48,7 @@ from worker.kafka.reachability import KafkaReachability
 from worker.kafka.readback import KafkaRecordReader
 from worker.kafka.source import KafkaSource
 from worker.kafka.topic_watch import TopicWatch
-from worker.kafka.topics import find_topics, missing_dlq_advice
+from worker.kafka.topics import confirm_missing, find_topics, missing_dlq_advice
 from worker.loop.batch import Batcher
 from worker.loop.pipeline import Pipeline
 from worker.loop.stages import LoopSettings, build_stages
@@ -162,7 +162,8 @@ def _watch_topics(
     settings: Settings, health: Health, metrics: Metrics, clock: SystemClock, stop: threading.Event
 ) -> None:
     """A DLQ topic that does not exist is a ConfigError (a dead letter would wait for it
-    forever, and its record's offset with it); a Kafka that does not answer within
+    forever, and its record's offset with it), once it was missing for a few seconds (one
+    created a moment ago may not be known to every broker yet); a Kafka that does not answer within
     ``topic_watch.TIMEOUT_S`` is waited for as before (readiness says so). Then every topic
     read or written is watched (``kafka/topic_watch``)."""
     kafka = settings.kafka
@@ -171,7 +172,7 @@ def _watch_topics(
     topics = [settings.dlq_topic, *kafka.topics]
     health.beat()
     try:
-        found = find(topics)
+        found = confirm_missing(find, topics, settings.dlq_topic, pause=stop.wait)
     except WorkerError as exc:
         log.warning("dlq_topic_unchecked", topic=settings.dlq_topic, error=str(exc))
     else:

@@ -9,7 +9,7 @@ Every call is bounded by its timeout; a Kafka that does not answer is a ``Worker
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, TopicCollection
@@ -22,6 +22,11 @@ from worker.kafka.clients import describe
 
 # The DLQ's retention when the worker (``check --create-dlq``) or an operator creates it.
 DLQ_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+# How long a topic said to be missing is asked about again before it is believed missing: a
+# topic created a moment ago (``check --create-dlq`` right before ``run``) may not yet be in
+# the metadata of the broker that answered. Pauses between asks, in seconds (4.5 s in all).
+RECHECK_PAUSES_S = (0.5, 1.0, 1.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,23 @@ def find_topics(admin: AdminClient, topics: Iterable[str], timeout_s: float) -> 
         # The client's logs and errors wait on its queue until polled: a long-lived one that
         # is never polled (the topic watch's) would hold them all, growing while Kafka is away.
         admin.poll(0)
+
+
+def confirm_missing(
+    find: Callable[[list[str]], TopicsFound],
+    topics: list[str],
+    topic: str,
+    pause: Callable[[float], object],
+) -> TopicsFound:
+    """``find(topics)``, asked again after each of ``RECHECK_PAUSES_S`` while it says
+    ``topic`` is missing: the last answer. Only a topic missing every time is missing."""
+    found = find(topics)
+    for seconds in RECHECK_PAUSES_S:
+        if topic not in found.missing:
+            break
+        pause(seconds)
+        found = find(topics)
+    return found
 
 
 def _find(admin: AdminClient, names: list[str], timeout_s: float) -> TopicsFound:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
+from functools import partial
 from types import SimpleNamespace
 
 import structlog.testing
@@ -12,7 +13,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from tests.fakes.clock import FakeClock
 from worker.kafka import topic_watch
-from worker.kafka.topics import find_topics
+from worker.kafka.topics import RECHECK_PAUSES_S, confirm_missing, find_topics
 from worker.runtime.health import Health
 from worker.runtime.metrics import Metrics
 
@@ -52,6 +53,30 @@ def test_asking_again_and_again_holds_nothing_on_the_clients_queue():
         found = find_topics(admin, ["users", "dlq"], timeout_s=1.0)  # type: ignore[arg-type]
     assert found.partitions == {"users": 2} and found.missing == ("dlq",)
     assert admin.queued == 0
+
+
+def test_a_dlq_created_a_moment_ago_is_found_and_one_never_created_is_missing():
+    """``check --create-dlq`` then ``run`` at once: the broker that answers may not know the
+    new topic for a moment, and ``run`` must not exit 2 on it. A topic that never comes is
+    believed missing after a few seconds of asking, not waited for."""
+    admin = Admin("users")
+    paused: list[float] = []
+
+    def pause(seconds: float) -> None:
+        paused.append(seconds)
+        if len(paused) == 2:
+            admin.existing.add("dlq")  # the topic reaches this broker's metadata
+
+    find = partial(find_topics, admin, timeout_s=1.0)
+    found = confirm_missing(find, ["dlq", "users"], "dlq", pause)
+    assert found.missing == () and found.partitions["dlq"] == 2
+    assert len(paused) == 2
+
+    paused.clear()
+    find = partial(find_topics, Admin("users"), timeout_s=1.0)
+    found = confirm_missing(find, ["dlq", "users"], "dlq", paused.append)
+    assert found.missing == ("dlq",)
+    assert paused == list(RECHECK_PAUSES_S) and sum(paused) < 10
 
 
 def test_the_watch_survives_what_it_did_not_expect(monkeypatch):
