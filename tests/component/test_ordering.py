@@ -28,6 +28,23 @@ def test_a_users_later_change_waits_for_its_running_job(make_loop, kafka, fullst
     assert third.users == {"u1": {"uid": "u1", "email": "new@example.com"}}
 
 
+def test_a_user_changed_back_to_an_earlier_value_gets_it_back(make_loop, kafka, fullstory):
+    """A, then B, then A again, each in its own job: the third POST has the first one's body,
+    and must be a new job, not FullStory's answer to the first (a key it has seen gets the
+    first job back for 24 hours): otherwise the user stays at B while its record is
+    committed."""
+    loop = make_loop()
+    loop.source.assign([0])
+    for jobs, plan in enumerate(["A", "B", "A"], start=1):
+        kafka.change(0, "u1", properties={"plan": plan})
+        loop.turn_until(lambda n=jobs: len(fullstory.jobs()) == n, f"the job setting {plan}")
+        fullstory.finish()
+        loop.turn_until(lambda n=jobs: kafka.committed_offset(0) == n, f"{plan} committed")
+    first, _second, third = fullstory.jobs()
+    assert third.users == first.users and third.users["u1"]["properties"] == {"plan": "A"}
+    assert third.id != first.id
+
+
 def test_changes_of_one_user_in_a_batch_fold_in_offset_order(make_loop, kafka, fullstory):
     """Several changes of a user in one job become one request: later non-null values win,
     nulls leave values as they are, and property types are declared from Avro."""

@@ -1,17 +1,34 @@
-"""Idempotency keys derived from the request body. Pure.
+"""Idempotency keys: one per batch, derived from the request body and the batch. Pure.
 
-Equal keys imply equal bodies: the key is a hash of the exact bytes sent plus a
-generation number. The generation moves on only when FullStory keeps answering 5xx under
-one key (it may replay a saved error for 24 hours), so a retried POST never creates a
-second job, and a persistent failure is never given up.
+Equal keys imply equal bodies: the key is a hash of the exact bytes sent, the batch's own
+random token and a generation number. A retried POST of a batch keeps its key, so it never
+creates a second job. Another batch gets another key even when its body is the same: a user
+changed A, then B, then back to A sends the first body again, and FullStory answers a key it
+has seen with the first job (for 24 hours), so under a key of the body alone the last A would
+be acknowledged and never applied. The generation moves on only when FullStory keeps
+answering 5xx under one key (it may replay a saved error for 24 hours), so a persistent
+failure is never given up.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
+
+TOKEN_BYTES = 16
 
 
-def idempotency_key(body: bytes, generation: int = 0) -> str:
-    digest = hashlib.sha256(body)
+def batch_token() -> bytes:
+    """A new batch's token: random, so no two batches share a key, across replicas and
+    restarts included."""
+    return secrets.token_bytes(TOKEN_BYTES)
+
+
+def idempotency_key(body: bytes, batch: bytes, generation: int = 0) -> str:
+    """The key of ``body`` sent as the batch whose token is ``batch`` (``batch_token``)."""
+    if len(batch) != TOKEN_BYTES:
+        raise ValueError(f"a batch token is {TOKEN_BYTES} bytes, not {len(batch)}")
+    digest = hashlib.sha256(batch)
+    digest.update(body)
     digest.update(b"\x00generation=%d" % generation)
     return f"fsus-{digest.hexdigest()}"

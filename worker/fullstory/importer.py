@@ -30,7 +30,7 @@ from worker.events.merge import UserUpdate
 from worker.fullstory.budget import OrgBudget
 from worker.fullstory.calls import Calls, Policy
 from worker.fullstory.client import JobState, UserError
-from worker.fullstory.idempotency import idempotency_key
+from worker.fullstory.idempotency import batch_token, idempotency_key
 from worker.fullstory.jobs import JobApi, Jobs, JobWatch
 from worker.runtime.metrics import Metrics
 from worker.runtime.retry import Backoff
@@ -176,12 +176,14 @@ class Importer:
         )
 
     def _create(self, body: bytes, users: int, calls: Calls, bound: FilteringBoundLogger) -> str:
-        """The job id of one POST of ``body``, tried until FullStory accepts or refuses it."""
+        """The job id of one POST of ``body``, tried until FullStory accepts or refuses it.
+        Every try carries this batch's key; only a replayed 5xx moves it to a new generation."""
+        batch = batch_token()
         generation, consecutive_5xx = 0, 0
         first_5xx_at: int | None = None  # successes counted when this key first got a 5xx
         backoff = calls.backoff()
         while True:
-            key = idempotency_key(body, generation)
+            key = idempotency_key(body, batch, generation)
             ticket = self._budget.sending() if self._budget is not None else 0
             try:
                 job_id = calls.once(partial(self._api.create_batch, body, key), "create_batch")

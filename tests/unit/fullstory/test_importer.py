@@ -26,7 +26,6 @@ from tests.fakes.fullstory_script import (
 from worker.errors import Abandoned
 from worker.events.merge import fold
 from worker.fullstory.client import UserError
-from worker.fullstory.idempotency import idempotency_key
 from worker.fullstory.importer import encode_body
 from worker.runtime.metrics import Metrics
 from worker.runtime.retry import Backoff
@@ -207,7 +206,7 @@ def test_only_5xx_answers_move_a_body_to_a_new_key(failures):
     assert outcome.failures == {}
     keys = [r.headers["Idempotency-Key"] for r in script.requests if r.method == "POST"]
     assert len(keys) == len(failures) + 1
-    assert set(keys) == {idempotency_key(script.requests[0].content)}
+    assert len(set(keys)) == 1
 
 
 def test_every_key_gets_three_5xx_answers_before_the_next():
