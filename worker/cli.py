@@ -160,7 +160,7 @@ def _report_egress(settings: Settings, proxies: Proxies) -> None:
 
 def _watch_topics(
     settings: Settings, health: Health, metrics: Metrics, clock: SystemClock, stop: threading.Event
-) -> None:
+) -> TopicWatch:
     """A DLQ topic that does not exist is a ConfigError (a dead letter would wait for it
     forever, and its record's offset with it), once it was missing for a few seconds (one
     created a moment ago may not be known to every broker yet); a Kafka that does not answer within
@@ -184,7 +184,9 @@ def _watch_topics(
             raise ConfigError("DLQ_TOPIC", advice)
     finally:
         health.beat()  # the loop has not started: the time spent asking is no stuck loop
-    TopicWatch(topics, find, health, metrics, clock).start(stop)
+    watch = TopicWatch(topics, find, health, metrics, clock)
+    watch.start(stop)
+    return watch
 
 
 def run(settings: Settings) -> int:
@@ -234,7 +236,7 @@ def run(settings: Settings) -> int:
         watch=watch,
         budget=budget,
     )
-    _watch_topics(settings, health, metrics, clock, stop)
+    topics = _watch_topics(settings, health, metrics, clock, stop)
     deleter = None
     if settings.on_delete is OnDelete.DELETE:
         if not check_may_delete(api, lambda s: _beating(health, stop, s)):
@@ -280,6 +282,7 @@ def run(settings: Settings) -> int:
             on_stats=reachability.on_stats,
         ),
     )
+    topics.when_found(lambda _found: source.refresh())  # a topic created later is read at once
     log.info(
         "config_loaded",
         topics=list(settings.kafka.topics),

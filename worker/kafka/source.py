@@ -160,6 +160,18 @@ class KafkaSource:
             return None
         return sorted((t, p) for t in self._topics for p in metadata.topics[t].partitions)
 
+    def refresh(self) -> None:
+        """Ask Kafka for the whole cluster's metadata now, on this consumer: a subscribed
+        topic created after start-up is otherwise consumed only after librdkafka's next
+        metadata refresh (``topic.metadata.refresh.interval.ms``, 5 minutes by default).
+        Asking about that topic alone is not enough once another subscribed topic was
+        assigned: librdkafka re-checks the subscription only on a whole-cluster answer (found
+        on the broker). Safe from any thread; a failure leaves it to the next refresh."""
+        try:
+            self._consumer.list_topics(timeout=METADATA_TIMEOUT_S)
+        except (KafkaException, RuntimeError) as exc:  # RuntimeError: closed meanwhile
+            log.warning("metadata_refresh_failed", error=str(exc))
+
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         partitions = list(partitions)
         self._consumer.pause(_kafka_tps(partitions))

@@ -1,7 +1,9 @@
 """The topics the worker reads and writes, watched: one that does not exist is named in
 ``/readyz`` (``missing_topics``), in ``fsus_topic_missing{topic}`` and in a log line
 (``topic_missing``) repeated at most once a ``LOG_EVERY_S`` while it stays missing;
-``topic_found`` when it appears.
+``topic_found`` when it appears, and whoever asked (``when_found``) is told, so the consumer
+reads a source topic created after start-up within a look, not at librdkafka's next
+metadata refresh (5 minutes).
 
 A mistyped source topic otherwise reads as silence: the consumer says so once and waits.
 Runs on a thread of its own (``TopicWatch.start``), which touches only its admin client, the
@@ -50,6 +52,12 @@ class TopicWatch:
         self._metrics = metrics
         self._clock = clock
         self._logged_at: dict[str, float] = {}  # missing topic -> when it was last logged
+        self._on_found: Callable[[list[str]], object] | None = None
+
+    def when_found(self, on_found: Callable[[list[str]], object]) -> None:
+        """From now on ``on_found(topics)`` is called, on the watch's thread, with the
+        topics that were missing and now exist."""
+        self._on_found = on_found
 
     def look(self) -> None:
         try:
@@ -57,18 +65,23 @@ class TopicWatch:
         except WorkerError:
             return  # Kafka did not answer: nothing learnt (readiness says unreachable)
         now = self._clock.monotonic()
+        appeared: list[str] = []
         for topic in self._topics:
             missing = topic in found.missing
             self._metrics.topic_missing.labels(topic).set(1 if missing else 0)
             if not missing:
                 if self._logged_at.pop(topic, None) is not None:
                     log.info("topic_found", topic=topic)
+                    appeared.append(topic)
                 continue
             last = self._logged_at.get(topic)
             if last is None or now - last >= LOG_EVERY_S:
                 self._logged_at[topic] = now
                 log.error("topic_missing", topic=topic)
         self._health.topics_missing(list(found.missing))
+        on_found = self._on_found
+        if appeared and on_found is not None:
+            on_found(appeared)
 
     def start(self, stop: threading.Event) -> threading.Thread:
         def watch() -> None:

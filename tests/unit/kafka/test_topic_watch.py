@@ -85,3 +85,20 @@ def test_kafka_not_answering_is_never_a_missing_topic():
     kafka.down = True
     watch.look()
     assert health.ready()[1]["missing_topics"] == ["dlq"]
+
+
+def test_a_topic_that_appears_is_handed_on_once_to_be_read_at_once():
+    """The consumer is told of a topic the moment the watch finds it created (once, and never
+    of a topic that was always there), so it reads it within a look instead of at
+    librdkafka's next metadata refresh, five minutes later."""
+    kafka = Kafka("users")
+    watch, _health, _metrics, clock = _watch(kafka)
+    found: list[list[str]] = []
+    watch.when_found(found.append)
+    watch.look()
+    assert found == []
+    kafka.existing |= {"usres", "dlq"}
+    for _ in range(3):
+        clock.advance(topic_watch.CHECK_EVERY_S)
+        watch.look()
+    assert found == [["usres", "dlq"]]
