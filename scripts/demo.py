@@ -120,6 +120,11 @@ def demo(broker: Broker, args: argparse.Namespace) -> int:
             )
     ok = status == 0 and matches == len(expected) and len(letters) == len(bad)
     print("==> OK" if ok else "==> MISMATCH (see .demo/worker.log)")
+    if ok:
+        print(
+            "    the sandbox has stopped. Next, your own topic: README.md,"
+            ' "Run it against your own cluster" (on this broker and a sandbox of your own to start)'
+        )
     return 0 if ok else 1
 
 

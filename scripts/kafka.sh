@@ -6,6 +6,9 @@
 # and no apache.org tarball on our machines), resolved once into the state dir.
 #
 # Usage: scripts/kafka.sh start|stop|status|restart|wipe|logs [-f]
+#        scripts/kafka.sh topics ARGS...   Kafka's own kafka-topics tool against this
+#                                          broker (--bootstrap-server is added), e.g.
+#                                          topics --create --topic users --partitions 3
 #
 # `start` prints the broker's bootstrap address as its last stdout line, and only
 # for a broker this state dir started: its pid file names a live JVM running this
@@ -527,6 +530,16 @@ cmd_logs() {
   tail -n 200 "$LOG_FILE"
 }
 
+# The standard kafka-topics tool (org.apache.kafka.tools.TopicCommand) from the broker's own
+# jars: the local broker has no bin/ directory, and creating a topic is the first step
+# towards running the worker on one's own topic.
+cmd_topics() {
+  broker_pid >/dev/null || die "the broker is not running: scripts/kafka.sh start"
+  read_running_ports || die "the broker's $CONFIG names no listeners"
+  exec "$JAVA" -Xmx256m -Dlog4j2.configurationFile="$LOG4J_TOOLS" -cp "$LIBS_DIR/*" \
+    org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" "$@"
+}
+
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '/^set -euo/d' -e 's/^# \{0,1\}//'
 }
@@ -538,6 +551,7 @@ case "${1:-}" in
   restart) cmd_stop && cmd_start ;;
   wipe) cmd_wipe ;;
   logs) shift; cmd_logs "$@" ;;
+  topics) shift; cmd_topics "$@" ;;
   -h | --help | help) usage ;;
   *) usage >&2; exit 2 ;;
 esac

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
@@ -130,3 +131,42 @@ def test_from_timestamp_starts_at_the_first_record_at_or_after_it(setup):
     beginning = json.loads(_preview(env, "--json", "--from-beginning").stdout)
     assert beginning["records"] == 5
     assert "u0" in {r["uid"] for body in beginning["bodies"] for r in body["requests"]}
+
+
+def _readme_example(name: str) -> str:
+    """The code block under ``<!-- readme-example: NAME -->`` in the README."""
+    readme = (ROOT / "README.md").read_text()
+    after = readme.split(f"<!-- readme-example: {name} -->\n", 1)[1]
+    block = after.split("```", 2)[1]
+    return block.split("\n", 1)[1]  # without the fence's language line
+
+
+def test_the_readmes_example_events_are_shown_by_preview_as_it_says(broker, sandbox, stream):
+    """A new user without events follows the README: its example producer puts two changes
+    of alice into their topic, and preview shows what the README says it shows (one user,
+    two records merged, plan a str now "pro", seats an int)."""
+    topic, dlq, group = stream(1)
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "KAFKA_TOPICS": topic,
+        "KAFKA_GROUP_ID": group,
+        "DLQ_TOPIC": dlq,
+        "FULLSTORY_API_KEY": API_KEY,
+        "FULLSTORY_API_URL": sandbox.url,
+    }
+    produced = subprocess.run(
+        [sys.executable, "-c", _readme_example("produce")],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert produced.returncode == 0, produced.stderr
+    done = _preview(env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "would send 1 user(s) in 1 request(s)" in done.stdout
+    assert f"  alice  (2 records, {topic}[0])" in done.stdout
+    assert 'plan = "pro" (str)' in done.stdout and "seats = 3 (int)" in done.stdout
+    assert 'email: "alice@example.com"' in done.stdout
+    assert "would dead-letter 0 record(s)" in done.stdout

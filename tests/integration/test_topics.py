@@ -3,6 +3,7 @@ command that creates it; a source topic's is named in ``/readyz``, the log and t
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from confluent_kafka.admin import NewTopic
 
 from tests.fakes.avro import encode, event
+from tests.integration.conftest import KAFKA_SH
 from tests.integration.worker_process import wait_until
 
 pytestmark = pytest.mark.integration
@@ -74,3 +76,18 @@ def test_a_mistyped_source_topic_is_named_in_readyz_the_log_and_the_metric(
     wait_until(lambda: "late" in sandbox.users(), 60, "the new topic's record imported")
     assert sandbox.users()["late"]["display_name"] == "Came late"
     assert worker.terminate() == 0
+
+
+def test_the_local_brokers_topics_tool_creates_the_topic_there(broker):
+    """The README's first step on the local broker (which has no bin/ directory):
+    ``scripts/kafka.sh topics`` is Kafka's kafka-topics tool, aimed at this broker."""
+    name = f"made-by-hand-{uuid.uuid4().hex[:8]}"
+    done = subprocess.run(
+        ["bash", str(KAFKA_SH), "topics", "--create", "--topic", name, "--partitions", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"Created topic {name}." in done.stdout
+    assert broker.partitions(name) == [0, 1]
