@@ -8,6 +8,7 @@ uid overlapping."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable
 
@@ -21,7 +22,7 @@ from tests.integration.debezium.stack import Postgres
 from tests.integration.kafka_tools import Broker
 from tests.integration.registry import Registry
 from tests.integration.test_end_to_end import _overlapping_jobs_with_a_shared_uid
-from tests.integration.worker_process import wait_until
+from tests.integration.worker_process import ROOT, run_command, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -190,3 +191,81 @@ def test_a_table_without_a_mapped_column_is_dead_lettered_and_readyz_says_why(
     assert ready.status_code == 503
     assert "pricing_plan" in " ".join(ready.json()["mapping_problems"])
     assert sandbox.users() == {}
+
+
+def test_preview_shows_what_run_then_sends_for_a_debezium_table(
+    postgres: Postgres,
+    create_connector: Callable[..., str],
+    broker: Broker,
+    schema_registry: Registry,
+    deleting_sandbox: Sandbox,
+    start_worker,
+    tmp_path,
+) -> None:
+    """Writing a mapping is done with preview: on a real Debezium topic it shows the mapped
+    users with their FullStory types, the delete and the skipped unchanged update, and its
+    --json bodies are the requests the worker, run afterwards, has FullStory's jobs carry."""
+    table = f"users_{uuid.uuid4().hex[:8]}"
+    postgres.sql(
+        f"CREATE TABLE {table} ({COLUMNS}); ALTER TABLE {table} REPLICA IDENTITY FULL;"
+        f" INSERT INTO {table} VALUES {_row(1, 'Ada', 'ada@example.com', 'pro', '1234.50')},"
+        f" {_row(2, 'Grace', 'grace@example.com', 'free', '0.05')},"
+        f" {_row(3, 'Edsger', 'edsger@example.com', 'free', '7')};"
+    )
+    topic = create_connector("preview", table)
+    postgres.sql(
+        f"UPDATE {table} SET pricing_plan = 'team' WHERE id = 1;\n"
+        f"UPDATE {table} SET last_login_at = now() WHERE id = 2;\n"  # unmapped: skipped
+        f"DELETE FROM {table} WHERE id = 3;\n"
+    )
+    # 3 snapshot reads, 2 updates, the delete and its tombstone.
+    wait_until(lambda: sum(broker.end_offsets(topic).values()) == 7, 60, "the changes")
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text(json.dumps(MAPPING))
+    dlq = broker.create_topic(1, prefix="dlq")
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "KAFKA_TOPICS": topic,
+        "KAFKA_GROUP_ID": group,
+        "DLQ_TOPIC": dlq,
+        "FULLSTORY_API_KEY": API_KEY,
+        "FULLSTORY_API_URL": deleting_sandbox.url,
+        "SOURCE_FORMAT": "debezium",
+        "FIELD_MAPPING": str(mapping),
+        "ON_DELETE": "delete",
+        "SCHEMA_REGISTRY_URL": schema_registry.url,
+    }
+    shown = run_command(["preview"], {**os.environ, "PYTHONPATH": str(ROOT), **env})
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "would send 2 user(s) in 1 request(s)" in shown.stdout
+    assert 'plan = "team" (str)' in shown.stdout
+    assert "lifetime_value = 1234.5 (real)" in shown.stdout
+    assert 'signed_up = "2024-05-06T05:08:09.000000Z" (date)' in shown.stdout
+    assert "would delete 1 user(s)" in shown.stdout and "  3  (" in shown.stdout
+    as_json = run_command(["preview", "--json"], {**os.environ, "PYTHONPATH": str(ROOT), **env})
+    assert as_json.returncode == 0, as_json.stderr
+    previewed = json.loads(as_json.stdout)
+    assert previewed["records"] == 7 and previewed["dead_letters"] == []
+    assert previewed["deletes"] == [{"uid": "3", "records": 2}]  # its snapshot row and its d
+    assert previewed["skipped"] == {"tombstone": 1, "unchanged": 1}
+    bodies = {r["uid"]: r for body in previewed["bodies"] for r in body["requests"]}
+    assert deleting_sandbox.requests() == []
+
+    start_worker(
+        topic,
+        dlq,
+        group,
+        FULLSTORY_API_URL=deleting_sandbox.url,
+        SOURCE_FORMAT="debezium",
+        FIELD_MAPPING=str(mapping),
+        ON_DELETE="delete",
+        SCHEMA_REGISTRY_URL=schema_registry.url,
+    )
+    end = broker.end_offsets(topic)
+    wait_until(lambda: broker.committed(group, topic) == end, 120, "the worker to drain")
+    sent = {r["uid"]: r for job in deleting_sandbox.job_requests().values() for r in job}
+    # 3's snapshot row and its delete are one delete when read in one merge window, as
+    # preview read them; the worker may read them apart, then sends 3 before deleting it.
+    assert set(bodies) == {"1", "2"} and {uid: sent[uid] for uid in bodies} == bodies
+    assert set(deleting_sandbox.users()) == {"1", "2"}
