@@ -45,6 +45,31 @@ def test_a_user_changed_back_to_an_earlier_value_gets_it_back(make_loop, kafka, 
     assert third.id != first.id
 
 
+def test_the_same_records_read_again_after_a_crash_take_over_the_job_they_made(
+    make_loop, kafka, fullstory
+):
+    """A replica's POST made a job but the answer never came back, and the replica died:
+    the next owner reads the same records into the same batch, whose key gets that job
+    back, and follows it, instead of making a second job of the same users that the first
+    (unknown to it, still queued at FullStory) could overtake with older values later."""
+    kafka.change(0, "u1", email="a@example.com")
+    kafka.change(0, "u2")
+    fullstory.lose_answers()
+    crashed = make_loop()
+    crashed.source.assign([0])
+    crashed.turn_until(lambda: len(fullstory.posts) >= 2, "the POST and a retry")
+    crashed.close()  # died without knowing its job
+    fullstory.lose_answers(False)
+    (made,) = fullstory.jobs()
+    owner = make_loop()
+    owner.source.assign([0])
+    owner.turn_until(lambda: len(fullstory.posts) >= 3, "the next owner's POST")
+    assert len(set(fullstory.posts)) == 1 and fullstory.jobs() == [made]
+    fullstory.finish(made.id)
+    owner.turn_until(lambda: kafka.committed_offset(0) == 2, "a commit after that job")
+    assert fullstory.jobs() == [made]
+
+
 def test_changes_of_one_user_in_a_batch_fold_in_offset_order(make_loop, kafka, fullstory):
     """Several changes of a user in one job become one request: later non-null values win,
     nulls leave values as they are, and property types are declared from Avro."""

@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.errors import NotFound, RejectedRequest
+from worker.errors import NotFound, RejectedRequest, Unreachable
 from worker.fullstory.client import JobState, JobStatus, UserError, UserPresence
 
 CALLS = ("create_batch", "job_status", "job_errors", "delete_user", "user_presence")
@@ -55,6 +55,7 @@ class ScriptedFullStory:
         self._jobs: dict[str, FakeJob] = {}
         self._by_key: dict[str, str] = {}
         self._script: dict[str, deque[Exception]] = {call: deque() for call in CALLS}
+        self._lose_answers = False
         self._refused: dict[str, tuple[str, str]] = {}
         self.posts: list[str] = []  # the Idempotency-Key of every POST that reached us
         # When set, a running job COMPLETES on this status poll (for drains the test cannot
@@ -80,6 +81,11 @@ class ScriptedFullStory:
     def fail_next(self, call: str, *errors: Exception) -> None:
         """The next calls of ``call`` raise these (as the HTTP adapter translates answers)."""
         self._script[call].extend(errors)
+
+    def lose_answers(self, lose: bool = True) -> None:
+        """While set, a POST creates its job (or finds its key's) and its answer is lost on the
+        way back (``Unreachable``): the worker cannot know the job it made."""
+        self._lose_answers = lose
 
     def hold_creates(self) -> None:
         """Hold every POST before it is answered until ``release_creates`` (10 s at most), so a
@@ -152,7 +158,7 @@ class ScriptedFullStory:
             self.posts.append(idempotency_key)
             self._scripted("create_batch")
             if idempotency_key in self._by_key:
-                return self._by_key[idempotency_key]
+                return self._answer(self._by_key[idempotency_key])
             requests = json.loads(body)["requests"]
             users = {str(r["uid"]): r for r in requests}
             for uid in users.keys() & self._refused.keys():
@@ -170,7 +176,12 @@ class ScriptedFullStory:
             self.users |= users.keys()
             self.log += [("upsert", uid) for uid in users]
             self._by_key[idempotency_key] = job.id
-            return job.id
+            return self._answer(job.id)
+
+    def _answer(self, job_id: str) -> str:
+        if self._lose_answers:
+            raise Unreachable("create batch: connection reset after the request was sent")
+        return job_id
 
     def job_status(self, job_id: str) -> JobStatus:
         with self._lock:

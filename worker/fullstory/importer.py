@@ -112,16 +112,20 @@ class Importer:
         on_job_created: JobCreated = lambda _job: None,
         cancel: threading.Event | None = None,
         context: Mapping[str, object] | None = None,
+        records: bytes | None = None,
     ) -> ImportOutcome:
         """Import ``users`` (one per uid); ``on_job_created(job_id)`` as soon as a job exists.
         ``context``: what the caller's log lines name (its batch id, partitions, records).
+        ``records``: the digest of the records merged into ``users`` (``Batch.records_digest``),
+        which with the body makes each POST's idempotency key; without it, a random token.
 
         Setting ``cancel`` (or the importer's ``abandon``) ends any wait with ``Abandoned``.
         """
         outcome = ImportOutcome()
         bound = log.bind(**(context or {}))
         calls = Calls(self._policy, cancel)
-        self._import(list(users), outcome, calls, bound, on_job_created)
+        batch = records if records is not None else batch_token()
+        self._import(list(users), batch, outcome, calls, bound, on_job_created)
         return outcome
 
     def await_jobs(self, job_ids: list[str], cancel: threading.Event | None = None) -> None:
@@ -135,6 +139,7 @@ class Importer:
     def _import(
         self,
         users: list[UserUpdate],
+        batch: bytes,
         outcome: ImportOutcome,
         calls: Calls,
         bound: FilteringBoundLogger,
@@ -142,7 +147,7 @@ class Importer:
     ) -> None:
         body = encode_body(users, self._declare_types)
         try:
-            job_id = self._create(body, len(users), calls, bound)
+            job_id = self._create(body, batch, len(users), calls, bound)
         except RejectedRequest as exc:
             if len(users) == 1:
                 uid = users[0].uid
@@ -151,8 +156,8 @@ class Importer:
                 return
             bound.warning("batch_rejected_splitting", users=len(users), code=exc.code)
             middle = len(users) // 2
-            self._import(users[:middle], outcome, calls, bound, on_job_created)
-            self._import(users[middle:], outcome, calls, bound, on_job_created)
+            self._import(users[:middle], batch, outcome, calls, bound, on_job_created)
+            self._import(users[middle:], batch, outcome, calls, bound, on_job_created)
             return
         outcome.job_ids.append(job_id)
         on_job_created(job_id)
@@ -175,10 +180,11 @@ class Importer:
             seconds=round(seconds, 3),
         )
 
-    def _create(self, body: bytes, users: int, calls: Calls, bound: FilteringBoundLogger) -> str:
+    def _create(
+        self, body: bytes, batch: bytes, users: int, calls: Calls, bound: FilteringBoundLogger
+    ) -> str:
         """The job id of one POST of ``body``, tried until FullStory accepts or refuses it.
         Every try carries this batch's key; only a replayed 5xx moves it to a new generation."""
-        batch = batch_token()
         generation, consecutive_5xx = 0, 0
         first_5xx_at: int | None = None  # successes counted when this key first got a 5xx
         backoff = calls.backoff()

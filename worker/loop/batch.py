@@ -24,6 +24,7 @@ eligible: never held back by the backlog hold or ``max_wait_s``.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from array import array
 from collections.abc import Collection
@@ -93,6 +94,18 @@ class Batch:
 
     def record_count(self) -> int:
         return sum(len(unit.offsets) for unit in self.units.values())
+
+    def records_digest(self) -> bytes:
+        """The records this batch carries, as a SHA-256 (``Importer.run``'s ``records``):
+        equal for a batch of the same records in the same order, as one read again after a
+        crash forms it; different for any other batch, whatever its users' values."""
+        digest = hashlib.sha256()
+        for unit in self.units.values():
+            topic, partition = unit.tp
+            name = topic.encode()
+            digest.update(b"%d:%s %d %d\x00" % (len(name), name, partition, len(unit.offsets)))
+            digest.update(unit.offsets.tobytes())
+        return digest.digest()
 
 
 class Batcher:

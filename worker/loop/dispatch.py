@@ -174,6 +174,7 @@ class Dispatcher:
                 lambda job_id: self._created.put((batch.id, job_id)),
                 cancel,
                 context=context,
+                records=batch.records_digest(),
             )
             outcome = BatchOutcome(batch, imported.job_ids, imported.failures)
         outcome.rejected = self._read_back(batch, list(outcome.failures), cancel)

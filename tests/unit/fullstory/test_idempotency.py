@@ -118,5 +118,5 @@ def test_two_batches_of_the_same_body_never_share_a_key():
 
 def test_a_token_of_another_length_is_refused():
     """A short or long token could be traded for the body's first bytes: refused."""
-    with pytest.raises(ValueError, match="16 bytes"):
+    with pytest.raises(ValueError, match="32 bytes"):
         idempotency_key(b"body", b"short")

@@ -403,3 +403,17 @@ def test_a_failing_post_is_not_retried_because_another_endpoint_answers():
     finally:
         abandon.set()
         backing_off.join(5)
+
+
+def test_the_same_records_keep_their_key_across_runs_and_other_records_get_another():
+    """A batch formed again from the same records (after a crash) carries the key of its
+    first POST, so FullStory answers with the job that POST made rather than a second job
+    of older values; the same body for other records (A, B, then A again) gets a new key."""
+    script = Script({"POST /v2/users/batch": [JOB] * 3, "GET /v2/users/batch/j1": [DONE] * 3})
+    importer = importer_on(script)
+    first, later = bytes(32), bytes(31) + b"\x01"
+    for records in (first, first, later):
+        importer.run(users_of("a"), records=records)
+    keys = [r.headers["Idempotency-Key"] for r in script.requests if r.method == "POST"]
+    assert len(keys) == 3 and keys[0] == keys[1] != keys[2]
+    assert len({r.content for r in script.requests if r.method == "POST"}) == 1

@@ -283,3 +283,32 @@ def test_deletes_of_partitions_that_moved_away_are_forgotten():
     assert len(batcher) == 1
     deletes = batcher.take_deletes()
     assert deletes is not None and list(deletes.uids) == ["b"]
+
+
+def _batch_of(records: list[tuple[tuple[str, int], int, str]]):
+    batcher = Batcher(max_users=10, max_wait_s=0.0)
+    for tp, offset, uid in records:
+        batcher.add(tp, offset, change(uid, plan="A"), 0.0)
+    batch = batcher.take(now=0.0)
+    assert batch is not None
+    return batch
+
+
+def test_a_batch_formed_again_from_the_same_records_names_them_alike_and_no_other_does():
+    """The records' digest is half of each POST's idempotency key: the same records merged
+    again (after a crash) name the same batch, so its key takes over the job the first POST
+    made; records at other offsets or partitions (a user changed back to an earlier value,
+    with the very same body) name another batch, so FullStory never answers them with the
+    first job."""
+    first = _batch_of([(P0, 0, "a"), (P0, 1, "b"), (P0, 2, "a")])
+    again = _batch_of([(P0, 0, "a"), (P0, 1, "b"), (P0, 2, "a")])
+    assert first.records_digest() == again.records_digest()
+    others = [
+        [(P0, 3, "a"), (P0, 4, "b"), (P0, 5, "a")],  # later offsets, same body
+        [(P1, 0, "a"), (P1, 1, "b"), (P1, 2, "a")],  # another partition
+        [(("users2", 0), 0, "a"), (("users2", 0), 1, "b"), (("users2", 0), 2, "a")],
+        [(P0, 0, "a"), (P0, 1, "b")],  # fewer records of the same users
+        [(P0, 0, "a"), (P0, 2, "b"), (P0, 1, "a")],  # the same offsets, others merged
+    ]
+    digests = {first.records_digest()} | {_batch_of(r).records_digest() for r in others}
+    assert len(digests) == 1 + len(others)
