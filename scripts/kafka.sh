@@ -536,8 +536,10 @@ cmd_logs() {
 cmd_topics() {
   broker_pid >/dev/null || die "the broker is not running: scripts/kafka.sh start"
   read_running_ports || die "the broker's $CONFIG names no listeners"
+  local target=(--bootstrap-server "$BOOTSTRAP")
+  [[ " $* " == *" --bootstrap-server "* ]] && target=()  # given: a command copied as it is
   exec "$JAVA" -Xmx256m -Dlog4j2.configurationFile="$LOG4J_TOOLS" -cp "$LIBS_DIR/*" \
-    org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" "$@"
+    org.apache.kafka.tools.TopicCommand "${target[@]}" "$@"
 }
 
 usage() {

@@ -172,11 +172,13 @@ def _watch_topics(
     topics = [settings.dlq_topic, *kafka.topics]
     health.beat()
     try:
-        found = confirm_missing(find, topics, settings.dlq_topic, pause=stop.wait)
+        found = confirm_missing(
+            find, topics, settings.dlq_topic, pause=lambda s: _beating(health, stop, s)
+        )
     except WorkerError as exc:
         log.warning("dlq_topic_unchecked", topic=settings.dlq_topic, error=str(exc))
     else:
-        if settings.dlq_topic in found.missing:
+        if settings.dlq_topic in found.missing and not stop.is_set():
             sources = [found.partitions[t] for t in kafka.topics if t in found.partitions]
             advice = missing_dlq_advice(
                 settings.dlq_topic, kafka.bootstrap_servers, max(sources, default=None)

@@ -91,3 +91,10 @@ def test_the_local_brokers_topics_tool_creates_the_topic_there(broker):
     assert done.returncode == 0, done.stderr
     assert f"Created topic {name}." in done.stdout
     assert broker.partitions(name) == [0, 1]
+    # The README's command copied as it is, --bootstrap-server included, works too.
+    args = ["--bootstrap-server", broker.bootstrap, "--describe", "--topic", name]
+    described = subprocess.run(
+        ["bash", str(KAFKA_SH), "topics", *args], capture_output=True, text=True, timeout=120
+    )
+    assert described.returncode == 0, described.stderr
+    assert "PartitionCount: 2" in described.stdout

@@ -12,6 +12,7 @@ given to ``KafkaSource`` run inside ``consume``.
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
@@ -107,6 +108,10 @@ class KafkaSource:
             if on_stats is not None:
                 on_stats(parse_stats(text))
 
+        # refresh() runs on the topic watch's thread: it and close() never overlap, as a
+        # metadata call on a handle being destroyed could crash the process.
+        self._handle = threading.Lock()
+        self._closed = False
         self._consumer = Consumer(
             {
                 "client.id": f"fullstory-user-sync-{socket.gethostname()}",
@@ -166,11 +171,15 @@ class KafkaSource:
         metadata refresh (``topic.metadata.refresh.interval.ms``, 5 minutes by default).
         Asking about that topic alone is not enough once another subscribed topic was
         assigned: librdkafka re-checks the subscription only on a whole-cluster answer (found
-        on the broker). Safe from any thread; a failure leaves it to the next refresh."""
-        try:
-            self._consumer.list_topics(timeout=METADATA_TIMEOUT_S)
-        except (KafkaException, RuntimeError) as exc:  # RuntimeError: closed meanwhile
-            log.warning("metadata_refresh_failed", error=str(exc))
+        on the broker). Safe from any thread, and nothing once closed; a failure leaves it
+        to the next refresh."""
+        with self._handle:
+            if self._closed:
+                return
+            try:
+                self._consumer.list_topics(timeout=METADATA_TIMEOUT_S)
+            except KafkaException as exc:
+                log.warning("metadata_refresh_failed", error=str(exc))
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         partitions = list(partitions)
@@ -255,4 +264,6 @@ class KafkaSource:
         """Leave the group (no commit here: the pipeline committed what was acknowledged).
         A static member (``group.instance.id``) does not leave: the broker keeps its
         partitions for it until its session times out."""
-        self._consumer.close()
+        with self._handle:  # after a refresh under way, if any (at most METADATA_TIMEOUT_S)
+            self._closed = True
+            self._consumer.close()

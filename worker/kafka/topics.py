@@ -56,15 +56,15 @@ def confirm_missing(
     find: Callable[[list[str]], TopicsFound],
     topics: list[str],
     topic: str,
-    pause: Callable[[float], object],
+    pause: Callable[[float], bool | None],
 ) -> TopicsFound:
     """``find(topics)``, asked again after each of ``RECHECK_PAUSES_S`` while it says
-    ``topic`` is missing: the last answer. Only a topic missing every time is missing."""
+    ``topic`` is missing: the last answer. Only a topic missing every time is missing.
+    ``pause(seconds)`` returning True (asked to stop) ends the asking with the last answer."""
     found = find(topics)
     for seconds in RECHECK_PAUSES_S:
-        if topic not in found.missing:
+        if topic not in found.missing or pause(seconds):
             break
-        pause(seconds)
         found = find(topics)
     return found
 

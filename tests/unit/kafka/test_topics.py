@@ -79,6 +79,19 @@ def test_a_dlq_created_a_moment_ago_is_found_and_one_never_created_is_missing():
     assert paused == list(RECHECK_PAUSES_S) and sum(paused) < 10
 
 
+def test_a_stop_asked_for_while_waiting_for_the_dlq_ends_the_asking():
+    """SIGTERM during the few seconds of asking again ends them at once (the worker then
+    exits as asked, not with the missing DLQ's exit 2 a moment later)."""
+    asked: list[list[str]] = []
+
+    def find(topics: list[str]):
+        asked.append(topics)
+        return find_topics(Admin("users"), topics, timeout_s=1.0)  # type: ignore[arg-type]
+
+    found = confirm_missing(find, ["dlq", "users"], "dlq", lambda _seconds: True)
+    assert found.missing == ("dlq",) and len(asked) == 1
+
+
 def test_the_watch_survives_what_it_did_not_expect(monkeypatch):
     """Whatever a look raises, the watch logs it and looks again: a dead watch would leave
     /readyz naming the topics it last saw missing, for ever."""
