@@ -130,10 +130,13 @@ class AuthFailed(RetriableError):
 
 class NotFound(RetriableError):
     """HTTP 404: on a job's URL, FullStory does not know the job (never created, or expired);
-    on every URL, a wrong base URL."""
+    on every URL, a wrong base URL. ``code``: the error code of a JSON error body as FullStory
+    writes one (``{"code": "not_found", ...}``), "" for any other body (a web server's page:
+    surely not FullStory)."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, code: str = "") -> None:
         super().__init__(message, status=404)
+        self.code = code
 
 
 class BadAnswer(RetriableError):

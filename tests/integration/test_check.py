@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import uuid
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from confluent_kafka.admin import ConfigResource, ResourceType
@@ -76,21 +79,38 @@ def test_a_good_setup_is_all_green_and_nothing_is_written(broker, sandbox, setup
         ("source", "source topic", "check KAFKA_TOPICS"),
         ("key", "fullstory key", "set FULLSTORY_API_KEY"),
         ("registry", "schema registry", "check SCHEMA_REGISTRY_URL"),
+        ("url", "fullstory key", "check FULLSTORY_API_URL"),
     ],
-    ids=["missing-dlq", "missing-source-topic", "bad-fullstory-key", "unreachable-registry"],
+    ids=[
+        "missing-dlq",
+        "missing-source-topic",
+        "bad-fullstory-key",
+        "unreachable-registry",
+        "a-web-server-not-fullstory",
+    ],
 )
-def test_each_failure_is_named_with_its_fix(broker, setup, broken, line, fix):
-    """One broken peer: exit 1, its line says FAIL and what to do; every other line is ok."""
+def test_each_failure_is_named_with_its_fix(broker, setup, broken, line, fix, tmp_path):
+    """One broken peer: exit 1, its line says FAIL and what to do; every other line is ok.
+    A FULLSTORY_API_URL that is some web server answering 404 pages is no proven key."""
     env = dict(setup)
+    if broken == "url":
+        web = ThreadingHTTPServer(
+            ("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+        )
+        threading.Thread(target=web.serve_forever, daemon=True).start()
+        env["FULLSTORY_API_URL"] = f"http://127.0.0.1:{web.server_port}"
     if broken == "dlq":
         env["DLQ_TOPIC"] = f"dlq-{uuid.uuid4().hex[:10]}"
     elif broken == "source":
         env["KAFKA_TOPICS"] = f"{setup['KAFKA_TOPICS']}-typo"
     elif broken == "key":
         env["FULLSTORY_API_KEY"] = "not-the-sandbox-key"
-    else:
+    elif broken == "registry":
         env["SCHEMA_REGISTRY_URL"] = f"http://127.0.0.1:{free_port()}"
     done = _check(env)
+    if broken == "url":
+        web.shutdown()
+        web.server_close()
     assert done.returncode == 1, done.stdout + done.stderr
     failed = [x for x in done.stdout.splitlines() if not x.startswith("ok  ")]
     assert len(failed) == 1 and failed[0].startswith(f"FAIL  {line}"), done.stdout

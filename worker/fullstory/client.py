@@ -139,6 +139,15 @@ def _job_path(job_id: str) -> str:
     return f"/v2/users/batch/{quote(job_id, safe='')}"
 
 
+def _error_code(response: Answer) -> str:
+    """The ``code`` of FullStory's JSON error body (bounded), "" when the body is not one."""
+    try:
+        code = _json(response).get("code")
+    except (ValueError, AttributeError):
+        return ""
+    return code[:100] if isinstance(code, str) else ""
+
+
 def _check(response: Answer, what: str) -> dict[str, Any]:
     status = response.status
     if status == 200:
@@ -156,7 +165,7 @@ def _check(response: Answer, what: str) -> dict[str, Any]:
     if status in (401, 403):
         raise AuthFailed(f"{what}: HTTP {status} (check FULLSTORY_API_KEY)", status)
     if status == 404:
-        raise NotFound(f"{what}: HTTP 404")
+        raise NotFound(f"{what}: HTTP 404", _error_code(response))
     if status not in _INVALID_INPUT:
         # 3xx, 405, 408, 415, ...: the URL or the API is not what we expect; waiting and
         # alerting beats dead-lettering every user.

@@ -68,7 +68,8 @@ def _registry_item(settings: Settings, proxies: Proxies) -> Item:
 
 
 def _fullstory_items(settings: Settings, proxies: Proxies) -> list[Item]:
-    """The key, proven by looking up a job that does not exist (404: the key was accepted;
+    """The key, proven by looking up a job that does not exist (404 with FullStory's JSON
+    error: the key was accepted; a 404 page that is not FullStory's proves nothing;
     401/403: refused); with ``ON_DELETE=delete``, the role, by looking up a user that does
     not exist (404: may delete; 403: may not), as ``run`` does at start-up."""
     api = FullStoryClient(
@@ -83,8 +84,13 @@ def _fullstory_items(settings: Settings, proxies: Proxies) -> list[Item]:
     try:
         try:
             api.job_status(probe)
-        except NotFound:
-            key = Item("fullstory key", True, "accepted (a look-up of a job that does not exist)")
+        except NotFound as exc:
+            if exc.code:
+                detail = "accepted (a look-up of a job that does not exist)"
+                key = Item("fullstory key", True, detail)
+            else:  # a 404 page of some web server: the key was never looked at
+                detail = "a look-up answered 404 without FullStory's JSON error: not its API?"
+                key = Item("fullstory key", False, detail, where)
         except AuthFailed as exc:
             fix = "set FULLSTORY_API_KEY to a server API key of this org (Settings > API Keys)"
             key = Item("fullstory key", False, f"refused (HTTP {exc.status})", fix)
