@@ -135,6 +135,22 @@ def sandbox() -> Iterator[Sandbox]:
         yield sb
 
 
+def worker_settings(
+    bootstrap: str, topic: str, dlq: str, group: str, fullstory_url: str, **more: str
+) -> dict[str, str]:
+    """The settings every command needs: the broker, the topics, the group, the sandbox and
+    its key; ``more`` adds to them or overrides them."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_TOPICS": topic,
+        "KAFKA_GROUP_ID": group,
+        "DLQ_TOPIC": dlq,
+        "FULLSTORY_API_KEY": API_KEY,
+        "FULLSTORY_API_URL": fullstory_url,
+        **more,
+    }
+
+
 @pytest.fixture
 def start_worker(
     broker: Broker, sandbox: Sandbox, tmp_path: Path
@@ -156,19 +172,20 @@ def start_worker(
         **env: str,
     ) -> WorkerProcess:
         """``health=True`` serves the health endpoints on 127.0.0.1 at ``.health_port``."""
-        settings = {
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap or broker.bootstrap,
-            "KAFKA_TOPICS": topic,
-            "KAFKA_GROUP_ID": group,
-            "DLQ_TOPIC": dlq,
-            "FULLSTORY_API_KEY": API_KEY,
-            "FULLSTORY_API_URL": sandbox.url,
-            "BATCH_MAX_WAIT_MS": "200",
-            "JOB_POLL_MAX_INTERVAL_MS": "200",
-            "HTTP_PORT": "0",
-            "LOG_LEVEL": "info",
-            **env,
-        }
+        settings = worker_settings(
+            bootstrap or broker.bootstrap,
+            topic,
+            dlq,
+            group,
+            sandbox.url,
+            **{
+                "BATCH_MAX_WAIT_MS": "200",
+                "JOB_POLL_MAX_INTERVAL_MS": "200",
+                "HTTP_PORT": "0",
+                "LOG_LEVEL": "info",
+                **env,
+            },
+        )
         if not health:
             return launch(settings)
         return start_with_health_port(launch, settings)

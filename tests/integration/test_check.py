@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka.admin import ConfigResource, ResourceType
 
 from fullstory_sandbox import Sandbox
-from tests.integration.conftest import API_KEY
+from tests.integration.conftest import API_KEY, worker_settings
 from tests.integration.registry import Registry
 from tests.integration.worker_process import ROOT, free_port, run_command
 
@@ -30,14 +30,7 @@ def _check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def setup(broker, sandbox, stream):
     """A good setup's settings: the stream's topics, the sandbox, its key."""
     topic, dlq, group = stream(3)
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-        "KAFKA_TOPICS": topic,
-        "KAFKA_GROUP_ID": group,
-        "DLQ_TOPIC": dlq,
-        "FULLSTORY_API_KEY": API_KEY,
-        "FULLSTORY_API_URL": sandbox.url,
-    }
+    return worker_settings(broker.bootstrap, topic, dlq, group, sandbox.url)
 
 
 def _line(done: subprocess.CompletedProcess[str], name: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.fakes.avro import encode, event
-from tests.integration.conftest import API_KEY
+from tests.integration.conftest import worker_settings
 from tests.integration.worker_process import ROOT, run_command, wait_until
 
 pytestmark = pytest.mark.integration
@@ -54,14 +54,7 @@ def setup(broker, sandbox, stream):
     committer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
     committer.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
     committer.close()
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-        "KAFKA_TOPICS": topic,
-        "KAFKA_GROUP_ID": group,
-        "DLQ_TOPIC": dlq,
-        "FULLSTORY_API_KEY": API_KEY,
-        "FULLSTORY_API_URL": sandbox.url,
-    }
+    env = worker_settings(broker.bootstrap, topic, dlq, group, sandbox.url)
     return topic, dlq, group, env
 
 
@@ -146,14 +139,7 @@ def test_the_readmes_example_events_are_shown_by_preview_as_it_says(broker, sand
     of alice into their topic, and preview shows what the README says it shows (one user,
     two records merged, plan a str now "pro", seats an int)."""
     topic, dlq, group = stream(1)
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-        "KAFKA_TOPICS": topic,
-        "KAFKA_GROUP_ID": group,
-        "DLQ_TOPIC": dlq,
-        "FULLSTORY_API_KEY": API_KEY,
-        "FULLSTORY_API_URL": sandbox.url,
-    }
+    env = worker_settings(broker.bootstrap, topic, dlq, group, sandbox.url)
     produced = subprocess.run(
         [sys.executable, "-c", _readme_example("produce")],
         cwd=ROOT,

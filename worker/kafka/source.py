@@ -108,10 +108,9 @@ class KafkaSource:
             if on_stats is not None:
                 on_stats(parse_stats(text))
 
-        # refresh() runs on the topic watch's thread: it and close() never overlap, as a
-        # metadata call on a handle being destroyed could crash the process.
-        self._handle = threading.Lock()
-        self._closed = False
+        # Set from any thread (the topic watch's); the metadata call itself is made by the
+        # thread that consumes, before its next fetch (``refresh``).
+        self._refresh_wanted = threading.Event()
         self._consumer = Consumer(
             {
                 "client.id": f"fullstory-user-sync-{socket.gethostname()}",
@@ -134,6 +133,8 @@ class KafkaSource:
 
     def consume(self, max_records: int, timeout: float) -> list[Fetched]:
         """Up to ``max_records`` messages, grouped in runs of one partition (in order)."""
+        if self._refresh_wanted.is_set():
+            self._refresh_now()
         runs: list[Fetched] = []
         run: list[KafkaMessage] = []
         topic, partition = "", -1
@@ -166,20 +167,24 @@ class KafkaSource:
         return sorted((t, p) for t in self._topics for p in metadata.topics[t].partitions)
 
     def refresh(self) -> None:
-        """Ask Kafka for the whole cluster's metadata now, on this consumer: a subscribed
-        topic created after start-up is otherwise consumed only after librdkafka's next
-        metadata refresh (``topic.metadata.refresh.interval.ms``, 5 minutes by default).
-        Asking about that topic alone is not enough once another subscribed topic was
-        assigned: librdkafka re-checks the subscription only on a whole-cluster answer (found
-        on the broker). Safe from any thread, and nothing once closed; a failure leaves it
-        to the next refresh."""
-        with self._handle:
-            if self._closed:
-                return
-            try:
-                self._consumer.list_topics(timeout=METADATA_TIMEOUT_S)
-            except KafkaException as exc:
-                log.warning("metadata_refresh_failed", error=str(exc))
+        """Have the cluster's metadata asked for on the next ``consume``: a subscribed topic
+        created after start-up is otherwise consumed only after librdkafka's next metadata
+        refresh (``topic.metadata.refresh.interval.ms``, 5 minutes by default). Safe from
+        any thread.
+
+        The call is made by the consuming thread, never here: made from another thread while
+        ``consume`` waits, it blocked for many seconds, past its own timeout, and sometimes
+        for good (measured on the broker). Asking about that topic alone is not enough once
+        another subscribed topic was assigned: librdkafka re-checks the subscription only on a
+        whole-cluster answer."""
+        self._refresh_wanted.set()
+
+    def _refresh_now(self) -> None:
+        self._refresh_wanted.clear()
+        try:
+            self._consumer.list_topics(timeout=METADATA_TIMEOUT_S)
+        except KafkaException as exc:
+            log.warning("metadata_refresh_failed", error=str(exc))
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         partitions = list(partitions)
@@ -264,6 +269,4 @@ class KafkaSource:
         """Leave the group (no commit here: the pipeline committed what was acknowledged).
         A static member (``group.instance.id``) does not leave: the broker keeps its
         partitions for it until its session times out."""
-        with self._handle:  # after a refresh under way, if any (at most METADATA_TIMEOUT_S)
-            self._closed = True
-            self._consumer.close()
+        self._consumer.close()

@@ -8,7 +8,8 @@ metadata refresh (5 minutes).
 A mistyped source topic otherwise reads as silence: the consumer says so once and waits.
 Runs on a thread of its own (``TopicWatch.start``), which touches only its admin client, the
 ``Health`` it reports to, the metric and ``when_found``'s callback (the consumer's
-``KafkaSource.refresh``, safe from any thread); each look is bounded by ``TIMEOUT_S``. While Kafka
+``KafkaSource.refresh``, which only asks the consuming thread for the metadata call); each
+look is bounded by ``TIMEOUT_S``. While Kafka
 does not answer, nothing changes: an unreachable broker is readiness's ``kafka_reachable``,
 not a missing topic.
 """

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from fullstory_sandbox import Sandbox
-from tests.integration.conftest import API_KEY
+from tests.integration.conftest import API_KEY, worker_settings
 from tests.integration.debezium.stack import USERS_MAPPING as MAPPING
 from tests.integration.debezium.stack import Postgres
 from tests.integration.kafka_tools import Broker
@@ -224,18 +224,13 @@ def test_preview_shows_what_run_then_sends_for_a_debezium_table(
     mapping.write_text(json.dumps(MAPPING))
     dlq = broker.create_topic(1, prefix="dlq")
     group = f"group-{uuid.uuid4().hex[:8]}"
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-        "KAFKA_TOPICS": topic,
-        "KAFKA_GROUP_ID": group,
-        "DLQ_TOPIC": dlq,
-        "FULLSTORY_API_KEY": API_KEY,
-        "FULLSTORY_API_URL": deleting_sandbox.url,
+    debezium = {
         "SOURCE_FORMAT": "debezium",
         "FIELD_MAPPING": str(mapping),
         "ON_DELETE": "delete",
         "SCHEMA_REGISTRY_URL": schema_registry.url,
     }
+    env = worker_settings(broker.bootstrap, topic, dlq, group, deleting_sandbox.url, **debezium)
     shown = run_command(["preview"], {**os.environ, "PYTHONPATH": str(ROOT), **env})
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "would send 2 user(s) in 1 request(s)" in shown.stdout
@@ -252,16 +247,7 @@ def test_preview_shows_what_run_then_sends_for_a_debezium_table(
     bodies = {r["uid"]: r for body in previewed["bodies"] for r in body["requests"]}
     assert deleting_sandbox.requests() == []
 
-    start_worker(
-        topic,
-        dlq,
-        group,
-        FULLSTORY_API_URL=deleting_sandbox.url,
-        SOURCE_FORMAT="debezium",
-        FIELD_MAPPING=str(mapping),
-        ON_DELETE="delete",
-        SCHEMA_REGISTRY_URL=schema_registry.url,
-    )
+    start_worker(topic, dlq, group, FULLSTORY_API_URL=deleting_sandbox.url, **debezium)
     end = broker.end_offsets(topic)
     wait_until(lambda: broker.committed(group, topic) == end, 120, "the worker to drain")
     sent = {r["uid"]: r for job in deleting_sandbox.job_requests().values() for r in job}
