@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -127,7 +128,8 @@ def test_from_timestamp_starts_at_the_first_record_at_or_after_it(setup):
 
 
 def _readme_example(name: str) -> str:
-    """The code block under ``<!-- readme-example: NAME -->`` in the README."""
+    """The shell block under ``<!-- readme-example: NAME -->`` in the README, as it is
+    pasted into a shell."""
     readme = (ROOT / "README.md").read_text()
     after = readme.split(f"<!-- readme-example: {name} -->\n", 1)[1]
     block = after.split("```", 2)[1]
@@ -140,10 +142,11 @@ def test_the_readmes_example_events_are_shown_by_preview_as_it_says(broker, sand
     two records merged, plan a str now "pro", seats an int)."""
     topic, dlq, group = stream(1)
     env = worker_settings(broker.bootstrap, topic, dlq, group, sandbox.url)
+    python = Path(sys.executable).parent  # the README's `python` is the venv's
     produced = subprocess.run(
-        [sys.executable, "-c", _readme_example("produce")],
+        ["bash", "-c", _readme_example("produce")],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env={**os.environ, **env, "PATH": f"{python}:{os.environ['PATH']}"},
         capture_output=True,
         text=True,
         timeout=60,
