@@ -238,7 +238,7 @@ def run(settings: Settings) -> int:
         watch=watch,
         budget=budget,
     )
-    topics = _watch_topics(settings, health, metrics, clock, stop)
+    watched = _watch_topics(settings, health, metrics, clock, stop)
     deleter = None
     if settings.on_delete is OnDelete.DELETE:
         if not check_may_delete(api, lambda s: _beating(health, stop, s)):
@@ -284,7 +284,7 @@ def run(settings: Settings) -> int:
             on_stats=reachability.on_stats,
         ),
     )
-    topics.when_found(lambda _found: source.refresh())  # a topic created later is read at once
+    watched.when_found(lambda _found: source.refresh())  # a topic created later is read soon
     log.info(
         "config_loaded",
         topics=list(settings.kafka.topics),
