@@ -49,38 +49,11 @@ START_TIMEOUT="${CONNECT_START_TIMEOUT:-120}"
 STOP_TIMEOUT=30
 EXIT_PORT_TAKEN=3
 
-if [[ -n "${JAVA_HOME:-}" ]]; then
-  JAVA="$JAVA_HOME/bin/java"
-else
-  JAVA=java
-fi
+NAME=connect.sh
+# shellcheck source=lib/servers.sh
+source "$SCRIPT_DIR/lib/servers.sh"
 
-log() { printf 'connect.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# --- jars -------------------------------------------------------------------
-
-# Resolve only when libs/ is missing or was made from another pom.
-ensure_libs() {
-  local want have=""
-  want="$(sha256sum "$POM" | cut -d' ' -f1)"
-  [[ -f "$LIBS_STAMP" ]] && have="$(cat "$LIBS_STAMP")"
-  if [[ "$want" == "$have" ]] && compgen -G "$LIBS_DIR/connect-runtime-*.jar" >/dev/null; then
-    return 0
-  fi
-  command -v mvn >/dev/null || die "mvn not found; it is needed once to fetch the Connect jars"
-  log "resolving the Kafka Connect, Debezium and Apicurio jars with Maven (first run only)..."
-  local tmp="$STATE_DIR/libs.tmp"
-  rm -rf "$tmp"
-  if ! mvn -B -f "$POM" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp" >"$STATE_DIR/maven.log" 2>&1; then
-    tail -n 40 "$STATE_DIR/maven.log" >&2
-    die "Maven could not resolve the jars in $POM (full output: $STATE_DIR/maven.log)"
-  fi
-  echo "$want" >"$tmp/.pom.sha256"
-  rm -rf "$LIBS_DIR"
-  mv "$tmp" "$LIBS_DIR"
-}
+# --- tools ------------------------------------------------------------------
 
 # The readiness probe asks the REST API with curl (Debian's, installed when missing).
 ensure_curl() {
@@ -93,41 +66,8 @@ ensure_curl() {
 
 # --- process bookkeeping -----------------------------------------------------
 
-alive() {
-  local st
-  st="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
-  [[ "$st" != Z* ]]
-}
-
-is_our_worker() {
-  local cmdline
-  [[ -r "/proc/$1/cmdline" ]] || return 1
-  cmdline="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" || return 1
-  [[ "$cmdline" == *"$MAIN_CLASS $CONFIG"* ]] && alive "$1"
-}
-
-# The worker this state dir started: the pid file, or a search by command line in
-# case the pid file was lost (so stop never misses a running worker).
-worker_pid() {
-  local pid=""
-  [[ -f "$PID_FILE" ]] && pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-  if [[ "$pid" =~ ^[0-9]+$ ]] && is_our_worker "$pid"; then
-    echo "$pid"
-    return 0
-  fi
-  for pid in $(pgrep -f "$MAIN_CLASS" || true); do
-    if is_our_worker "$pid"; then
-      echo "$pid" >"$PID_FILE"
-      echo "$pid"
-      return 0
-    fi
-  done
-  return 1
-}
-
-port_open() {
-  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
-}
+# The worker this state dir started (its pid file, or found by its command line).
+worker_pid() { own_pid "$MAIN_CLASS $CONFIG" "$MAIN_CLASS"; }
 
 rest_url() { echo "http://$HOST:$PORT"; }
 
@@ -215,7 +155,7 @@ cmd_start() {
 
   command -v "$JAVA" >/dev/null || die "java not found (set JAVA_HOME or put Java 17 on PATH)"
   ensure_curl
-  ensure_libs
+  ensure_libs 'connect-runtime-*.jar' 'Kafka Connect, Debezium and Apicurio'
 
   local ports=() p i
   if [[ -n "${CONNECT_REST_PORT:-}" ]]; then
@@ -287,32 +227,8 @@ wait_ready() {
     sleep 0.5
   done
   log "error: the worker's REST API did not answer on $(rest_url) within ${START_TIMEOUT}s; stopping it"
-  stop_pid "$pid"
+  stop_pid "$pid" worker
   fail_start "worker did not come up"
-}
-
-fail_start() {
-  log "error: $1"
-  if [[ -f "$LOG_FILE" ]]; then
-    log "last 40 lines of $LOG_FILE:"
-    tail -n 40 "$LOG_FILE" >&2
-  fi
-  exit 1
-}
-
-stop_pid() {
-  local pid="$1"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT))
-  while alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
-  if alive "$pid"; then
-    log "worker (pid $pid) ignored SIGTERM for ${STOP_TIMEOUT}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + 10))
-    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
-  fi
-  rm -f "$PID_FILE"
-  log "stopped (pid $pid)"
 }
 
 cmd_stop() {
@@ -325,7 +241,7 @@ cmd_stop() {
     log "not running"
     return 0
   fi
-  stop_pid "$pid"
+  stop_pid "$pid" worker
 }
 
 cmd_status() {

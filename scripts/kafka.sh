@@ -62,91 +62,19 @@ START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 STOP_TIMEOUT=30
 EXIT_PORT_TAKEN=3
 
-if [[ -n "${JAVA_HOME:-}" ]]; then
-  JAVA="$JAVA_HOME/bin/java"
-else
-  JAVA=java
-fi
-
-log() { printf 'kafka.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+NAME=kafka.sh
+# shellcheck source=lib/servers.sh
+source "$SCRIPT_DIR/lib/servers.sh"
 die_port_taken() { log "error: $*"; exit "$EXIT_PORT_TAKEN"; }
 
 kafka_version() {
   sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM" | head -n1
 }
 
-# --- jars -------------------------------------------------------------------
-
-# Resolve the jars only when libs/ is missing or was made from a different pom
-# (a version bump re-resolves; otherwise no Maven at all on later starts).
-ensure_libs() {
-  local want have=""
-  want="$(sha256sum "$POM" | cut -d' ' -f1)"
-  [[ -f "$LIBS_STAMP" ]] && have="$(cat "$LIBS_STAMP")"
-  if [[ "$want" == "$have" ]] && compgen -G "$LIBS_DIR/kafka_2.13-*.jar" >/dev/null; then
-    return 0
-  fi
-  command -v mvn >/dev/null || die "mvn not found; it is needed once to fetch the Kafka jars"
-  log "resolving Kafka $(kafka_version) jars with Maven (first run only)..."
-  # Copy into a temp dir and swap, so an interrupted run never leaves half a libs/.
-  local tmp="$STATE_DIR/libs.tmp"
-  rm -rf "$tmp"
-  # Maven's output goes to a file (its -q mode still prints colour codes) and is
-  # shown only on failure.
-  if ! mvn -B -f "$POM" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp" >"$STATE_DIR/maven.log" 2>&1; then
-    tail -n 40 "$STATE_DIR/maven.log" >&2
-    die "Maven could not resolve the jars in $POM (full output: $STATE_DIR/maven.log)"
-  fi
-  echo "$want" >"$tmp/.pom.sha256"
-  rm -rf "$LIBS_DIR"
-  mv "$tmp" "$LIBS_DIR"
-}
-
 # --- process bookkeeping -----------------------------------------------------
 
-# Is $1 a live JVM running kafka.Kafka on our server.properties? Reads
-# /proc/PID/cmdline: `ps -o args=` is cut to $COLUMNS when that is set (as under
-# some test runners), which made a running broker look foreign.
-is_our_broker() {
-  local cmdline
-  [[ -r "/proc/$1/cmdline" ]] || return 1
-  cmdline="$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)" || return 1
-  [[ "$cmdline" == *"kafka.Kafka $CONFIG"* ]] && alive "$1"
-}
-
-# PID of the broker this script started: the pid file if it still names that
-# process (guards against a reused number), else a search by command line in
-# case the pid file was lost (so stop/wipe never miss a running broker).
-broker_pid() {
-  local pid=""
-  [[ -f "$PID_FILE" ]] && pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-  if [[ "$pid" =~ ^[0-9]+$ ]] && is_our_broker "$pid"; then
-    echo "$pid"
-    return 0
-  fi
-  for pid in $(pgrep -f 'kafka\.Kafka' || true); do
-    if is_our_broker "$pid"; then
-      echo "$pid" >"$PID_FILE"
-      echo "$pid"
-      return 0
-    fi
-  done
-  return 1
-}
-
-# Alive and not a zombie (a zombie answers kill -0 until its parent reaps it).
-alive() {
-  local st
-  st="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
-  [[ "$st" != Z* ]]
-}
-
-port_open() {
-  # Only to detect someone else holding the port; readiness is a real client call.
-  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
-}
+# The broker this state dir started (its pid file, or found by its command line).
+broker_pid() { own_pid "kafka.Kafka $CONFIG" 'kafka\.Kafka'; }
 
 # --- readiness probe ---------------------------------------------------------
 
@@ -333,7 +261,7 @@ cmd_start() {
   rm -f "$PID_FILE"
 
   command -v "$JAVA" >/dev/null || die "java not found (set JAVA_HOME or put Java 17 on PATH)"
-  ensure_libs
+  ensure_libs 'kafka_2.13-*.jar' "Kafka $(kafka_version)"
 
   # KAFKA_PORT given: exactly that port (a caller that must know the address up
   # front, e.g. a test's private broker, retries on exit 3). Otherwise 9092, or the
@@ -447,17 +375,8 @@ wait_ready() {
   done
   # Don't leave a half-started JVM behind a failed start; the next start retries cleanly.
   log "error: broker did not answer clients on $BOOTSTRAP within ${START_TIMEOUT}s; stopping it"
-  stop_pid "$pid"
+  stop_pid "$pid" broker
   fail_start "broker did not come up"
-}
-
-fail_start() {
-  log "error: $1"
-  if [[ -f "$LOG_FILE" ]]; then
-    log "last 40 lines of $LOG_FILE:"
-    tail -n 40 "$LOG_FILE" >&2
-  fi
-  exit 1
 }
 
 cmd_stop() {
@@ -471,25 +390,7 @@ cmd_stop() {
     log "not running"
     return 0
   fi
-  stop_pid "$pid"
-}
-
-# SIGTERM gives a controlled shutdown (clean log segments, fast next start);
-# SIGKILL only if it hangs.
-stop_pid() {
-  local pid="$1"
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT))
-  while alive "$pid" && ((SECONDS < deadline)); do
-    sleep 0.2
-  done
-  if alive "$pid"; then
-    log "broker (pid $pid) ignored SIGTERM for ${STOP_TIMEOUT}s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while alive "$pid"; do sleep 0.1; done
-  fi
-  rm -f "$PID_FILE"
-  log "stopped (pid $pid)"
+  stop_pid "$pid" broker
 }
 
 cmd_status() {

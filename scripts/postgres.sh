@@ -48,8 +48,9 @@ STOP_TIMEOUT=30
 EXIT_PORT_TAKEN=3
 PORT=""
 
-log() { printf 'postgres.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+NAME=postgres.sh
+# shellcheck source=lib/servers.sh
+source "$SCRIPT_DIR/lib/servers.sh"
 
 # As root, every server-side command runs as the postgres OS user (initdb and the
 # server refuse root); as anyone else, as that user.
@@ -80,26 +81,13 @@ ensure_package() {
 
 # --- process bookkeeping ---------------------------------------------------------
 
-alive() {
-  local st
-  st="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
-  [[ "$st" != Z* ]]
-}
-
 # The postmaster of this state dir: the first line of postmaster.pid, if it is a
 # live postgres started on our data dir (a stale pid file after a crash, or a
 # reused pid, never counts).
 server_pid() {
-  local pid cmdline
+  local pid
   pid="$(head -n1 "$DATA_DIR/postmaster.pid" 2>/dev/null)" || return 1
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  [[ -r "/proc/$pid/cmdline" ]] || return 1
-  cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
-  [[ "$cmdline" == *"postgres -D $DATA_DIR "* ]] && alive "$pid" && echo "$pid"
-}
-
-port_open() {
-  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+  [[ "$pid" =~ ^[0-9]+$ ]] && runs "$pid" "postgres -D $DATA_DIR " && echo "$pid"
 }
 
 password() { cat "$PASSWORD_FILE"; }
@@ -191,15 +179,6 @@ launch() {
     sleep 0.2
   done
   dsn
-}
-
-fail_start() {
-  log "error: $1"
-  if [[ -f "$LOG_FILE" ]]; then
-    log "last 30 lines of $LOG_FILE:"
-    tail -n 30 "$LOG_FILE" >&2
-  fi
-  exit 1
 }
 
 stop_server() {
